@@ -1,0 +1,130 @@
+"""One plain function per verb, called by the CLI and by tests. No Typer here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import InputError, RefusedError
+
+
+def load(runbook_path: Path, *, check_secrets: bool = True) -> Any:
+    from migrator.runbook.loader import load_runbook
+
+    return load_runbook(runbook_path, check_secrets=check_secrets)
+
+
+def state_dir_for(runbook: Any, override: Path | None) -> Path:
+    if override is not None:
+        return override
+    if os.environ.get("MIGRATE_STATE_DIR"):
+        return Path(os.environ["MIGRATE_STATE_DIR"])
+    if runbook.file.state_dir:
+        return (runbook.dir / runbook.file.state_dir).resolve()
+    return Path("state").resolve()
+
+
+def engine_for(runbook_path: Path, state_dir: Path | None, *, dry_run: bool = False, yes: bool = False,
+               accept_changes: bool = False, check_secrets: bool = True, say: Any = None) -> Any:
+    from migrator.engine.engine import Engine, Options
+
+    runbook = load(runbook_path, check_secrets=check_secrets)
+    approved = {x.strip() for x in os.environ.get("MIGRATE_APPROVE", "").split(",") if x.strip()}
+    options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes, approved=approved,
+                      interactive=sys.stdin.isatty())
+    return Engine(runbook, state_dir_for(runbook, state_dir), options, say=say)
+
+
+def guard_production(engine: Any, yes: bool, verb: str) -> None:
+    """A production runbook needs --yes, or the operator typing its name on a terminal."""
+    rb = engine.runbook
+    if not rb.file.production or yes or engine.options.dry_run:
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError(f"{rb.path}: production runbook {rb.name!r}: pass --yes to {verb} it non-interactively")
+    sys.stderr.write(f"This is the PRODUCTION runbook {rb.name!r}. Type its name to {verb}: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != rb.name:
+        raise RefusedError("not confirmed; nothing was done")
+
+
+def run(runbook: Path, state_dir: Path | None, phases: list[int], steps: list[str], dry_run: bool, yes: bool,
+        accept_changes: bool) -> int:
+    engine = engine_for(runbook, state_dir, dry_run=dry_run, yes=yes, accept_changes=accept_changes)
+    guard_production(engine, yes, "run")
+    return int(engine.run(phases or None, steps or None))
+
+
+def resume(runbook: Path, state_dir: Path | None, yes: bool, accept_changes: bool) -> int:
+    engine = engine_for(runbook, state_dir, yes=yes, accept_changes=accept_changes)
+    guard_production(engine, yes, "resume")
+    return int(engine.resume())
+
+
+def plan(runbook: Path, state_dir: Path | None, phases: list[int], steps: list[str], as_json: bool) -> list[dict[str, Any]]:
+    engine = engine_for(runbook, state_dir, dry_run=True, say=(lambda _t: None) if as_json else None)
+    result: list[dict[str, Any]] = engine.plan(phases or None, steps or None)
+    if as_json:
+        print(json.dumps({"runbook": engine.runbook.name, "plan": result}, indent=2))
+    return result
+
+
+def rollback(runbook: Path, state_dir: Path | None, step: str | None, phase: int | None, cascade: bool,
+             dry_run: bool, yes: bool) -> int:
+    if (step is None) == (phase is None):
+        raise InputError("rollback: give exactly one of --step ID or --phase N")
+    engine = engine_for(runbook, state_dir, dry_run=dry_run, yes=yes)
+    guard_production(engine, yes, "roll back")
+    return int(engine.rollback(step, phase, cascade))
+
+
+def status(runbook: Path, state_dir: Path | None, as_json: bool) -> dict[str, Any]:
+    engine = engine_for(runbook, state_dir, check_secrets=False)
+    data: dict[str, Any] = engine.status()
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_status(data))
+    return data
+
+
+def render_status(data: dict[str, Any]) -> str:
+    import time
+
+    lines = [f"runbook {data['runbook']} ({data['runbook_path']})", f"state   {data['state_file']}  lock: {data['lock']}"]
+    if data.get("runbook_changed"):
+        lines.append("note    the runbook changed since the last run")
+    phase = None
+    width = max((len(s["id"]) for s in data["steps"]), default=10)
+    for s in data["steps"]:
+        if s["phase"] != phase:
+            phase = s["phase"]
+            lines.append(f"\nphase {phase}")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["finished_at"])) if s["finished_at"] else ""
+        extra = f"  {s['error']}" if s.get("error") and s["status"] in ("failed", "interrupted") else ""
+        stamped = " (stamped)" if s.get("stamped") else ""
+        lines.append(f"  {s['id']:<{width}}  {s['status']:<11} attempts={s['attempts']:<2} {when}{stamped}{extra}")
+    return "\n".join(lines)
+
+
+def stamp(runbook: Path, state_dir: Path | None, step: str, status_: str) -> None:
+    engine = engine_for(runbook, state_dir, check_secrets=False)
+    engine.stamp(step, status_)
+    print(f"stamped {step} as {status_}")
+
+
+def unlock(runbook: Path, state_dir: Path | None) -> str:
+    engine = engine_for(runbook, state_dir, check_secrets=False)
+    lock = engine.session.lock
+    if lock.is_held():
+        raise RefusedError(f"{lock.path}: held by a running process ({lock.describe_holder_liveness()}); "
+                           "stop it instead of unlocking")
+    if lock.path.exists():
+        who = lock.holder()
+        lock.path.unlink()
+        engine.session.journal.append("unlocked", previous=who)
+        return f"removed {lock.path}" + (f" (left by pid {who.get('pid')})" if who else "")
+    return "no lock file"

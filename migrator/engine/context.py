@@ -1,0 +1,93 @@
+"""The StepContext the engine hands each step (see migrator.steps.base.StepContext)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from migrator.errors import Interrupted
+from migrator.runbook.model import Runbook
+from migrator.steps.base import Progress
+
+if TYPE_CHECKING:
+    from migrator.engine.engine import Session
+    from migrator.runbook.model import Step as RunbookStep
+
+
+class Context:
+    def __init__(self, session: Session, step: RunbookStep, deadline: float, dry_run: bool) -> None:
+        from migrator import logs
+
+        self._session = session
+        self._step = step
+        self.step_id = step.id
+        self.phase = step.phase
+        self.runbook: Runbook = session.runbook
+        self.dry_run = dry_run
+        self.deadline = deadline
+        self.log = logs.get(step=step.id, phase=step.phase)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return self._session.state.step(self.step_id).facts
+
+    def record(self, **facts: Any) -> None:
+        if self.dry_run:
+            raise RuntimeError(f"{self.step_id}: record() called during a dry run")
+        self._session.state.step(self.step_id).facts.update(facts)
+        self._session.save()
+        self._session.journal.append("facts", step=self.step_id, keys=sorted(facts))
+
+    def facts_of(self, step_id: str) -> dict[str, Any]:
+        rec = self._session.state.steps.get(step_id)
+        return dict(rec.facts) if rec else {}
+
+    def status_of(self, step_id: str) -> str:
+        rec = self._session.state.steps.get(step_id)
+        return rec.status if rec else "pending"
+
+    def finished_at(self, step_id: str) -> float | None:
+        rec = self._session.state.steps.get(step_id)
+        return rec.finished_at if rec and rec.status == "succeeded" else None
+
+    def secret(self, name: str) -> str:
+        return self._session.secrets.get(name)
+
+    def failpoint(self, where: str) -> None:
+        self._session.failpoints.hit(self.step_id, where)
+
+    def progress(self, description: str, total: float | None = None, unit: str = "") -> Progress:
+        return self._session.progress.task(description, total, unit)
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        return self._session.resource(key, factory)
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        # time.sleep is interrupted by SIGINT (KeyboardInterrupt) already; this keeps one place to
+        # change if steps ever run in threads.
+        try:
+            time.sleep(max(0.0, seconds))
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+
+    def confirm(self, prompt: str) -> bool:
+        opts = self._session.options
+        if opts.yes or self.step_id in opts.approved:
+            return True
+        if not opts.interactive:
+            return False
+        sys.stderr.write(f"{prompt} [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        return answer in ("y", "yes")
+
+    def path(self, value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (self.runbook.dir / p)

@@ -1,0 +1,529 @@
+"""The engine: ordering, check/apply/verify/rollback, retries, gates, dry-run, failpoints.
+
+A Session holds what one `migrate` invocation shares: the lock, the state, the journal, the secrets and
+the connections. Every state transition is saved atomically before the next action, so a crash at any
+point leaves a state from which `migrate resume` continues: an interrupted step is checked again and
+applied only if its effect is not there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from migrator import logs, redact
+from migrator.engine.checks import run_gate_check
+from migrator.engine.context import Context
+from migrator.engine.failpoints import Failpoints
+from migrator.errors import (
+    InputError,
+    Interrupted,
+    MigratorError,
+    PermanentError,
+    RefusedError,
+    TemporaryError,
+)
+from migrator.progress import RunProgress
+from migrator.runbook.loader import params_model
+from migrator.runbook.model import STATUSES, Runbook
+from migrator.runbook.model import Step as RunbookStep
+from migrator.runbook.secrets import SecretResolver
+from migrator.steps import load_all
+from migrator.steps.base import Plan, Step
+from migrator.store.journal import Journal
+from migrator.store.lock import RunLock
+from migrator.store.state import State, StateStore
+
+APPLIED = ("succeeded", "failed", "interrupted", "running")  # statuses whose effects may be in the world
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    yes: bool = False
+    accept_changes: bool = False
+    approved: set[str] = field(default_factory=set)
+    interactive: bool = False
+    progress: bool | None = None
+
+
+Say = Callable[[str], None]
+
+
+def state_paths(runbook: Runbook, state_dir: Path) -> tuple[Path, Path, Path]:
+    return (state_dir / f"{runbook.name}.state.json", state_dir / f"{runbook.name}.journal.jsonl",
+            state_dir / f"{runbook.name}.lock")
+
+
+class Session:
+    def __init__(self, runbook: Runbook, state_dir: Path, options: Options, say: Say) -> None:
+        self.runbook = runbook
+        self.options = options
+        self.say = say
+        state_path, journal_path, lock_path = state_paths(runbook, state_dir)
+        self.store = StateStore(state_path)
+        self.journal = Journal(journal_path)
+        self.lock = RunLock(lock_path)
+        self.state: State = self.store.load(runbook.name, str(runbook.path))
+        self.failpoints = Failpoints()
+        self.progress = RunProgress(options.progress)
+        self._resources: dict[str, Any] = {}
+        self.secrets = SecretResolver(runbook.file.secrets, runbook.dir, self._openbao_for_secrets)
+        self.log = logs.get(runbook=runbook.name)
+
+    # -- shared pieces -------------------------------------------------------------------------
+    def save(self) -> None:
+        self.store.save(self.state)
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        if key not in self._resources:
+            self._resources[key] = factory()
+        return self._resources[key]
+
+    def close_resources(self) -> None:
+        for key, res in reversed(list(self._resources.items())):
+            close = getattr(res, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # closing must never hide the run's own outcome
+                    self.log.warning("close failed", resource=key, error=str(exc))
+        self._resources.clear()
+
+    def _openbao_for_secrets(self) -> Any:
+        env = self.runbook.environment.openbao
+        if env is None:
+            raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
+        from migrator.adapters.openbao import client_for
+
+        return self.resource("openbao:source", lambda: client_for(env.source, self.secrets, via_ssh=None))
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        self.lock.acquire(command)
+        if self.lock.previous:
+            self.journal.append("stale-lock-recovered", previous=self.lock.previous)
+            self.say(f"recovered a stale lock left by pid {self.lock.previous.get('pid')} "
+                     f"on {self.lock.previous.get('host')}")
+        # Re-read once the lock is held: another process may have written it in between.
+        self.state = self.store.load(self.runbook.name, str(self.runbook.path))
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+        def to_interrupt(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        for sig in previous:
+            signal.signal(sig, to_interrupt)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close_resources()
+            self.lock.release()
+
+    def step_instance(self, step: RunbookStep, deadline: float, dry_run: bool) -> tuple[Step[Any], Context]:
+        cls = load_all()[step.spec.uses]
+        ctx = Context(self, step, deadline, dry_run)
+        return cls(ctx, params_model(step, self.secrets.get)), ctx
+
+
+class Engine:
+    def __init__(self, runbook: Runbook, state_dir: Path, options: Options | None = None, say: Say | None = None) -> None:
+        self.runbook = runbook
+        self.state_dir = state_dir
+        self.options = options or Options()
+        self.say: Say = say or (lambda text: print(text, flush=True))
+        self.session = Session(runbook, state_dir, self.options, self.say)
+        self.log = logs.get(runbook=runbook.name)
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    # -- selection and ordering ------------------------------------------------------------------
+    def select(self, phases: list[int] | None = None, step_ids: list[str] | None = None) -> list[RunbookStep]:
+        known = self.runbook.step_ids()
+        for sid in step_ids or []:
+            if sid not in known:
+                import difflib
+
+                close = difflib.get_close_matches(sid, known, n=1)
+                raise InputError(f"--step {sid}: no such step in {self.runbook.path}"
+                                 + (f"; did you mean {close[0]!r}?" if close else ""))
+        for ph in phases or []:
+            if ph not in self.runbook.phases():
+                raise InputError(f"--phase {ph}: no such phase in {self.runbook.path} (phases: "
+                                 f"{', '.join(map(str, self.runbook.phases()))})")
+        steps = [s for s in self.ordered() if (not phases or s.phase in phases) and (not step_ids or s.id in step_ids)]
+        return steps
+
+    def ordered(self) -> list[RunbookStep]:
+        """Phase by phase; within a phase, file order adjusted so every step follows what it needs."""
+        by_id = {s.id: s for s in self.runbook.steps}
+        done: set[str] = set()
+        out: list[RunbookStep] = []
+
+        def place(step: RunbookStep) -> None:
+            if step.id in done:
+                return
+            done.add(step.id)
+            for need in step.spec.needs:
+                if by_id[need].phase == step.phase:
+                    place(by_id[need])
+            out.append(step)
+
+        for phase in self.runbook.phases():
+            for step in [s for s in self.runbook.steps if s.phase == phase]:
+                place(step)
+        return out
+
+    def dependents(self, step_id: str) -> list[str]:
+        """Every step that needs `step_id`, directly or not, in run order."""
+        found: set[str] = set()
+        frontier = {step_id}
+        while frontier:
+            nxt = {s.id for s in self.runbook.steps if set(s.spec.needs) & frontier} - found
+            found |= nxt
+            frontier = nxt
+        return [s.id for s in self.ordered() if s.id in found]
+
+    # -- checks before running -------------------------------------------------------------------
+    def _check_changes(self, steps: list[RunbookStep]) -> None:
+        changed = [s.id for s in steps
+                   if self.state.steps.get(s.id) and self.state.steps[s.id].status == "succeeded"
+                   and self.state.steps[s.id].digest not in (None, s.digest)]
+        if changed and not self.options.accept_changes:
+            raise InputError(
+                f"{self.runbook.path}: the definition of completed step(s) {', '.join(changed)} changed since they "
+                "ran; review the change, then pass --accept-changes to run them again"
+            )
+
+    def _check_needs(self, step: RunbookStep, selected: set[str]) -> None:
+        for need in step.spec.needs:
+            status = self.state.step(need).status if need in self.state.steps else "pending"
+            if status not in ("succeeded", "skipped") and need not in selected:
+                raise RefusedError(f"{step.id} needs {need}, which is {status}; run it first (migrate run --step {need})")
+
+    # -- run -------------------------------------------------------------------------------------
+    def run(self, phases: list[int] | None = None, step_ids: list[str] | None = None, command: str = "run") -> int:
+        """Run the selected steps (all by default), skipping those already done. Returns steps run."""
+        steps = self.select(phases, step_ids)
+        if self.options.dry_run:
+            self.plan(phases, step_ids)
+            return 0
+        s = self.session
+        with s.locked(command):
+            self._check_changes(steps)
+            s.state.runbook_digest = self.runbook.digest
+            s.state.extra["last_run"] = {"phases": phases or [], "steps": step_ids or []}
+            s.save()
+            s.journal.append("run-started", command=command, phases=phases or [], steps=step_ids or [],
+                             runbook_digest=self.runbook.digest)
+            ran = 0
+            selected = {x.id for x in steps}
+            with s.progress:
+                s.progress.steps(len(steps))
+                for index, step in enumerate(steps, 1):
+                    rec = s.state.step(step.id)
+                    rec.phase = step.phase
+                    changed = rec.digest not in (None, step.digest)
+                    if rec.status in ("succeeded", "skipped") and not (changed and self.options.accept_changes):
+                        s.progress.step_finished()
+                        continue
+                    self._check_needs(step, selected)
+                    s.progress.step_started(step.phase, index, len(steps), step.id)
+                    self._execute(step)
+                    s.progress.step_finished()
+                    ran += 1
+            s.journal.append("run-finished", command=command, steps_run=ran)
+            return ran
+
+    def resume(self) -> int:
+        last = self.state.extra.get("last_run")
+        if last is None:
+            raise InputError(f"{self.session.store.path}: nothing to resume (no run recorded); use migrate run")
+        return self.run(last.get("phases") or None, last.get("steps") or None, command="resume")
+
+    def _execute(self, step: RunbookStep) -> None:
+        s = self.session
+        rec = s.state.step(step.id)
+        resumed = rec.status in ("running", "interrupted", "failed")
+        rec.status, rec.stage, rec.error = "running", "check", None
+        rec.attempts += 1
+        rec.started_at, rec.finished_at = time.time(), None
+        rec.digest = step.digest
+        s.save()
+        s.journal.append("step-started", step=step.id, phase=step.phase, attempt=rec.attempts, resumed=resumed)
+        self.say(f"▶ [{step.phase}] {step.id} ({step.spec.uses}){' — resuming' if resumed else ''}")
+        started = time.monotonic()
+        try:
+            inst, ctx = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=False)
+            s.failpoints.hit(step.id, "before-apply")
+            check = inst.check()
+            if check.done:
+                s.journal.append("step-already-applied", step=step.id, reason=check.reason)
+                self.say(f"  already in place: {check.reason}")
+            else:
+                rec.stage = "apply"
+                s.save()
+                self._with_retries(step, inst.apply, "apply")
+            s.failpoints.hit(step.id, "after-apply")
+            s.failpoints.hit(step.id, "before-verify")
+            rec.stage = "verify"
+            s.save()
+            self._gate(step, inst)
+            s.failpoints.hit(step.id, "after-verify")
+            rec.report = inst.report()
+        except (KeyboardInterrupt, Interrupted):
+            rec.status, rec.error = "interrupted", f"interrupted during {rec.stage}"
+            rec.finished_at = time.time()
+            s.save()
+            s.journal.append("step-interrupted", step=step.id, stage=rec.stage)
+            raise Interrupted(f"{step.id}: interrupted during {rec.stage}; run `migrate resume` to continue") from None
+        except MigratorError as exc:
+            self._failed(step, str(exc))
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: record it, then surface it
+            self._failed(step, f"{exc.__class__.__name__}: {exc}")
+            raise
+        rec.status, rec.stage = "succeeded", None
+        rec.finished_at = time.time()
+        s.save()
+        elapsed = time.monotonic() - started
+        s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3))
+        self.say(f"✓ [{step.phase}] {step.id} ({elapsed:.1f}s)")
+
+    def _failed(self, step: RunbookStep, message: str) -> None:
+        s = self.session
+        rec = s.state.step(step.id)
+        rec.status, rec.error = "failed", redact.redact(message)
+        rec.finished_at = time.time()
+        s.save()
+        s.journal.append("step-failed", step=step.id, stage=rec.stage, error=rec.error)
+
+    def _with_retries(self, step: RunbookStep, fn: Callable[[], None], what: str) -> None:
+        """Temporary errors retried with exponential backoff and jitter within retries and timeout."""
+        from tenacity import (
+            RetryCallState,
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_after_delay,
+            wait_exponential_jitter,
+        )
+
+        s = self.session
+        backoff = wait_exponential_jitter(initial=0.2, max=20, jitter=0.5)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, TemporaryError) and exc.delay is not None:
+                return exc.delay
+            return float(backoff(state))
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            rec = s.state.step(step.id)
+            rec.attempts += 1
+            rec.error = redact.redact(str(exc))
+            s.save()
+            s.journal.append("step-retry", step=step.id, stage=what, error=rec.error,
+                             next_in=round(state.next_action.sleep if state.next_action else 0, 3))
+            self.say(f"  retrying {what} of {step.id}: {rec.error}")
+
+        retrying = Retrying(
+            stop=stop_after_attempt(step.spec.retries + 1) | stop_after_delay(step.spec.timeout),
+            wait=wait, retry=retry_if_exception_type(TemporaryError), before_sleep=before_sleep, reraise=True,
+        )
+        try:
+            retrying(fn)
+        except TemporaryError as exc:
+            raise PermanentError(f"{step.id}: {what} failed after {step.spec.retries + 1} tries: {exc}") from None
+
+    def _gate(self, step: RunbookStep, inst: Step[Any]) -> None:
+        gate = step.spec.gate
+        deadline = time.monotonic() + gate.timeout
+        ok = 0
+        last = ""
+        while True:
+            try:
+                inst.verify()
+                for check in gate.checks:
+                    run_gate_check(check)
+                ok += 1
+                if ok >= gate.successes:
+                    self.session.journal.append("gate-passed", step=step.id, successes=ok)
+                    return
+            except TemporaryError as exc:  # GateNotReady included
+                ok, last = 0, str(exc)
+            if time.monotonic() >= deadline:
+                raise PermanentError(f"{step.id}: gate failed after {gate.timeout:g}s: {last or 'not enough successes'}")
+            time.sleep(gate.interval)
+
+    # -- plan (dry run) --------------------------------------------------------------------------
+    def plan(self, phases: list[int] | None = None, step_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """What run would do, without changing anything (no state write, no lock)."""
+        out = []
+        s = self.session
+        for step in self.select(phases, step_ids):
+            rec = s.state.steps.get(step.id)
+            entry: dict[str, Any] = {"id": step.id, "phase": step.phase, "uses": step.spec.uses,
+                                     "status": rec.status if rec else "pending"}
+            if rec and rec.status in ("succeeded", "skipped") and rec.digest in (None, step.digest):
+                entry["action"] = "skip (already done)"
+                out.append(entry)
+                self.say(f"= [{step.phase}] {step.id}: done")
+                continue
+            try:
+                inst, _ = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=True)
+                check = inst.check()
+                if check.done:
+                    entry["action"] = f"nothing to change ({check.reason})"
+                    self.say(f"= [{step.phase}] {step.id}: in place ({check.reason})")
+                else:
+                    plan = inst.plan()
+                    entry.update(action="apply", changes=plan.changes, unknowns=plan.unknowns, waits=plan.waits)
+                    self._say_plan(step, plan)
+            except MigratorError as exc:
+                entry.update(action="cannot plan", error=redact.redact(str(exc)))
+                self.say(f"? [{step.phase}] {step.id}: cannot plan: {redact.redact(str(exc))}")
+            out.append(entry)
+        s.close_resources()
+        return out
+
+    def _say_plan(self, step: RunbookStep, plan: Plan, verb: str = "") -> None:
+        self.say(f"+ [{step.phase}] {step.id} ({step.spec.uses}){verb}")
+        for c in plan.changes:
+            self.say(f"    ~ {redact.redact(c)}")
+        for w in plan.waits:
+            self.say(f"    ⧗ {redact.redact(w)}")
+        for u in plan.unknowns:
+            self.say(f"    ? {redact.redact(u)}")
+
+    # -- rollback --------------------------------------------------------------------------------
+    def rollback_targets(self, step_id: str | None, phase: int | None, cascade: bool) -> list[RunbookStep]:
+        if step_id is not None:
+            targets = self.select(None, [step_id])
+        elif phase is not None:
+            targets = self.select([phase], None)
+        else:
+            raise InputError("rollback: give --step ID or --phase N")
+        applied = {sid for sid, rec in self.state.steps.items() if rec.status in APPLIED}
+        target_ids = {t.id for t in targets}
+        blocking: list[str] = []
+        for t in targets:
+            blocking += [d for d in self.dependents(t.id) if d in applied and d not in target_ids and d not in blocking]
+        if blocking and not cascade:
+            raise RefusedError(
+                f"cannot roll back {step_id or f'phase {phase}'}: still applied and depending on it: "
+                f"{', '.join(blocking)}; roll those back first or pass --cascade"
+            )
+        chosen = target_ids | set(blocking)
+        order = [s for s in reversed(self.ordered()) if s.id in chosen and s.id in applied]
+        # Point of no return: once such a step succeeded, nothing before it (nor itself) is undone.
+        run_order = [s.id for s in self.ordered()]
+        for ponr in (s for s in self.runbook.steps if s.spec.point_of_no_return):
+            rec = self.state.steps.get(ponr.id)
+            if rec and rec.status == "succeeded":
+                late = [s.id for s in order if run_order.index(s.id) <= run_order.index(ponr.id)]
+                if late:
+                    raise RefusedError(f"cannot roll back {', '.join(late)}: the point of no return {ponr.id} "
+                                       "has passed; `migrate stamp` records a manual undo")
+        for s in order:
+            cls = load_all()[s.spec.uses]
+            if not s.spec.rollback or not cls.reversible:
+                raise RefusedError(f"{s.id} ({s.spec.uses}) cannot be rolled back"
+                                   + ("" if cls.reversible else " by nature") + "; nothing was undone")
+        return order
+
+    def rollback(self, step_id: str | None = None, phase: int | None = None, cascade: bool = False) -> int:
+        order = self.rollback_targets(step_id, phase, cascade)
+        s = self.session
+        if self.options.dry_run:
+            for step in order:
+                inst, _ = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=True)
+                self._say_plan(step, inst.rollback_plan(), " — rollback")
+            s.close_resources()
+            return len(order)
+        if not order:
+            self.say("nothing to roll back")
+            return 0
+        with s.locked("rollback"):
+            order = self.rollback_targets(step_id, phase, cascade)  # again, under the lock
+            for step in order:
+                self._rollback_one(step)
+        return len(order)
+
+    def _rollback_one(self, step: RunbookStep) -> None:
+        s = self.session
+        rec = s.state.step(step.id)
+        rec.stage, rec.error = "rollback", None
+        s.save()
+        s.journal.append("rollback-started", step=step.id, from_status=rec.status)
+        self.say(f"↶ [{step.phase}] {step.id}")
+        try:
+            inst, _ = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=False)
+            s.failpoints.hit(step.id, "before-rollback")
+            self._with_retries(step, inst.rollback, "rollback")
+            s.failpoints.hit(step.id, "after-rollback")
+        except (KeyboardInterrupt, Interrupted):
+            rec.error = "interrupted during rollback"
+            s.save()
+            s.journal.append("rollback-interrupted", step=step.id)
+            raise Interrupted(f"{step.id}: interrupted during rollback; run the rollback again") from None
+        except MigratorError as exc:
+            rec.error = redact.redact(f"rollback failed: {exc}")
+            s.save()
+            s.journal.append("rollback-failed", step=step.id, error=rec.error)
+            raise
+        rec.status, rec.stage, rec.rolled_back_at = "rolled_back", None, time.time()
+        s.save()
+        s.journal.append("rollback-succeeded", step=step.id)
+        self.say(f"✓ rolled back {step.id}")
+
+    # -- stamp, status ---------------------------------------------------------------------------
+    def stamp(self, step_id: str, status: str) -> None:
+        if status not in STATUSES or status == "running":
+            raise InputError(f"--status {status}: expected one of {', '.join(x for x in STATUSES if x != 'running')}")
+        step = self.select(None, [step_id])[0]
+        s = self.session
+        with s.locked("stamp"):
+            rec = s.state.step(step_id)
+            old = rec.status
+            rec.status, rec.stamped, rec.phase = status, True, step.phase
+            rec.digest = step.digest
+            if status == "succeeded":
+                rec.finished_at = time.time()
+            s.save()
+            s.journal.append("stamped", step=step_id, old=old, new=status, user=os.environ.get("USER", "?"))
+
+    def status(self) -> dict[str, Any]:
+        steps = []
+        for step in self.ordered():
+            rec = self.state.steps.get(step.id)
+            steps.append({
+                "id": step.id, "phase": step.phase, "uses": step.spec.uses,
+                "status": rec.status if rec else "pending", "attempts": rec.attempts if rec else 0,
+                "started_at": rec.started_at if rec else None, "finished_at": rec.finished_at if rec else None,
+                "error": rec.error if rec else None, "stamped": rec.stamped if rec else False,
+            })
+        return {
+            "runbook": self.runbook.name, "runbook_path": str(self.runbook.path),
+            "state_file": str(self.session.store.path),
+            "runbook_changed": bool(self.state.runbook_digest and self.state.runbook_digest != self.runbook.digest),
+            "lock": self.session.lock.describe_holder_liveness() if self.session.lock.is_held() else "free",
+            "steps": steps,
+        }
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,113 @@
+"""The `environment:` section of a runbook: where the source, the target and DNS are.
+
+Each section is owned by the adapters that read it (ssh/docker: `source`; kube: `target`; dns: `dns`;
+openbao: `openbao`). Phases never hold environment facts: they reference them as
+`${environment.target.ingress_address}`, so sandbox, kind and production share the same phases.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from migrator.steps.base import StrictModel
+
+
+class HostPort(StrictModel):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class SSHConfig(StrictModel):
+    """How to reach the VPS. Values left out come from ~/.ssh/config (Host alias, IdentityFile...)."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts: str | None = None
+    config_file: str | None = None  # default ~/.ssh/config
+    # Rehearsals only: accept and remember an unknown host key. Never for production.
+    accept_unknown_host_key: bool = False
+    keepalive_s: int = 15
+    connect_timeout_s: float = 10
+    # Environment of the far side for `docker system dial-stdio`, when sshd does not set it.
+    docker_host: str | None = None
+
+
+class SourceConfig(StrictModel):
+    """The VPS running Docker Compose."""
+
+    ssh: SSHConfig
+    address: str  # the VPS's public address: what DNS points at before cutover and after rollback
+    compose_project: str = "sevensa"
+    compose_dir: str | None = None  # where the compose file lives on the VPS, for `compose up/down`
+    compose_files: list[str] = Field(default_factory=list)
+    env_file: str | None = None  # on the VPS
+
+
+class EndpointConfig(StrictModel):
+    """A data-plane endpoint standing for a pod (sandbox) or reached by port-forward (real cluster)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    namespace: str | None = None
+    pod: str | None = None  # for exec/port-forward on a real cluster
+    container: str | None = None
+    remote_port: int | None = None
+    path: str | None = None  # for volume targets standing in for a PVC (sandbox)
+
+
+class TargetConfig(StrictModel):
+    """The Kubernetes cluster."""
+
+    kubeconfig: str | None = None  # default: $KUBECONFIG, then ~/.kube/config
+    context: str | None = None
+    ingress_address: str  # what DNS points at after cutover
+    ingress_port: int = 443
+    ingress_scheme: Literal["http", "https"] = "https"
+    storage_class: str = "standard"
+    # How the migrator reaches the data inside pods: 'endpoint' uses `endpoints` directly (the
+    # sandbox's stand-in servers); 'port-forward' and 'exec' go through the API server.
+    data_access: Literal["endpoint", "port-forward", "exec"] = "port-forward"
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    volume_paths: dict[str, str] = Field(default_factory=dict)  # sandbox: PVC name -> host directory
+
+
+class TSIGConfig(StrictModel):
+    name: str
+    algorithm: str = "hmac-sha256"
+    secret: str  # the name of a runbook secret holding the base64 key
+
+
+class DNSConfig(StrictModel):
+    provider: Literal["rfc2136"] = "rfc2136"
+    zone: str
+    primary: HostPort  # where updates are sent
+    tsig: TSIGConfig
+    # NS host name -> address to ask it at (the sandbox's servers listen on loopback ports).
+    nameservers: dict[str, HostPort] = Field(default_factory=dict)
+    resolvers: list[HostPort] = Field(default_factory=list)
+    timeout_s: float = 3
+
+
+class OpenBaoEndpoint(StrictModel):
+    address: str  # e.g. https://vault.sevensa.nl:8200 or http://127.0.0.1:28200
+    token: str | None = None  # the name of a runbook secret
+    ca_file: str | None = None
+    tls_verify: bool = True
+
+
+class OpenBaoConfig(StrictModel):
+    source: OpenBaoEndpoint
+    target: OpenBaoEndpoint
+    # When set, the source is reached through an SSH tunnel to this address as seen from the VPS.
+    source_via_ssh: HostPort | None = None
+
+
+class Environment(StrictModel):
+    source: SourceConfig | None = None
+    target: TargetConfig | None = None
+    dns: DNSConfig | None = None
+    openbao: OpenBaoConfig | None = None

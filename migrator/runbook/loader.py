@@ -1,0 +1,231 @@
+"""Load a runbook and its phase files, interpolate, and validate everything before anything runs.
+
+Every problem is reported, not just the first, each as `FILE:LINE: path.to.field: what is wrong`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from migrator.errors import InputError
+from migrator.runbook import secrets as secretmod
+from migrator.runbook.interpolate import Unresolved, interpolate, lookup_path, references
+from migrator.runbook.model import (
+    EnvSecret,
+    FileSecret,
+    PhaseFile,
+    Runbook,
+    RunbookFile,
+    Step,
+    StepSpec,
+)
+from migrator.runbook.yamlsrc import Loc, Located, load_yaml
+
+SECRET_PLACEHOLDER = "secret-value-placeholder"
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc) or "(top)"
+
+
+def pydantic_problems(src: Located, exc: ValidationError, prefix: Loc = ()) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("]")))
+        # Union members show up as extra loc parts ('EnvSecret'...); keep the field path readable.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+        loc = tuple("with" if p == "with_" else p for p in loc)
+        full = (*prefix, *loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        out.append(f"{src.where(full)}: {_dotted(full)}: {msg}")
+    return out
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _Validator:
+    def __init__(self, path: Path, *, check_secrets: bool) -> None:
+        self.path = path
+        self.check_secrets = check_secrets
+        self.problems: list[str] = []
+
+    def fail(self, where: str, field: str, msg: str) -> None:
+        self.problems.append(f"{where}: {field}: {msg}")
+
+    def load(self) -> Runbook:
+        src = load_yaml(self.path)
+        if not isinstance(src.data, dict):
+            raise InputError(f"{self.path}:1: (top): expected a mapping with name, phases, environment...")
+        raw = src.data
+        try:
+            head = RunbookFile.model_validate({**raw, "environment": {}})
+        except ValidationError as exc:
+            self.problems += pydantic_problems(src, exc)
+            raise InputError("invalid runbook", self.problems) from None
+
+        base = self.path.parent
+        ctx: dict[str, Any] = {"runbook": {"dir": str(base.resolve()), "name": head.name}}
+
+        def lookup(ns: str, key: str) -> Any:
+            if ns not in ctx:
+                raise Unresolved(f"{ns}.{key}", f"unknown namespace {ns!r} (expected vars, environment, runbook, secrets)")
+            return lookup_path(ctx[ns], key, ns)
+
+        # vars may use ${runbook.*} only; then environment and steps may use vars.
+        try:
+            ctx["vars"] = interpolate(head.vars, lookup)
+        except Unresolved as exc:
+            self.fail(src.where(("vars",)), "vars", exc.why)
+            ctx["vars"] = head.vars
+        env_raw = raw.get("environment") or {}
+        try:
+            env_interp = interpolate(env_raw, lookup)
+        except Unresolved as exc:
+            self.fail(src.where(("environment",)), "environment", exc.why)
+            env_interp = {}
+        try:
+            rb_file = RunbookFile.model_validate({**raw, "environment": env_interp})
+        except ValidationError as exc:
+            self.problems += pydantic_problems(src, exc)
+            rb_file = head
+        ctx["environment"] = rb_file.environment.model_dump(mode="json") if rb_file is not head else env_interp
+
+        self._check_secrets(src, rb_file)
+        steps, names = self._load_phases(src, rb_file, lookup)
+        self._check_graph(steps)
+        if self.problems:
+            raise InputError("invalid runbook", self.problems)
+        digest = _digest([s.digest for s in steps] + [rb_file.model_dump(mode="json", exclude={"description"})])
+        return Runbook(path=self.path, file=rb_file, steps=steps, digest=digest, phase_names=names)
+
+    def _check_secrets(self, src: Located, rb: RunbookFile) -> None:
+        for name, ref in rb.secrets.items():
+            if not self.check_secrets or not isinstance(ref, EnvSecret | FileSecret):
+                continue
+            try:
+                secretmod.resolve_local(ref, self.path.parent)
+            except ValueError as exc:
+                self.fail(src.where(("secrets", name)), f"secrets.{name}", f"cannot resolve: {exc}")
+
+    def _load_phases(self, src: Located, rb: RunbookFile, lookup: Any) -> tuple[list[Step], dict[int, str]]:
+        from migrator.steps import load_all
+
+        types = load_all()
+        steps: list[Step] = []
+        names: dict[int, str] = {}
+        seen: dict[str, str] = {}
+        for i, rel in enumerate(rb.phases):
+            ppath = (self.path.parent / rel).resolve()
+            try:
+                psrc = load_yaml(ppath)
+            except InputError as exc:
+                self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
+                continue
+            try:
+                phase = PhaseFile.model_validate(psrc.data)
+            except ValidationError as exc:
+                self.problems += pydantic_problems(psrc, exc)
+                continue
+            if phase.phase in names:
+                self.fail(psrc.where(("phase",)), "phase", f"phase {phase.phase} is defined twice")
+            names[phase.phase] = phase.name
+            for j, spec in enumerate(phase.steps):
+                loc: Loc = ("steps", j)
+                where = psrc.where((*loc, "id"))
+                if spec.id in seen:
+                    self.fail(where, f"steps.{j}.id", f"duplicate step id {spec.id!r} (first at {seen[spec.id]})")
+                    continue
+                seen[spec.id] = where
+                raw_with = (psrc.data["steps"][j] or {}).get("with") or {}
+                params = self._params(psrc, loc, spec, raw_with, rb, lookup, types)
+                digest = _digest({"uses": spec.uses, "with": params, "gate": spec.gate.model_dump(),
+                                  "rollback": spec.rollback, "ponr": spec.point_of_no_return})
+                steps.append(Step(spec=spec, phase=phase.phase, phase_name=phase.name, source=where,
+                                  params_raw=params, digest=digest))
+        steps.sort(key=lambda s: s.phase)  # stable: file order within a phase
+        return steps, names
+
+    def _params(self, psrc: Located, loc: Loc, spec: StepSpec, raw_with: dict[str, Any], rb: RunbookFile,
+                lookup: Any, types: dict[str, Any]) -> dict[str, Any]:
+        try:
+            params = interpolate(raw_with, lookup, keep=frozenset({"secrets"}))
+        except Unresolved as exc:
+            self.fail(psrc.where((*loc, "with")), f"{_dotted(loc)}.with", exc.why)
+            return dict(raw_with)
+        for name in sorted(references(params, "secrets")):
+            if name not in rb.secrets:
+                self.fail(psrc.where((*loc, "with")), f"{_dotted(loc)}.with",
+                          f"secret {name!r} is not defined in the runbook's secrets")
+        cls = types.get(spec.uses)
+        if cls is None:
+            close = difflib.get_close_matches(spec.uses, list(types), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(types))}"
+            self.fail(psrc.where((*loc, "uses")), f"{_dotted(loc)}.uses", f"unknown step type {spec.uses!r}{hint}")
+            return params
+        probe = interpolate(params, lambda ns, key: SECRET_PLACEHOLDER)
+        try:
+            cls.Params.model_validate(probe)
+        except ValidationError as exc:
+            self.problems += pydantic_problems(psrc, exc, prefix=(*loc, "with"))
+        return params
+
+    def _check_graph(self, steps: list[Step]) -> None:
+        by_id = {s.id: s for s in steps}
+        for s in steps:
+            for need in s.spec.needs:
+                if need not in by_id:
+                    close = difflib.get_close_matches(need, list(by_id), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    self.fail(s.source, f"{s.id}.needs", f"unknown step {need!r}{hint}")
+                elif by_id[need].phase > s.phase:
+                    self.fail(s.source, f"{s.id}.needs",
+                              f"{need!r} is in a later phase ({by_id[need].phase} > {s.phase})")
+        # Cycle detection by depth-first search over `needs`.
+        state: dict[str, int] = {}
+
+        def visit(node: str, trail: list[str]) -> None:
+            state[node] = 1
+            for need in by_id[node].spec.needs:
+                if need not in by_id:
+                    continue
+                if state.get(need) == 1:
+                    cycle = trail[trail.index(need):] + [need] if need in trail else [node, need]
+                    self.fail(by_id[node].source, f"{node}.needs", f"dependency cycle: {' -> '.join(cycle)}")
+                elif need not in state:
+                    visit(need, [*trail, need])
+            state[node] = 2
+
+        for s in steps:
+            if s.id not in state:
+                visit(s.id, [s.id])
+
+
+def load_runbook(path: Path, *, check_secrets: bool = True) -> Runbook:
+    """Load and validate; raises InputError listing every problem."""
+    return _Validator(path, check_secrets=check_secrets).load()
+
+
+def params_model(step: Step, resolve_secret: Any) -> BaseModel:
+    """The step's validated Params with secrets substituted (in memory only, never persisted)."""
+    from migrator.steps import load_all
+
+    cls = load_all()[step.spec.uses]
+    def lookup(ns: str, key: str) -> Any:
+        if ns != "secrets":
+            raise InputError(f"{step.source}: {step.id}.with: unresolved reference ${{{ns}.{key}}}")
+        return resolve_secret(key)
+
+    values = interpolate(step.params_raw, lookup)
+    return cls.Params.model_validate(values)

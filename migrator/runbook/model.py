@@ -1,0 +1,164 @@
+"""The runbook and phase models: validated up front, before anything touches the world."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from migrator.runbook.environment import Environment
+from migrator.steps.base import StrictModel
+
+STEP_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class HttpCheck(StrictModel):
+    url: str
+    host_header: str | None = None
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    expect_body: str | None = None  # a substring
+    timeout_s: float = 5
+    tls_verify: bool = True
+
+
+class TcpCheck(StrictModel):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    timeout_s: float = 3
+
+
+class GateCheck(StrictModel):
+    """An extra health check in a gate, beside the step's own `verify`."""
+
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GateCheck:
+        if (self.http is None) == (self.tcp is None):
+            raise ValueError("give exactly one of http, tcp")
+        return self
+
+
+class Gate(StrictModel):
+    timeout: float = Field(default=60, gt=0, description="seconds until the gate fails")
+    interval: float = Field(default=1, gt=0)
+    successes: int = Field(default=1, ge=1, description="consecutive successes needed")
+    checks: list[GateCheck] = Field(default_factory=list)
+
+
+class StepSpec(StrictModel):
+    id: str
+    uses: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    needs: list[str] = Field(default_factory=list)
+    gate: Gate = Field(default_factory=Gate)
+    retries: int = Field(default=3, ge=0, le=100)
+    timeout: float = Field(default=900, gt=0, description="seconds for apply, retries included")
+    rollback: bool = True
+    point_of_no_return: bool = False
+    description: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _kebab(cls, value: str) -> str:
+        if not STEP_ID.match(value):
+            raise ValueError(f"expected a kebab-case id like 'dns-cutover', got {value!r}")
+        return value
+
+
+class PhaseFile(StrictModel):
+    phase: int = Field(ge=1, le=99)
+    name: str
+    description: str = ""
+    steps: list[StepSpec]
+
+
+class EnvSecret(StrictModel):
+    env: str
+
+
+class FileSecret(StrictModel):
+    file: str
+    key: str | None = None  # read KEY=value from an env-format file instead of the whole file
+
+
+class OpenBaoRef(StrictModel):
+    path: str  # KV v2 path under the mount, e.g. rentguy/db
+    key: str
+    mount: str = "secret"
+
+
+class OpenBaoSecret(StrictModel):
+    openbao: OpenBaoRef
+
+
+SecretRef = EnvSecret | FileSecret | OpenBaoSecret
+
+
+class RunbookFile(StrictModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    production: bool = False
+    phases: list[str]
+    state_dir: str | None = None  # relative to the runbook; default: ./state of the working directory
+    vars: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    environment: Environment = Field(default_factory=Environment)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    """One step of the loaded runbook: its spec with `with` interpolated (secrets still as references)."""
+
+    spec: StepSpec
+    phase: int
+    phase_name: str
+    source: str  # FILE:LINE of its `id`
+    params_raw: dict[str, Any]
+    digest: str
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass
+class Runbook:
+    path: Path
+    file: RunbookFile
+    steps: list[Step]
+    digest: str
+    phase_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def environment(self) -> Environment:
+        return self.file.environment
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def step_ids(self) -> list[str]:
+        return [s.id for s in self.steps]
+
+    def phases(self) -> list[int]:
+        return sorted({s.phase for s in self.steps})
+
+
+Status = Literal["pending", "running", "succeeded", "failed", "interrupted", "rolled_back", "skipped"]
+STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "interrupted", "rolled_back", "skipped")

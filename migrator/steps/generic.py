@@ -1,0 +1,215 @@
+"""Step types that need no external service: shell.run, file.write, check.http, check.tcp, approval."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from migrator.engine.checks import http_check, tcp_check
+from migrator.errors import GateNotReady, PermanentError
+from migrator.runbook.model import HttpCheck, TcpCheck
+from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.store.atomic import write_atomic
+
+Command = str | list[str]
+
+
+def _argv(command: Command) -> list[str]:
+    # A string is a shell snippet, run by an explicit /bin/sh; a list is an argv, run as is.
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+def _no_secrets_in_argv(value: Command | None) -> Command | None:
+    text = value if isinstance(value, str) else " ".join(value or [])
+    if "${secrets." in text:
+        raise ValueError("secrets must not appear in a command line (argv is visible to every user); "
+                         "pass them in env: and read $NAME in the command")
+    return value
+
+
+class ShellParams(StrictModel):
+    command: Command
+    creates: str | None = None  # done when this path exists
+    unless: Command | None = None  # done when this command exits 0
+    undo: Command | None = None  # rollback command
+    verify: Command | None = None  # gate command: exit 0 when healthy
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+    _argv_check = field_validator("command", "unless", "undo", "verify")(_no_secrets_in_argv)
+
+
+@step_type("shell.run")
+class ShellRun(Step[ShellParams]):
+    """Run a command; idempotent through `creates:` or `unless:`; undone by `undo:`."""
+
+    def _run(self, command: Command, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.params.env}
+        cwd = self.ctx.path(self.params.cwd) if self.params.cwd else self.ctx.runbook.dir
+        try:
+            proc = subprocess.run(_argv(command), env=env, cwd=cwd, capture_output=True, text=True,
+                                  timeout=max(1.0, self.ctx.remaining()))
+        except subprocess.TimeoutExpired:
+            raise PermanentError(f"{what} timed out after {self.ctx.remaining():.0f}s") from None
+        except FileNotFoundError as exc:
+            raise PermanentError(f"{what}: {exc.strerror}: {exc.filename}") from None
+        if check and proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise PermanentError(f"{what} exited {proc.returncode}: {' | '.join(tail)}")
+        return proc
+
+    def check(self) -> Check:
+        if self.params.creates and self.ctx.path(self.params.creates).exists():
+            return Check(True, f"{self.params.creates} exists")
+        if self.params.unless is not None:
+            if self._run(self.params.unless, "unless", check=False).returncode == 0:
+                return Check(True, "the `unless` command succeeded")
+        return Check(False, "no `creates` path and `unless` failed" if self.params.unless else "not yet run")
+
+    def plan(self) -> Plan:
+        return Plan(changes=[f"run: {self.params.command}"],
+                    unknowns=[] if (self.params.creates or self.params.unless) else ["no creates/unless: it runs every time"])
+
+    def apply(self) -> None:
+        self._run(self.params.command, "command")
+
+    def verify(self) -> None:
+        if self.params.verify is not None:
+            proc = self._run(self.params.verify, "verify", check=False)
+            if proc.returncode != 0:
+                raise GateNotReady(f"verify command exited {proc.returncode}")
+
+    def rollback(self) -> None:
+        if self.params.undo is None:
+            raise PermanentError(f"{self.ctx.step_id}: no `undo:` command to roll back with")
+        self._run(self.params.undo, "undo")
+
+    def rollback_plan(self) -> Plan:
+        return Plan(changes=[f"run: {self.params.undo}" if self.params.undo else "nothing: no undo command"])
+
+
+class FileParams(StrictModel):
+    path: str
+    content: str
+    mode: int = 0o644
+
+
+@step_type("file.write")
+class FileWrite(Step[FileParams]):
+    """Write a file; rollback restores what was there (kept in a 0600 backup file, not in the state)."""
+
+    def _target(self) -> Path:
+        return self.ctx.path(self.params.path)
+
+    def _backup(self) -> Path:
+        return self.ctx.path(self.ctx.runbook.file.state_dir or "state") / "backups" / f"{self.ctx.step_id}.bak"
+
+    def check(self) -> Check:
+        target = self._target()
+        if target.is_file() and target.read_bytes() == self.params.content.encode():
+            return Check(True, f"{target} has the expected content")
+        return Check(False, f"{target} differs" if target.exists() else f"{target} does not exist")
+
+    def plan(self) -> Plan:
+        target = self._target()
+        return Plan(changes=[f"{'replace' if target.exists() else 'create'} {target} "
+                             f"({len(self.params.content.encode())} bytes)"])
+
+    def apply(self) -> None:
+        target = self._target()
+        if "existed" not in self.ctx.facts:  # first attempt only: later ones would back up our own write
+            existed = target.is_file()
+            sha = None
+            if existed:
+                data = target.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                write_atomic(self._backup(), data)
+            self.ctx.record(existed=existed, previous_sha256=sha, backup=str(self._backup()) if existed else None)
+        write_atomic(target, self.params.content.encode(), mode=self.params.mode)
+
+    def rollback(self) -> None:
+        facts = self.ctx.facts
+        target = self._target()
+        if "existed" not in facts:
+            return  # apply never started: nothing to undo
+        if facts["existed"]:
+            data = Path(facts["backup"]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != facts["previous_sha256"]:
+                raise PermanentError(f"backup {facts['backup']} does not match its recorded checksum; not restored")
+            write_atomic(target, data)
+        else:
+            target.unlink(missing_ok=True)
+
+    def rollback_plan(self) -> Plan:
+        facts = self.ctx.facts
+        if facts.get("existed"):
+            return Plan(changes=[f"restore {self._target()} from {facts.get('backup')}"])
+        return Plan(changes=[f"remove {self._target()}"])
+
+
+class HttpParams(HttpCheck):
+    pass
+
+
+class _CheckStep:
+    """Checks change nothing: apply is empty, verify is the check, rollback has nothing to undo."""
+
+    def check(self) -> Check:
+        return Check(True, "a check changes nothing")
+
+    def plan(self) -> Plan:
+        return Plan()
+
+    def apply(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
+@step_type("check.http")
+class CheckHttp(_CheckStep, Step[HttpParams]):  # type: ignore[misc]
+    def verify(self) -> None:
+        http_check(self.params)
+
+
+class TcpParams(TcpCheck):
+    pass
+
+
+@step_type("check.tcp")
+class CheckTcp(_CheckStep, Step[TcpParams]):  # type: ignore[misc]
+    def verify(self) -> None:
+        tcp_check(self.params)
+
+
+class ApprovalParams(StrictModel):
+    prompt: str = "Continue?"
+
+
+@step_type("approval")
+class Approval(Step[ApprovalParams]):
+    """A manual gate: prompt on a terminal, or --yes, or MIGRATE_APPROVE=step-id,..."""
+
+    def check(self) -> Check:
+        at = self.ctx.facts.get("approved_at")
+        return Check(bool(at), f"approved at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}" if at else "")
+
+    def plan(self) -> Plan:
+        return Plan(changes=[f"ask: {self.params.prompt}"], unknowns=["the operator's answer"])
+
+    def apply(self) -> None:
+        if not self.ctx.confirm(f"[{self.ctx.step_id}] {self.params.prompt}"):
+            raise PermanentError(f"{self.ctx.step_id}: not approved (answer on a terminal, pass --yes, or set "
+                                 f"MIGRATE_APPROVE={self.ctx.step_id})")
+        self.ctx.record(approved_at=time.time(), approved_by=os.environ.get("USER", "?"))
+
+    def rollback(self) -> None:
+        pass
+
+
