@@ -1,0 +1,60 @@
+"""Legacy (non-aggregated) discovery documents; kubectl and the dynamic client fall back to these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .resources import VERBS, groups
+
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-migrator-sandbox",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-08-13T00:00:00Z",
+    "goVersion": "go1.22.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+def api_versions(address: str) -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]}
+
+
+def _group(name: str) -> dict[str, Any]:
+    version = groups()[name][0].version
+    gv = {"groupVersion": f"{name}/{version}", "version": version}
+    return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+
+def api_group_list() -> dict[str, Any]:
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups() if g]}
+
+
+def api_group(name: str) -> dict[str, Any] | None:
+    if not name or name not in groups():
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
+
+
+def resource_list(group: str, version: str) -> dict[str, Any] | None:
+    members = [r for r in groups().get(group, []) if r.version == version]
+    if not members:
+        return None
+    out: list[dict[str, Any]] = []
+    for r in members:
+        entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                                 "kind": r.kind, "verbs": list(VERBS)}
+        if r.short_names:
+            entry["shortNames"] = list(r.short_names)
+        if r.kind in ("Deployment", "StatefulSet", "Pod", "Service", "Ingress"):
+            entry["categories"] = ["all"]
+        out.append(entry)
+        if r.has_status:
+            out.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,
+                        "kind": r.kind, "verbs": ["get", "patch", "update"]})
+    gv = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}
