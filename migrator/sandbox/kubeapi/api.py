@@ -138,10 +138,10 @@ class Api:
             raise errors.not_found(res, name)
         return obj
 
-    def list(self, res: Resource, ns: str | None, labels: Matcher, flds: Matcher) -> tuple[list[dict[str, Any]], int]:
+    def list_objects(self, res: Resource, ns: str | None, labels: Matcher, flds: Matcher) -> tuple[list[dict[str, Any]], int]:
         with self.store.lock:
             rv = self.store.current_rv()
-            items = self.store.list(res.key, ns if res.namespaced else None)
+            items = self.store.select(res.key, ns if res.namespaced else None)
         return [o for o in items if labels(o) and flds(o)], rv
 
     def create(self, res: Resource, ns: str, body: Any, *, dry_run: bool = False, manager: str = "") -> dict[str, Any]:
@@ -258,7 +258,7 @@ class Api:
                 if not dry_run:
                     for other in RESOURCES:
                         if other.namespaced:
-                            for item in self.store.list(other.key, name):
+                            for item in self.store.select(other.key, name):
                                 self.store.remove(other.key, name, item["metadata"]["name"])
                     self.store.remove(res.key, "", name)
                 return obj
@@ -287,7 +287,7 @@ class Api:
     def delete_collection(self, res: Resource, ns: str | None, labels: Matcher, flds: Matcher, *,
                           dry_run: bool = False) -> list[dict[str, Any]]:
         with self.store.lock, self.store.batch():
-            items, _ = self.list(res, ns, labels, flds)
+            items, _ = self.list_objects(res, ns, labels, flds)
             for item in items:
                 if res is NAMESPACE or not dry_run:
                     self.delete(res, item["metadata"].get("namespace") or "", item["metadata"]["name"],

@@ -13,7 +13,7 @@ def seed(api: Api) -> None:
         if api.store.get(NAMESPACE.key, "", ns) is None:
             api.create(NAMESPACE, "", {"metadata": {"name": ns}})
     sc = BY_KEY["storage.k8s.io/storageclasses"]
-    if not api.store.list(sc.key):
+    if not api.store.select(sc.key):
         api.create(sc, "", {
             "metadata": {"name": "standard",
                          "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},

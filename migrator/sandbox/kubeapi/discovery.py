@@ -8,12 +8,12 @@ from .resources import VERBS, groups
 
 SERVER_VERSION = {
     "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-migrator-sandbox",
+    "minor": "36",
+    "gitVersion": "v1.36.0-migrator-sandbox",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
-    "buildDate": "2024-08-13T00:00:00Z",
-    "goVersion": "go1.22.5",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25.0",
     "compiler": "gc",
     "platform": "linux/amd64",
 }

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import discovery, errors
+from . import discovery, errors, openapi
 from .api import Api, decode_body
 from .resources import Resource, lookup
 from .selectors import field_selector, label_selector
@@ -104,9 +104,16 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/version":
             self._json(200, discovery.SERVER_VERSION)
             return
+        if parts[:2] == ["openapi", "v3"]:
+            doc = openapi.root() if len(parts) == 2 else openapi.group_version("/".join(parts[2:]))
+            if doc is None:
+                raise errors.path_not_found(path)
+            self._json(200, doc)
+            return
         if parts == ["api"]:
             host, port = self.server.server_address[:2]
-            self._json(200, discovery.api_versions(f"{host}:{port}"))
+            addr = host.decode() if isinstance(host, bytes) else str(host)
+            self._json(200, discovery.api_versions(f"{addr}:{port}"))
             return
         if parts == ["apis"]:
             self._json(200, discovery.api_group_list())
@@ -154,13 +161,16 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.bad_request(f"unsupported dryRun value {query['dryRun']!r}; only All is supported")
         manager = self._manager(query)
         ctype = self.headers.get("Content-Type") or "application/json"
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise errors.ApiError(415, "UnsupportedMediaType",
+                                  f"the stand-in accepts JSON and YAML bodies only, not {ctype}")
         space = ns or ""
         if name is None:
             labels, flds = label_selector(query.get("labelSelector")), field_selector(query.get("fieldSelector"))
             if method == "GET" and watch:
                 self._watch(WatchFilter(res, ns, labels, flds), query)
             elif method == "GET":
-                items, rv = api.list(res, ns, labels, flds)
+                items, rv = api.list_objects(res, ns, labels, flds)
                 warnings = self.server.warnings(items)
                 if "as=Table" in (self.headers.get("Accept") or ""):
                     self._json(200, table(res, items, rv), warnings)
@@ -225,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
                 if last < store.oldest_resumable():
                     raise errors.expired(rv_param, store.oldest_resumable())
                 initial = []
-        warnings = self.server.warnings([e["object"] for e in initial] or store.list(flt.res.key, flt.ns))
+        warnings = self.server.warnings([e["object"] for e in initial] or store.select(flt.res.key, flt.ns))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

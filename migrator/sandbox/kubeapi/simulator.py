@@ -108,7 +108,7 @@ class Simulator:
         seen: set[str] = set()
         owned = self._owned_pod_counts()
         for res in (DEPLOYMENT, STATEFULSET):
-            for obj in self.api.store.list(res.key):
+            for obj in self.api.store.select(res.key):
                 meta = obj["metadata"]
                 wid = f"{res.kind}/{meta['namespace']}/{meta['name']}"
                 seen.add(wid)
@@ -147,7 +147,7 @@ class Simulator:
         revision = _hash(template)
         failure = self.failure_for(obj)
         hash_label = "pod-template-hash" if res is DEPLOYMENT else "controller-revision-hash"
-        pods = [p for p in self.api.store.list(POD.key, ns)
+        pods = [p for p in self.api.store.select(POD.key, ns)
                 if any(r.get("uid") == meta["uid"] for r in p["metadata"].get("ownerReferences") or [])]
         keep: list[str] = []
         for pod in pods:
@@ -177,7 +177,7 @@ class Simulator:
             labels["statefulset.kubernetes.io/pod-name"] = pod_name
         existing = self.api.store.get(POD.key, ns, pod_name)
         if existing is None:
-            pod = {
+            pod: dict[str, Any] = {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod_name, "namespace": ns, "labels": labels,
                              "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
@@ -278,7 +278,7 @@ class Simulator:
 
     # -- claims and ingresses ---------------------------------------------------------------------------
     def _bind_claims(self) -> None:
-        for pvc in self.api.store.list(PVC.key):
+        for pvc in self.api.store.select(PVC.key):
             if (pvc.get("status") or {}).get("phase") != "Pending":
                 continue
             spec = pvc.get("spec") or {}
@@ -294,7 +294,7 @@ class Simulator:
         if not self.ingress_ip:
             return
         want = {"loadBalancer": {"ingress": [{"ip": self.ingress_ip}]}}
-        for ing in self.api.store.list(INGRESS.key):
+        for ing in self.api.store.select(INGRESS.key):
             if ing.get("status") != want:
                 meta = ing["metadata"]
                 self.api.replace(INGRESS, meta["namespace"], meta["name"],

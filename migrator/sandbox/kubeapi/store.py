@@ -82,7 +82,7 @@ class Store:
             obj = self.objects.get(key, {}).get((ns, name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, key: str, ns: str | None = None) -> list[dict[str, Any]]:
+    def select(self, key: str, ns: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             objs = self.objects.get(key, {})
             items = [o for (n, _), o in sorted(objs.items()) if ns is None or n == ns]

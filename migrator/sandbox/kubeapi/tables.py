@@ -29,7 +29,7 @@ def _extra(obj: dict[str, Any]) -> tuple[list[Column], list[Any]]:
         return [("Ready", "string"), ("Available", "integer")], [ready, status.get("availableReplicas", 0)]
     if kind == "Pod":
         cs = status.get("containerStatuses") or []
-        ready = f"{sum(1 for c in cs if c.get('ready'))}/{len((spec.get('containers') or []))}"
+        ready = f"{sum(1 for c in cs if c.get('ready'))}/{len(spec.get('containers') or [])}"
         phase = status.get("phase", "")
         for c in cs:
             reason = ((c.get("state") or {}).get("waiting") or {}).get("reason")

@@ -37,7 +37,7 @@ class WatchFilter:
         return None
 
     def initial(self, store: Store) -> list[dict[str, Any]]:
-        items = store.list(self.res.key, self.ns if self.res.namespaced else None)
+        items = store.select(self.res.key, self.ns if self.res.namespaced else None)
         return [{"type": "ADDED", "object": o} for o in items if self.visible(o)]
 
     def bookmark(self, rv: int, initial_end: bool) -> dict[str, Any]:

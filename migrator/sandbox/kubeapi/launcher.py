@@ -1,0 +1,167 @@
+"""Starting the stand-in: in-process for tests (`start_server`), as a background process for the
+sandbox orchestrator (`spawn` / `stop`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import kubeconfig
+from .api import Api
+from .bootstrap import seed
+from .ingress import IngressServer
+from .server import KubeHTTPServer
+from .simulator import Simulator
+from .store import Store
+
+PID_FILE = "kubeapi.pid"
+LOG_FILE = "kubeapi.log"
+STATE_FILE = "kubeapi-state.json"
+KUBECONFIG = "kubeconfig"
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host or "127.0.0.1"
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"the stand-in only listens on loopback (127.0.0.0/8), not {host}")
+    return host, int(port)
+
+
+@dataclass
+class ServerHandle:
+    url: str
+    store: Store
+    api: Api
+    simulator: Simulator
+    kubeconfig: Path | None = None
+    ingress_url: str | None = None
+    _servers: list[KubeHTTPServer | IngressServer] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def set_failure(self, namespace: str, name: str, reason: str | None) -> None:
+        self.simulator.set_failure(namespace, name, reason)
+
+    def stop(self) -> None:
+        for srv in self._servers:
+            if isinstance(srv, KubeHTTPServer):
+                srv.stopping.set()  # ends open watches
+            srv.shutdown()
+            srv.server_close()
+        self.simulator.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def start_server(host: str = "127.0.0.1", port: int = 0, *, ready_delay: float = 0.3,
+                 state_file: Path | None = None, kubeconfig_file: Path | None = None,
+                 ingress: str | None = None, failures: dict[str, str] | None = None) -> ServerHandle:
+    """Serve in background threads of this process. `port=0` picks a free port; see `.url`."""
+    parse_addr(f"{host}:{port}")
+    store = Store(state_file)
+    httpd = KubeHTTPServer((host, port), store)
+    seed(httpd.api)
+    ingress_addr = parse_addr(ingress) if ingress else None
+    sim = Simulator(httpd.api, ready_delay, failures, ingress_ip=ingress_addr[0] if ingress_addr else None)
+    httpd.warnings = sim.warnings
+    url = f"http://{host}:{httpd.server_address[1]}"
+    handle = ServerHandle(url=url, store=store, api=httpd.api, simulator=sim, _servers=[httpd])
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="kubeapi", daemon=True)
+    t.start()
+    handle._threads.append(t)
+    if ingress_addr:
+        ing = IngressServer(ingress_addr, store, sim)
+        ing.thread.start()
+        handle._servers.append(ing)
+        handle._threads.append(ing.thread)
+        handle.ingress_url = f"http://{ingress_addr[0]}:{ing.server_address[1]}"
+    sim.start()
+    if kubeconfig_file is not None:
+        handle.kubeconfig = kubeconfig.write(kubeconfig_file, url)
+    return handle
+
+
+# -- background process for the sandbox orchestrator ------------------------------------------------------
+def kubeconfig_path(dir: Path) -> Path:
+    return Path(dir) / KUBECONFIG
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def spawn(dir: Path, port: int, ingress: str | None = None, *, ready_delay: float = 0.3,
+          failures: dict[str, str] | None = None, timeout: float = 15.0) -> int:
+    """Start `python -m migrator.sandbox.kubeapi` in the background, write `dir/kubeapi.pid`,
+    and return its pid once it answers. Raises RuntimeError (with the log's tail) if it does not."""
+    dir = Path(dir)
+    dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "migrator.sandbox.kubeapi", "--listen", f"127.0.0.1:{port}",
+           "--kubeconfig", str(kubeconfig_path(dir)), "--state-file", str(dir / STATE_FILE),
+           "--ready-delay", str(ready_delay)]
+    if ingress:
+        cmd += ["--ingress-listen", ingress]
+    for key, reason in (failures or {}).items():
+        cmd += ["--fail", f"{key}={reason}"]
+    log = open(dir / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    finally:
+        log.close()
+    (dir / PID_FILE).write_text(f"{proc.pid}\n")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if _answers(url) and kubeconfig_path(dir).exists():
+            return proc.pid
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=5)
+    tail = (dir / LOG_FILE).read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"kube API stand-in did not answer on {url} within {timeout}s:\n{tail}")
+
+
+def stop(dir: Path, timeout: float = 5.0) -> bool:
+    """SIGTERM the process in `dir/kubeapi.pid` and wait for it; False if nothing was running."""
+    pid_file = Path(dir) / PID_FILE
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+        except ChildProcessError:  # not our child: poll for its exit instead
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
