@@ -198,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
                                         manager=manager, subresource=sub))
         elif method == "PATCH":
             existed = self.server.store.get(res.key, space if res.namespaced else "", name) is not None
+            if ctype.startswith("application/apply-patch"):
+                manager = query.get("fieldManager", "")  # apply never defaults its manager
             obj = api.patch(res, space, name, ctype, body, dry_run=dry_run, manager=manager,
                             force=query.get("force") in ("true", "1"), subresource=sub)
             self._json(200 if existed else 201, obj)
