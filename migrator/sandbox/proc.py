@@ -202,3 +202,24 @@ def mounts_under(root: Path) -> list[Path]:
         if mp == prefix or mp.startswith(prefix + "/"):
             points.append(Path(mp))
     return sorted(points, key=lambda p: len(str(p)), reverse=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (children first level first)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            out.append(child)
+            queue.append(child)
+    return out
