@@ -34,6 +34,8 @@ class SSHConfig(StrictModel):
     connect_timeout_s: float = 10
     # Environment of the far side for `docker system dial-stdio`, when sshd does not set it.
     docker_host: str | None = None
+    proxy_jump: str | None = None  # [user@]host[:port]; default: ProxyJump from ~/.ssh/config
+    reconnect_attempts: int = Field(default=3, ge=0, le=20)  # per use, with backoff, after a dropped connection
 
 
 class SourceConfig(StrictModel):
@@ -45,6 +47,7 @@ class SourceConfig(StrictModel):
     compose_dir: str | None = None  # where the compose file lives on the VPS, for `compose up/down`
     compose_files: list[str] = Field(default_factory=list)
     env_file: str | None = None  # on the VPS
+    docker_cli: str = "docker"  # the docker command on the VPS (for `compose down/up` and dial-stdio)
 
 
 class EndpointConfig(StrictModel):
@@ -97,6 +100,7 @@ class OpenBaoEndpoint(StrictModel):
     token: str | None = None  # the name of a runbook secret
     ca_file: str | None = None
     tls_verify: bool = True
+    timeout_s: float = Field(default=30, gt=0)  # per HTTP request
 
 
 class OpenBaoConfig(StrictModel):
@@ -106,8 +110,25 @@ class OpenBaoConfig(StrictModel):
     source_via_ssh: HostPort | None = None
 
 
+class KeycloakEndpoint(StrictModel):
+    url: str  # base URL, e.g. https://auth.sevensa.nl or http://127.0.0.1:18080
+    host_header: str | None = None  # when `url` is an address standing in for the public name
+    admin_user: str = "admin"
+    admin_password: str | None = None  # the name of a runbook secret (master realm, admin-cli)
+    ca_file: str | None = None
+    tls_verify: bool = True
+    timeout_s: float = Field(default=10, gt=0)
+
+
+class KeycloakConfig(StrictModel):
+    source: KeycloakEndpoint
+    target: KeycloakEndpoint
+    realms: list[str] = Field(default_factory=list)  # default: every realm of the source
+
+
 class Environment(StrictModel):
     source: SourceConfig | None = None
     target: TargetConfig | None = None
     dns: DNSConfig | None = None
     openbao: OpenBaoConfig | None = None
+    keycloak: KeycloakConfig | None = None

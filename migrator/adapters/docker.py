@@ -1,0 +1,295 @@
+"""The Docker API of the VPS, over our SSH session (same key, same known_hosts, same host-key policy).
+
+Public API (consumed by other step types; keep it stable):
+
+    from migrator.adapters.docker import DockerRemote
+
+    dr = DockerRemote.from_config(source: SourceConfig, base_dir: Path, ssh: SSHSession | None = None)
+    dr.client                         # docker.DockerClient (dr.client.api: docker.APIClient)
+    dr.project_containers(project)    # list[Container] labelled com.docker.compose.project=project (all states)
+    with dr.exec_stream(container, argv, env=None, user=None, stdin=False) as s:
+        s.write(b"...")  ; s.close_stdin()      # only with stdin=True
+        chunk = s.read(65536)                   # stdout only; b"" at the end
+        rc = s.exit_code()                      # drains the rest, then asks exec_inspect
+        s.stderr_tail()                         # last 64 KiB of stderr
+    dr.close()
+
+How: the SDK's own `ssh://` transport reads ~/.ssh/config and ~/.ssh/known_hosts by itself, so we
+mount our own requests adapter on an APIClient: every HTTP connection is an SSH channel of our
+SSHSession running `docker system dial-stdio` on the VPS (as `docker -H ssh://` does). Exec env
+goes in the API request body, never in an argv. exec_stream hijacks its own dial-stdio channel
+(HTTP Upgrade), so the stream is a plain byte pipe with stdin half-close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import shlex
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import paramiko
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+from migrator.adapters.ssh import STDERR_TAIL, SSHSession
+from migrator.errors import PermanentError, TemporaryError
+from migrator.runbook.environment import SourceConfig
+
+BASE_URL = "http+docker://ssh"
+API_TIMEOUT = 60
+
+
+def dial_command(source: SourceConfig) -> str:
+    argv = [source.docker_cli, "system", "dial-stdio"]
+    if source.ssh.docker_host:  # not a secret: the daemon's socket on the VPS
+        argv = ["env", f"DOCKER_HOST={source.ssh.docker_host}", *argv]
+    return shlex.join(argv)
+
+
+class _DialConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, ssh: SSHSession, command: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._ssh, self._command, self._timeout = ssh, command, timeout
+
+    def connect(self) -> None:
+        self.sock = self._ssh.open_exec_channel(self._command, timeout=self._timeout)
+
+
+class _DialPool(urllib3.connectionpool.HTTPConnectionPool):
+    scheme = "ssh"
+
+    def __init__(self, ssh: SSHSession, command: str, timeout: float, maxsize: int) -> None:
+        super().__init__("localhost", timeout=timeout, maxsize=maxsize)
+        self._ssh, self._command, self._timeout = ssh, command, timeout
+
+    def _new_conn(self) -> _DialConnection:
+        return _DialConnection(self._ssh, self._command, self._timeout)
+
+    # A reused SSH channel would make urllib3 call fileno() repeatedly (one pipe each): take a pooled
+    # connection or make a new one, as docker's own SSHConnectionPool does.
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = None
+        try:
+            conn = self.pool.get(block=self.block, timeout=timeout)  # type: ignore[union-attr]
+        except AttributeError:
+            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.") from None
+        except queue.Empty:
+            if self.block:
+                raise urllib3.exceptions.EmptyPoolError(self, "Pool reached maximum size.") from None
+        return conn or self._new_conn()
+
+
+class _SessionAdapter(BaseHTTPAdapter):  # type: ignore[misc]
+    """A requests adapter whose connections are SSH channels of one SSHSession."""
+
+    def __init__(self, ssh: SSHSession, command: str, timeout: float = API_TIMEOUT, maxsize: int = 10) -> None:
+        self.ssh, self.command, self.timeout, self.maxsize = ssh, command, timeout, maxsize
+        self.pools: dict[str, _DialPool] = {}
+        self._transport: Any = None
+        super().__init__()
+
+    def get_connection(self, url: Any, proxies: Any = None) -> _DialPool:
+        transport = self.ssh.transport()  # reconnects after a drop
+        if transport is not self._transport:  # pooled channels died with the old transport
+            for pool in self.pools.values():
+                pool.close()
+            self.pools.clear()
+            self._transport = transport
+        key = str(url).split("/v1", 1)[0]
+        if key not in self.pools:
+            self.pools[key] = _DialPool(self.ssh, self.command, self.timeout, self.maxsize)
+        return self.pools[key]
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+
+class ExecStream:
+    """A hijacked exec: .read(n) gives stdout, .write(data) feeds stdin, .exit_code() from exec_inspect."""
+
+    def __init__(self, remote: DockerRemote, exec_id: str, channel: paramiko.Channel, leftover: bytes,
+                 what: str) -> None:
+        self._remote, self.exec_id, self.channel, self.what = remote, exec_id, channel, what
+        self._raw = bytearray(leftover)
+        self._out = bytearray()
+        self._stderr = bytearray()
+        self._eof = False
+
+    def _fill(self) -> bool:
+        """Read one more frame; False at the end of the stream."""
+        while len(self._raw) < 8 or len(self._raw) < 8 + struct.unpack(">I", self._raw[4:8])[0]:
+            if self._eof:
+                return False
+            try:
+                chunk = self.channel.recv(262144)
+            except TimeoutError:
+                raise TemporaryError(f"{self.what}: no output for {self.channel.gettimeout()}s") from None
+            if not chunk:
+                self._eof = True
+                if self._raw:
+                    if not self._remote.ssh.transport_alive():
+                        raise TemporaryError(f"{self.what}: the SSH connection dropped mid-stream")
+                    raise TemporaryError(f"{self.what}: stream ended inside a frame")
+                if not self._remote.ssh.transport_alive():
+                    raise TemporaryError(f"{self.what}: the SSH connection dropped mid-stream")
+                return False
+            self._raw += chunk
+        kind = self._raw[0]
+        size = struct.unpack(">I", self._raw[4:8])[0]
+        payload = bytes(self._raw[8:8 + size])
+        del self._raw[:8 + size]
+        if kind == 2:
+            self._stderr += payload
+            del self._stderr[:-STDERR_TAIL]
+        else:
+            self._out += payload
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        while (n < 0 or len(self._out) < n) and self._fill():
+            if n > 0 and self._out:
+                break  # a short read is fine for a stream
+        take = len(self._out) if n < 0 else min(n, len(self._out))
+        data = bytes(self._out[:take])
+        del self._out[:take]
+        return data
+
+    def write(self, data: bytes) -> int:
+        self.channel.sendall(data)
+        return len(data)
+
+    def close_stdin(self) -> None:
+        self.channel.shutdown_write()
+
+    def stderr_tail(self) -> bytes:
+        return bytes(self._stderr)
+
+    def exit_code(self, timeout: float = 30) -> int:
+        while self._fill():
+            self._out.clear()  # the caller did not want the rest
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self._remote.client.api.exec_inspect(self.exec_id)
+            if not info.get("Running"):
+                return int(info.get("ExitCode") or 0)
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"{self.what}: still running {timeout:g}s after its output ended")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class DockerRemote:
+    def __init__(self, source: SourceConfig, ssh: SSHSession, *, own_ssh: bool = True) -> None:
+        self.source = source
+        self.ssh = ssh
+        self._own_ssh = own_ssh
+        self.command = dial_command(source)
+        self.host = ssh.label
+        api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41", timeout=API_TIMEOUT)
+        api.close()
+        for prefix in list(api.adapters):
+            api.adapters.pop(prefix)
+        self.adapter = _SessionAdapter(ssh, self.command)
+        api.mount(BASE_URL, self.adapter)
+        api.base_url = BASE_URL
+        self.client: docker.DockerClient = docker.DockerClient.__new__(docker.DockerClient)
+        self.client.api = api
+        self._connect()
+
+    @classmethod
+    def from_config(cls, source: SourceConfig, base_dir: Path, ssh: SSHSession | None = None) -> DockerRemote:
+        if ssh is None:
+            return cls(source, SSHSession.from_config(source.ssh, base_dir), own_ssh=True)
+        return cls(source, ssh, own_ssh=False)
+
+    def _connect(self) -> None:
+        self.ssh.client()  # SSH errors (host key, auth, unreachable) come out as they are
+        api = self.client.api
+        try:
+            api._version = api.version(api_version=False)["ApiVersion"]
+        except Exception as exc:
+            probe = self.ssh.run(["sh", "-c", f"{self.command} </dev/null"], timeout=15)
+            reason = probe.err_line() or str(exc)
+            raise PermanentError(
+                f"docker on {self.host}: the Docker API does not answer ({reason}); is dockerd running there, "
+                "and is DOCKER_HOST right for the SSH user (environment.source.ssh.docker_host)?"
+            ) from None
+
+    # -- queries ---------------------------------------------------------------------------------
+    def project_containers(self, project: str) -> list[Any]:
+        return list(self.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}))
+
+    def require_project(self, project: str) -> list[Any]:
+        found = self.project_containers(project)
+        if not found:
+            names = sorted({c.labels.get("com.docker.compose.project", "") for c in self.client.containers.list(
+                all=True, filters={"label": "com.docker.compose.project"})} - {""})
+            raise PermanentError(f"docker on {self.host}: no container of compose project {project!r}"
+                                 + (f" (projects there: {', '.join(names)})" if names else " (no compose project there)")
+                                 + "; check environment.source.compose_project")
+        return found
+
+    # -- exec ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def exec_stream(self, container: str, argv: list[str], *, env: dict[str, str] | None = None,
+                    user: str | None = None, stdin: bool = False, timeout: float = 300) -> Iterator[ExecStream]:
+        api = self.client.api
+        what = f"docker exec {argv[0]} in {container} on {self.host}"
+        try:
+            created = api.exec_create(container, argv, stdout=True, stderr=True, stdin=stdin, tty=False,
+                                      environment=env or None, user=user or "")
+        except docker.errors.NotFound:
+            raise PermanentError(f"{what}: no such container") from None
+        except docker.errors.APIError as exc:
+            raise PermanentError(f"{what}: {exc.explanation or exc}") from None
+        exec_id = created["Id"]
+        channel = self.ssh.open_exec_channel(self.command, timeout=timeout)
+        body = json.dumps({"Detach": False, "Tty": False}).encode()
+        request = (f"POST /v{api._version}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
+                   "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        channel.sendall(request)
+        head = bytearray()
+        while b"\r\n\r\n" not in head:
+            chunk = channel.recv(4096)
+            if not chunk:
+                raise TemporaryError(f"{what}: the Docker API closed the exec stream before answering")
+            head += chunk
+        header, _, leftover = bytes(head).partition(b"\r\n\r\n")
+        status = header.split(b"\r\n", 1)[0].decode(errors="replace")
+        if " 101 " not in status and " 200 " not in status:
+            raise PermanentError(f"{what}: exec start refused: {status}")
+        stream = ExecStream(self, exec_id, channel, leftover, what)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    def exec_run(self, container: str, argv: list[str], *, env: dict[str, str] | None = None,
+                 user: str | None = None, input: bytes | None = None) -> tuple[int, bytes, bytes]:
+        """Run to completion and collect: (exit code, stdout, stderr tail)."""
+        with self.exec_stream(container, argv, env=env, user=user, stdin=input is not None) as s:
+            if input is not None:
+                s.write(input)
+                s.close_stdin()
+            out = s.read()
+            return s.exit_code(), out, s.stderr_tail()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.api.close()
+        if self._own_ssh:
+            self.ssh.close()

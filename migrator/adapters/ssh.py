@@ -1,0 +1,532 @@
+"""One SSH connection to the VPS, on paramiko: commands, streams and tunnels.
+
+Public API (consumed by other step types; keep it stable):
+
+    from migrator.adapters.ssh import SSHSession, Result
+
+    ssh = SSHSession.from_config(cfg: SSHConfig, base_dir: Path) -> SSHSession
+    ssh.run(argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None,
+            timeout: float | None = None) -> Result(rc: int, stdout: bytes, stderr: bytes)
+    with ssh.stream(argv, *, env=None) as s:    # s.stdout: readable binary file
+        s.stdin.write(b"..."); s.stdin.close()  # s.stdin: writable; close() sends EOF
+        data = s.stdout.read(); rc = s.exit_status()   # s.stderr_tail(): last 64 KiB of stderr
+    with ssh.tunnel(remote_host: str, remote_port: int) as (local_host, local_port):
+        ...                                     # 127.0.0.1:<free port> -> remote_host:remote_port as seen from the VPS
+    ssh.close()
+
+Behaviour:
+- Host, port, user and key come from the runbook's `environment.source.ssh`, else from `~/.ssh/config`
+  (or `config_file`): Host aliases, HostName, Port, User, IdentityFile, UserKnownHostsFile,
+  ProxyJump (a direct-tcpip channel through the jump host) and ProxyCommand.
+- Host keys are checked against ONE known_hosts file (`known_hosts`, else UserKnownHostsFile, else
+  ~/.ssh/known_hosts) with paramiko's RejectPolicy. An unknown or changed key is a PermanentError naming
+  the host and the file. `accept_unknown_host_key: true` (rehearsals only) records an unknown key in that
+  file through RehearsalAcceptNewHostKeyPolicy; a CHANGED key is always refused.
+- Keepalives every `keepalive_s`. A dropped connection is re-opened on next use with backoff; a command
+  cut off mid-way raises TemporaryError (the engine retries the step; steps must be resumable).
+- Secrets never go into argv: `env` is sent on the command's stdin as a small shell script that a
+  POSIX `sh` on the VPS reads (up to a random end marker), evaluates, then `exec`s the argv, so the
+  remaining stdin belongs to the command.
+- Errors (unreachable, refused auth, unknown key) are one line naming the host and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import secrets
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import paramiko
+
+from migrator.errors import PermanentError, TemporaryError
+from migrator.runbook.environment import SSHConfig
+
+STDERR_TAIL = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Result:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+    def err_line(self) -> str:
+        """The last lines of stderr (or stdout), for one-line error messages."""
+        tail = (self.stderr or self.stdout).decode(errors="replace").strip().splitlines()[-3:]
+        return " | ".join(tail)
+
+
+@dataclass
+class Target:
+    """Where to connect, after merging the runbook with ~/.ssh/config."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    key_files: list[str]
+    known_hosts: Path
+    proxy_jump: str | None = None
+    proxy_command: str | None = None
+    config: SSHConfig | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+    @property
+    def key_label(self) -> str:
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+class RehearsalAcceptNewHostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Rehearsals only (`accept_unknown_host_key: true`): trust an UNKNOWN key and write it to known_hosts.
+
+    A key that differs from a recorded one never reaches this policy: paramiko raises BadHostKeyException.
+    """
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with self.known_hosts.open("a") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _expand(path: str, base_dir: Path) -> Path:
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else base_dir / p
+
+
+def resolve_target(cfg: SSHConfig, base_dir: Path, alias: str | None = None) -> Target:
+    """Merge the runbook's fields (first) with ~/.ssh/config (second) and the defaults."""
+    config_path = _expand(cfg.config_file, base_dir) if cfg.config_file else Path.home() / ".ssh" / "config"
+    host_cfg: dict[str, Any] = {}
+    name = alias or cfg.host
+    if config_path.is_file():
+        ssh_config = paramiko.SSHConfig.from_path(str(config_path))
+        host_cfg = dict(ssh_config.lookup(name))
+    direct = alias is None  # the runbook's own fields apply to the main host, not to a jump host
+    hostname = host_cfg.get("hostname", name)
+    port = (cfg.port if direct and cfg.port else None) or int(host_cfg.get("port", 22))
+    user = (cfg.user if direct and cfg.user else None) or host_cfg.get("user") or getpass.getuser()
+    keys = [str(_expand(cfg.key_file, base_dir))] if direct and cfg.key_file else list(host_cfg.get("identityfile", []))
+    if direct and cfg.known_hosts:
+        known = _expand(cfg.known_hosts, base_dir)
+    elif host_cfg.get("userknownhostsfile"):
+        known = Path(os.path.expanduser(str(host_cfg["userknownhostsfile"]).split()[0]))
+    else:
+        known = Path.home() / ".ssh" / "known_hosts"
+    jump = (cfg.proxy_jump if direct else None) or host_cfg.get("proxyjump")
+    if jump and jump.lower() == "none":
+        jump = None
+    command = host_cfg.get("proxycommand")
+    if command and command.lower() == "none":
+        command = None
+    return Target(alias=name, hostname=hostname, port=int(port), user=user, key_files=keys, known_hosts=known,
+                  proxy_jump=jump, proxy_command=command, config=cfg)
+
+
+def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """`[user@]host[:port]` (the first hop of a ProxyJump list) -> (user, host, port)."""
+    first = spec.split(",")[0].strip()
+    user = None
+    if "@" in first:
+        user, first = first.rsplit("@", 1)
+    port = None
+    if first.startswith("["):
+        host, _, rest = first[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else None
+    elif first.count(":") == 1:
+        host, p = first.split(":")
+        port = int(p)
+    else:
+        host = first
+    return user, host, port
+
+
+class _Stream:
+    """What `SSHSession.stream` yields: .stdout (readable), .stdin (writable; close() = EOF), .exit_status()."""
+
+    def __init__(self, channel: paramiko.Channel, what: str) -> None:
+        self.channel = channel
+        self.what = what
+        self.stdout: IO[bytes] = channel.makefile("rb")  # type: ignore[assignment]
+        self.stdin: IO[bytes] = channel.makefile_stdin("wb")  # type: ignore[assignment]
+        self._stderr = bytearray()
+        # Drain stderr concurrently: a full stderr window would stall the remote command.
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        f = self.channel.makefile_stderr("rb")
+        while True:
+            try:
+                chunk = f.read(32768)
+            except Exception:
+                return
+            if not chunk:
+                return
+            self._stderr += chunk
+            del self._stderr[:-STDERR_TAIL]
+
+    def exit_status(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.channel.exit_status_ready():
+            if self.channel.closed and not self.channel.exit_status_ready():
+                raise TemporaryError(f"{self.what}: the SSH connection dropped before the command ended")
+            transport = self.channel.get_transport()
+            if transport is None or not transport.is_active():
+                raise TemporaryError(f"{self.what}: the SSH connection dropped before the command ended")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TemporaryError(f"{self.what}: no exit status after {timeout:g}s")
+            time.sleep(0.02)
+        self._drain.join(timeout=2)
+        return int(self.channel.recv_exit_status())
+
+    def stderr_tail(self) -> bytes:
+        return bytes(self._stderr)
+
+
+class SSHSession:
+    """A paramiko connection to the VPS, re-opened on demand after a drop."""
+
+    def __init__(self, target: Target, *, accept_unknown: bool = False, keepalive_s: int = 15,
+                 connect_timeout_s: float = 10, reconnect_attempts: int = 3, base_dir: Path | None = None) -> None:
+        self.target = target
+        self.accept_unknown = accept_unknown
+        self.keepalive_s = keepalive_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_attempts = reconnect_attempts
+        self.base_dir = base_dir or Path.cwd()
+        self._client: paramiko.SSHClient | None = None
+        self._jump: SSHSession | None = None
+        self._lock = threading.RLock()
+        self.connects = 0  # how many times a connection was opened (tests, reports)
+
+    @classmethod
+    def from_config(cls, cfg: SSHConfig, base_dir: Path) -> SSHSession:
+        return cls(resolve_target(cfg, base_dir), accept_unknown=cfg.accept_unknown_host_key,
+                   keepalive_s=cfg.keepalive_s, connect_timeout_s=cfg.connect_timeout_s,
+                   reconnect_attempts=cfg.reconnect_attempts, base_dir=base_dir)
+
+    # -- connection ------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.target.label
+
+    def client(self) -> paramiko.SSHClient:
+        """The live client, connecting (or reconnecting, with backoff) when needed."""
+        with self._lock:
+            if self._client is not None:
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return self._client
+                self._client.close()
+                self._client = None
+            delay = 0.2
+            for attempt in range(self.reconnect_attempts + 1):
+                try:
+                    self._client = self._connect()
+                    return self._client
+                except TemporaryError:
+                    if attempt >= self.reconnect_attempts:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5)
+            raise AssertionError("unreachable")
+
+    def transport(self) -> paramiko.Transport:
+        transport = self.client().get_transport()
+        assert transport is not None
+        return transport
+
+    def _sock(self) -> Any:
+        t = self.target
+        if t.proxy_jump:
+            user, host, port = _parse_jump(t.proxy_jump)
+            assert t.config is not None
+            jump_cfg = t.config.model_copy(update={"host": host, "port": None, "user": None, "key_file": None,
+                                                   "proxy_jump": None})
+            jt = resolve_target(jump_cfg, self.base_dir, alias=host)
+            jt.known_hosts = t.known_hosts  # one known_hosts file for the whole path
+            if user:
+                jt.user = user
+            if port:
+                jt.port = port
+            if not jt.key_files:
+                jt.key_files = t.key_files
+            if self._jump is None:
+                self._jump = SSHSession(jt, accept_unknown=self.accept_unknown, keepalive_s=self.keepalive_s,
+                                        connect_timeout_s=self.connect_timeout_s,
+                                        reconnect_attempts=self.reconnect_attempts, base_dir=self.base_dir)
+            try:
+                return self._jump.transport().open_channel("direct-tcpip", (t.hostname, t.port), ("127.0.0.1", 0),
+                                                           timeout=self.connect_timeout_s)
+            except paramiko.ChannelException as exc:
+                raise TemporaryError(f"ssh {t.label}: jump host {jt.label} cannot reach it: {exc}") from None
+        if t.proxy_command:
+            command = t.proxy_command.replace("%h", t.hostname).replace("%p", str(t.port)).replace("%r", t.user)
+            return paramiko.ProxyCommand(command)
+        return None
+
+    def _connect(self) -> paramiko.SSHClient:
+        t = self.target
+        client = paramiko.SSHClient()
+        if t.known_hosts.is_file():
+            client.load_host_keys(str(t.known_hosts))
+        policy: paramiko.MissingHostKeyPolicy = (
+            RehearsalAcceptNewHostKeyPolicy(t.known_hosts) if self.accept_unknown else paramiko.RejectPolicy())
+        client.set_missing_host_key_policy(policy)
+        keys = [os.path.expanduser(k) for k in t.key_files]
+        for k in keys:
+            if not os.path.isfile(k):
+                raise PermanentError(f"ssh {t.label}: key file {k} does not exist; fix key_file in the runbook "
+                                     "or IdentityFile in ~/.ssh/config")
+        try:
+            client.connect(t.hostname, port=t.port, username=t.user, key_filename=keys or None,  # type: ignore[arg-type]
+                           timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
+                           auth_timeout=self.connect_timeout_s, allow_agent=not keys, look_for_keys=not keys,
+                           sock=self._sock())
+        except paramiko.BadHostKeyException:
+            client.close()
+            raise PermanentError(
+                f"ssh {t.label}: the host key of {t.key_label} CHANGED from the one in {t.known_hosts}; "
+                "this may be an attack: verify the new fingerprint out of band before replacing the entry"
+            ) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            raise PermanentError(
+                f"ssh {t.label}: authentication refused for user {t.user!r} with key "
+                f"{', '.join(keys) or '(agent/default keys)'}; check user and key_file "
+                "(the public key must be in the VPS's authorized_keys)"
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc):
+                raise PermanentError(
+                    f"ssh {t.label}: unknown host key for {t.key_label}: not in {t.known_hosts}; verify the "
+                    f"fingerprint and add it (ssh-keyscan -p {t.port} {t.hostname} >> {t.known_hosts}), or set "
+                    "accept_unknown_host_key: true for a rehearsal"
+                ) from None
+            raise TemporaryError(f"ssh {t.label}: {exc}; is sshd running there?") from None
+        except (OSError, EOFError) as exc:
+            client.close()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or exc.__class__.__name__)
+            raise TemporaryError(f"ssh {t.label}: cannot connect: {reason}; is the host up, sshd running and "
+                                 "the address/port right?") from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(self.keepalive_s)
+        self.connects += 1
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._jump is not None:
+                self._jump.close()
+                self._jump = None
+
+    # -- commands --------------------------------------------------------------------------------
+    def _open(self, argv: list[str], env: dict[str, str] | None, timeout: float | None) -> tuple[paramiko.Channel, bytes]:
+        """Open a channel running argv; returns it and the env preamble to send on its stdin first."""
+        command, preamble = command_line(argv, env)
+        try:
+            channel = self.transport().open_session(timeout=self.connect_timeout_s)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self._drop()
+            raise TemporaryError(f"ssh {self.label}: could not start {argv[0]}: {exc or 'connection lost'}") from None
+        if preamble:
+            channel.sendall(preamble)
+        return channel, preamble
+
+    def _drop(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def run(self, argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None,
+            timeout: float | None = None) -> Result:
+        """Run argv on the VPS; collect stdout and stderr. Never raises on a non-zero exit."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel, _ = self._open(argv, env, timeout)
+        out, err = bytearray(), bytearray()
+        feeder = None
+        if stdin:
+            def feed() -> None:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    channel.sendall(stdin)
+                    channel.shutdown_write()
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+        else:
+            channel.shutdown_write()
+        try:
+            # End on EOF, not on exit-status: OpenSSH may send the status before the last output.
+            while not (channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready()):
+                if deadline is not None and time.monotonic() > deadline:
+                    channel.close()
+                    raise TemporaryError(f"ssh {self.label}: {argv[0]} timed out after {timeout:g}s")
+                got = False
+                if channel.recv_ready():
+                    out += channel.recv(65536)
+                    got = True
+                if channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                    got = True
+                if not got:
+                    if channel.closed or not self.transport_alive():
+                        self._drop()
+                        raise TemporaryError(f"ssh {self.label}: connection dropped while running {argv[0]}")
+                    time.sleep(0.002)
+            while not channel.exit_status_ready():
+                if not self.transport_alive() or (deadline is not None and time.monotonic() > deadline):
+                    raise TemporaryError(f"ssh {self.label}: no exit status from {argv[0]}")
+                time.sleep(0.002)
+        finally:
+            if feeder is not None:
+                feeder.join(timeout=1)
+        rc = channel.recv_exit_status()
+        channel.close()
+        return Result(rc, bytes(out), bytes(err))
+
+    def transport_alive(self) -> bool:
+        client = self._client
+        transport = client.get_transport() if client else None
+        return bool(transport and transport.is_active())
+
+    @contextlib.contextmanager
+    def stream(self, argv: list[str], *, env: dict[str, str] | None = None) -> Iterator[_Stream]:
+        """Run argv with its stdin and stdout as files, for transfers too big for memory."""
+        channel, _ = self._open(argv, env, None)
+        s = _Stream(channel, f"ssh {self.label}: {argv[0]}")
+        try:
+            yield s
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if not self.transport_alive():
+                self._drop()
+                raise TemporaryError(f"ssh {self.label}: connection dropped during {argv[0]}: {exc}") from None
+            raise
+        finally:
+            channel.close()
+
+    def open_exec_channel(self, command: str, timeout: float | None = None) -> paramiko.Channel:
+        """A raw channel running a shell command string (for adapters such as Docker's dial-stdio)."""
+        try:
+            channel = self.transport().open_session(timeout=self.connect_timeout_s)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            return channel
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self._drop()
+            raise TemporaryError(f"ssh {self.label}: could not open a channel: {exc or 'connection lost'}") from None
+
+    # -- tunnels ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def tunnel(self, remote_host: str, remote_port: int) -> Iterator[tuple[str, int]]:
+        """Forward a free 127.0.0.1 port to remote_host:remote_port as seen from the VPS."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.5)
+        stop = threading.Event()
+        local = listener.getsockname()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, peer = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                threading.Thread(target=self._forward, args=(conn, peer, remote_host, remote_port, stop),
+                                 daemon=True).start()
+
+        server = threading.Thread(target=serve, daemon=True, name=f"tunnel-{local[1]}")
+        server.start()
+        try:
+            yield "127.0.0.1", int(local[1])
+        finally:
+            stop.set()
+            listener.close()
+            server.join(timeout=2)
+
+    def _forward(self, conn: socket.socket, peer: Any, host: str, port: int, stop: threading.Event) -> None:
+        try:
+            channel = self.transport().open_channel("direct-tcpip", (host, port), peer, timeout=self.connect_timeout_s)
+        except Exception:
+            conn.close()
+            return
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(conn, selectors.EVENT_READ)
+        sel.register(channel, selectors.EVENT_READ)
+        try:
+            while not stop.is_set():
+                for key, _ in sel.select(timeout=0.5):
+                    if key.fileobj is conn:
+                        data = conn.recv(65536)
+                        if not data:
+                            channel.shutdown_write()
+                            sel.unregister(conn)
+                            continue
+                        channel.sendall(data)
+                    else:
+                        data = channel.recv(65536)
+                        if not data:
+                            return
+                        conn.sendall(data)
+                if channel.closed:
+                    return
+        except OSError:
+            return
+        finally:
+            sel.close()
+            channel.close()
+            conn.close()
+
+
+def command_line(argv: list[str], env: dict[str, str] | None) -> tuple[str, bytes]:
+    """The remote command string, and the stdin preamble carrying env (never in the command line)."""
+    if not argv:
+        raise ValueError("empty argv")
+    if not env:
+        return shlex.join(argv), b""
+    for name in env:
+        if not name.isidentifier():
+            raise ValueError(f"bad environment variable name {name!r}")
+    marker = f"__MIGRATOR_ENV_END_{secrets.token_hex(8)}__"
+    script = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items()) + marker + "\n"
+    # `read` consumes stdin one line at a time, so what follows the marker is left for the command.
+    # "\n" below is a real newline inside the shell's quotes: values may span lines.
+    reader = ('m=$1; shift; s=; while IFS= read -r l; do [ "$l" = "$m" ] && break; s="$s$l\n"; done; '
+              'eval "$s"; exec "$@"')
+    return shlex.join(["/bin/sh", "-c", reader, "sh", marker, *argv]), script.encode()
