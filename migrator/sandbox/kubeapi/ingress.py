@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,6 +61,11 @@ def route(store: Store, host: str, path: str) -> tuple[str, dict[str, Any]] | No
 class IngressHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: IngressServer
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes; without this each response waits on delayed ACKs
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
