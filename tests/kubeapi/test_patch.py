@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from migrator.sandbox.kubeapi import ServerHandle
 from migrator.sandbox.kubeapi.errors import ApiError

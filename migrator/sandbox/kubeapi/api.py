@@ -97,7 +97,7 @@ class Api:
             if res.tracks_generation:
                 meta["generation"] = 1
             if res.has_status:
-                new.pop("status", None)
+                new["status"] = {}  # status is the controllers' to fill; a new object starts empty
         else:
             if subresource == "status":
                 status = new.get("status")
