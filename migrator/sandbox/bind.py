@@ -69,7 +69,7 @@ def zone_text(serial: int) -> str:
         f"ns2 IN A {NS2_ADDRESS}",
         f"@ IN A {VPS_ADDRESS}",
         f"www IN A {VPS_ADDRESS}",
-        f'@ IN TXT "sevensa sandbox zone"',
+        '@ IN TXT "sevensa sandbox zone"',
     ]
     lines += [f"{host} IN A {VPS_ADDRESS}" for host in PUBLIC_HOSTS]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .layout import LOOPBACK, TARGET_PG_PORTS, TARGET_PG_SUPERUSER, Paths
-from .proc import Log, SandboxError, read_pid, alive, run, stop_pid, tcp_open, wait_until
+from .proc import Log, SandboxError, alive, read_pid, run, stop_pid, tcp_open, wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"

@@ -332,7 +332,7 @@ def leftovers(dir: Path) -> dict[str, list[str]]:
 def _ports() -> list[tuple[str, int]]:
     ports = [(SSH_HOST, SSH_PORT), (DNS_PRIMARY_HOST, DNS_PRIMARY_PORT), (DNS_SECONDARY_HOST, DNS_SECONDARY_PORT),
              (TRAEFIK_HOST, TRAEFIK_PORT), (SOURCE_OPENBAO_HOST, SOURCE_OPENBAO_PORT),
-             (LOOPBACK, openbao.TARGET_OPENBAO_PORT), (LOOPBACK, KUBE_API_PORT)]
+             (LOOPBACK, openbao.TARGET_OPENBAO_PORT)]
     ports += [(LOOPBACK, p) for p in TARGET_PG_PORTS.values()]
     return ports
 

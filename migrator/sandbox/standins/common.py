@@ -18,7 +18,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
         if os.environ.get("STANDIN_ACCESS_LOG"):
-            sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def send_json(self, status, obj, headers=None):
         body = json.dumps(obj).encode()

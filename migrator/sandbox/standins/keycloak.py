@@ -23,7 +23,7 @@ SCHEME = os.environ.get("KC_HOSTNAME_SCHEME", "http")
 ADMIN_USER = os.environ.get("KC_BOOTSTRAP_ADMIN_USERNAME", "admin")
 ADMIN_PASSWORD = os.environ.get("KC_BOOTSTRAP_ADMIN_PASSWORD", "")
 TOKEN_TTL = 300
-_TOKENS = {}
+_TOKENS: dict = {}
 _LOCK = threading.Lock()
 
 QUERIES = {

@@ -1,0 +1,1 @@
+pytest_plugins = ["migrator.sandbox.pytest_plugin"]

@@ -1,0 +1,57 @@
+"""status/up are idempotent and secret-free; down leaves nothing behind. (Runs last: it tears down.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from migrator import sandbox as sb
+from migrator.sandbox.platform import SandboxInfo
+
+from .helpers import env_of
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_status_json_has_the_facts_and_no_secret(sandbox: SandboxInfo) -> None:
+    info = sb.status(sandbox.dir)
+    doc = json.loads(info.to_json())
+    assert doc["up"] is True
+    for key in ("ssh", "docker", "compose", "dns", "kube", "source_databases", "target_databases", "openbao",
+                "uploads", "env_file"):
+        assert key in doc
+    assert {d["password_env"] for d in doc["source_databases"]} == {
+        "RENTGUY_DB_PASSWORD", "PSRA_DB_PASSWORD", "WPCS_DB_PASSWORD", "KEYCLOAK_DB_PASSWORD"}
+    text = info.to_json()
+    for key, value in env_of(sandbox).items():
+        if len(value) >= 16:
+            assert value not in text, key
+    assert Path(doc["env_file"]).stat().st_mode & 0o777 == 0o600
+
+
+def test_up_again_changes_nothing(sandbox: SandboxInfo) -> None:
+    before = sb.status(sandbox.dir)
+    t0 = time.monotonic()
+    again = sb.up(sandbox.dir, scale=sandbox.scale or 1)
+    assert time.monotonic() - t0 < 60
+    assert again.up
+    pids = {k: v["pid"] for k, v in before.components.items() if "pid" in v}
+    assert pids == {k: v["pid"] for k, v in again.components.items() if "pid" in v}
+
+
+@pytest.mark.sandbox_teardown
+def test_down_leaves_nothing_behind(sandbox: SandboxInfo) -> None:
+    t0 = time.monotonic()
+    sb.down(sandbox.dir)
+    took = time.monotonic() - t0
+    left = sb.leftovers(sandbox.dir)
+    assert left == {"processes": [], "mounts": [], "files": [], "ports": []}
+    for comp in sandbox.components.values():
+        pid = comp.get("pid")
+        if pid:
+            assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes(), pid
+    assert took < 30
+    sb.down(sandbox.dir)  # idempotent
