@@ -110,3 +110,19 @@ def test_kubectl_get_with_label_selector(kubectl: Kubectl, core: client.CoreV1Ap
     assert out.stdout.split() == ["configmap/front"]
     table = kubectl("get", "configmaps", "-n", ns, "-l", "tier in (web,db)")
     assert "NAME" in table.stdout and "front" in table.stdout and "back" in table.stdout
+
+
+def test_kubectl_client_side_apply_scale_and_delete(kubectl: Kubectl, apps: client.AppsV1Api, ns: str) -> None:
+    manifest = yaml.safe_dump(deployment("csa", ns, replicas=2))
+    out = kubectl("apply", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    out = kubectl("apply", "-f", "-", input=manifest.replace("sevensa/app:1.0", "sevensa/app:2.0"))
+    assert out.returncode == 0 and "configured" in out.stdout, out.stderr
+    d = apps.read_namespaced_deployment("csa", ns)
+    assert d.spec.template.spec.containers[0].image == "sevensa/app:2.0" and d.metadata.generation == 2
+    out = kubectl("scale", "deployment/csa", "-n", ns, "--replicas=5")
+    assert out.returncode == 0, out.stderr
+    assert apps.read_namespaced_deployment_scale("csa", ns).spec.replicas == 5
+    out = kubectl("delete", "-f", "-", input=manifest)
+    assert out.returncode == 0, out.stderr
+    assert apps.list_namespaced_deployment(ns).items == []

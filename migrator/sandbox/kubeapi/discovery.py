@@ -53,6 +53,9 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
         if r.kind in ("Deployment", "StatefulSet", "Pod", "Service", "Ingress"):
             entry["categories"] = ["all"]
         out.append(entry)
+        if r.kind in ("Deployment", "StatefulSet"):
+            out.append({"name": f"{r.plural}/scale", "singularName": "", "namespaced": True, "group": "autoscaling",
+                        "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
         if r.has_status:
             out.append({"name": f"{r.plural}/status", "singularName": "", "namespaced": r.namespaced,
                         "kind": r.kind, "verbs": ["get", "patch", "update"]})

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import discovery, errors, openapi
+from . import discovery, errors, openapi, scale
 from .api import Api, decode_body
 from .resources import Resource, lookup
 from .selectors import field_selector, label_selector
@@ -153,7 +153,9 @@ class Handler(BaseHTTPRequestHandler):
         res = lookup(group, version, rest[0])
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        if res is None or (ns is not None and not res.namespaced) or (sub and not (sub == "status" and res.has_status)):
+        allowed_sub = (sub == "status" and res is not None and res.has_status) or \
+            (sub == "scale" and res is not None and res.kind in scale.SCALABLE)
+        if res is None or (ns is not None and not res.namespaced) or (sub and not allowed_sub):
             raise errors.path_not_found(path)
         if res.namespaced and name is not None and ns is None:
             raise errors.path_not_found(path)
@@ -193,6 +195,14 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, {"kind": f"{res.kind}List", "apiVersion": res.api_version,
                                  "metadata": {"resourceVersion": str(self.server.store.current_rv())},
                                  "items": items})
+            else:
+                raise errors.method_not_allowed(method)
+            return
+        if sub == "scale":
+            if method == "GET":
+                self._json(200, scale.view(api.get(res, space, name)))
+            elif method in ("PUT", "PATCH"):
+                self._json(200, scale.write(api, res, space, name, method, ctype, body, dry_run, manager))
             else:
                 raise errors.method_not_allowed(method)
             return
