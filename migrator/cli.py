@@ -137,7 +137,8 @@ def main() -> None:
         app(standalone_mode=False)
     except errors.InputError as exc:
         for problem in exc.problems:
-            print(f"FAILED: {_redact(problem)}" if len(exc.problems) == 1 else _redact(problem), file=sys.stderr)
+            # Compiler-style: one `FILE:LINE: field: problem` line each, nothing else.
+            print(_redact(problem), file=sys.stderr)
         _maybe_traceback()
         sys.exit(exc.exit_code)
     except errors.MigratorError as exc:
@@ -148,11 +149,14 @@ def main() -> None:
         print("FAILED: interrupted", file=sys.stderr)
         sys.exit(errors.EXIT_INTERRUPTED)
     except Exception as exc:
-        import click
+        try:
+            import click
+        except ModuleNotFoundError:  # typer >= 0.20 vendors click
+            from typer import _click as click  # type: ignore[no-redef]
 
-        if isinstance(exc, click.exceptions.Abort):
+        if exc.__class__.__name__ == "Abort":
             sys.exit(errors.EXIT_INTERRUPTED)
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(errors.EXIT_BAD_INPUT)
         print(f"FAILED: internal error: {exc.__class__.__name__}: {_redact(str(exc))} "
@@ -172,4 +176,4 @@ def _maybe_traceback() -> None:
     if _traceback or os.environ.get("MIGRATE_TRACEBACK"):
         import traceback
 
-        traceback.print_exc()
+        print(_redact(traceback.format_exc()), file=sys.stderr, end="")

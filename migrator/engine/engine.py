@@ -115,7 +115,9 @@ class Session:
                      f"on {self.lock.previous.get('host')}")
         # Re-read once the lock is held: another process may have written it in between.
         self.state = self.store.load(self.runbook.name, str(self.runbook.path))
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        # SIGINT too: a shell starts background jobs with SIGINT ignored, and an ignored Ctrl-C would
+        # leave the step running with no record of it.
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
         def to_interrupt(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt
@@ -267,21 +269,24 @@ class Engine:
         started = time.monotonic()
         try:
             inst, ctx = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=False)
-            s.failpoints.hit(step.id, "before-apply")
-            check = inst.check()
-            if check.done:
-                s.journal.append("step-already-applied", step=step.id, reason=check.reason)
-                self.say(f"  already in place: {check.reason}")
-            else:
-                rec.stage = "apply"
-                s.save()
-                self._with_retries(step, inst.apply, "apply")
-            s.failpoints.hit(step.id, "after-apply")
-            s.failpoints.hit(step.id, "before-verify")
+
+            def attempt() -> None:
+                # Each try checks again: an earlier try (or a crashed process) may have done the work.
+                s.failpoints.hit(step.id, "before-apply")
+                check = inst.check()
+                if check.done:
+                    s.journal.append("step-already-applied", step=step.id, reason=check.reason)
+                    self.say(f"  already in place: {check.reason}")
+                else:
+                    rec.stage = "apply"
+                    s.save()
+                    inst.apply()
+                s.failpoints.hit(step.id, "after-apply")
+
+            self._with_retries(step, attempt, "apply")
             rec.stage = "verify"
             s.save()
             self._gate(step, inst)
-            s.failpoints.hit(step.id, "after-verify")
             rec.report = inst.report()
         except (KeyboardInterrupt, Interrupted):
             rec.status, rec.error = "interrupted", f"interrupted during {rec.stage}"
@@ -356,11 +361,13 @@ class Engine:
         last = ""
         while True:
             try:
+                self.session.failpoints.hit(step.id, "before-verify")
                 inst.verify()
                 for check in gate.checks:
                     run_gate_check(check)
                 ok += 1
                 if ok >= gate.successes:
+                    self.session.failpoints.hit(step.id, "after-verify")
                     self.session.journal.append("gate-passed", step=step.id, successes=ok)
                     return
             except TemporaryError as exc:  # GateNotReady included

@@ -133,15 +133,14 @@ class _Validator:
             except InputError as exc:
                 self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
                 continue
-            try:
-                phase = PhaseFile.model_validate(psrc.data)
-            except ValidationError as exc:
-                self.problems += pydantic_problems(psrc, exc)
+            parsed = self._phase(psrc)
+            if parsed is None:
                 continue
+            phase, specs = parsed
             if phase.phase in names:
                 self.fail(psrc.where(("phase",)), "phase", f"phase {phase.phase} is defined twice")
             names[phase.phase] = phase.name
-            for j, spec in enumerate(phase.steps):
+            for j, spec in specs:
                 loc: Loc = ("steps", j)
                 where = psrc.where((*loc, "id"))
                 if spec.id in seen:
@@ -156,6 +155,29 @@ class _Validator:
                                   params_raw=params, digest=digest))
         steps.sort(key=lambda s: s.phase)  # stable: file order within a phase
         return steps, names
+
+    def _phase(self, psrc: Located) -> tuple[PhaseFile, list[tuple[int, StepSpec]]] | None:
+        """Validate the phase header and each step on its own, so every bad step is reported."""
+        data = psrc.data
+        if not isinstance(data, dict):
+            self.problems.append(f"{psrc.where(())}: (top): expected a mapping with phase, name, steps")
+            return None
+        raw_steps = data.get("steps")
+        if not isinstance(raw_steps, list):
+            self.problems.append(f"{psrc.where(('steps',))}: steps: expected a list of steps")
+            return None
+        try:
+            header = PhaseFile.model_validate({**data, "steps": []})
+        except ValidationError as exc:
+            self.problems += pydantic_problems(psrc, exc)
+            return None
+        good: list[tuple[int, StepSpec]] = []
+        for j, raw in enumerate(raw_steps):
+            try:
+                good.append((j, StepSpec.model_validate(raw)))
+            except ValidationError as exc:
+                self.problems += pydantic_problems(psrc, exc, prefix=("steps", j))
+        return header, good
 
     def _params(self, psrc: Located, loc: Loc, spec: StepSpec, raw_with: dict[str, Any], rb: RunbookFile,
                 lookup: Any, types: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +196,11 @@ class _Validator:
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(types))}"
             self.fail(psrc.where((*loc, "uses")), f"{_dotted(loc)}.uses", f"unknown step type {spec.uses!r}{hint}")
             return params
+        for name in cls.argv_fields:
+            if references(params.get(name), "secrets"):
+                self.fail(psrc.where((*loc, "with", name)), f"{_dotted(loc)}.with.{name}",
+                          "secrets must not appear in a command line (argv is visible to every user); "
+                          "pass them in env: and read $NAME in the command")
         probe = interpolate(params, lambda ns, key: SECRET_PLACEHOLDER)
         try:
             cls.Params.model_validate(probe)

@@ -127,6 +127,8 @@ class Step(Generic[P]):
     # to roll it back and says so.
     reversible: ClassVar[bool] = True
     description: ClassVar[str] = ""
+    # Params that end up in a process's argv: the loader refuses `${secrets.x}` in them.
+    argv_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: StepContext, params: P) -> None:
         self.ctx = ctx
