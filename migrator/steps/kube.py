@@ -1,0 +1,448 @@
+"""Cluster step types: kube.namespaces, kube.network-policies, kube.rbac, kube.apply, kube.storage-check.
+
+They share one machinery (`ManifestStep`): render the manifests with the runbook's variables, record for
+every object whether it existed (and its prior form) BEFORE applying, server-side apply as field manager
+`migrator`, and roll back by deleting what did not exist and restoring what did. `check` compares the
+fields we set with the live objects, so a second run applies nothing (resourceVersions stay the same).
+Secrets (kube.secret, in kube_secret.py) are never recorded: only a digest and a 0600 backup file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, model_validator
+
+from migrator.errors import GateNotReady, PermanentError
+from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+
+if TYPE_CHECKING:
+    from migrator.adapters.kube import KubeCluster, Ref
+    from migrator.steps.base import StepContext
+
+# Server-set metadata: never part of what we compare, record or restore.
+SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink",
+               "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def cluster(ctx: StepContext) -> KubeCluster:
+    """The run's shared API client, from environment.target (or KUBECONFIG)."""
+    from migrator.adapters.kube import KubeCluster
+
+    return ctx.resource("kube", lambda: KubeCluster(ctx.runbook.environment.target, ctx.runbook.dir))  # type: ignore[no-any-return]
+
+
+def strip(live: dict[str, Any]) -> dict[str, Any]:
+    """The object as we would write it back: no status, no server-set metadata."""
+    out = {k: v for k, v in live.items() if k != "status"}
+    out["metadata"] = {k: v for k, v in (live.get("metadata") or {}).items() if k not in SERVER_META}
+    return out
+
+
+def difference(want: Any, live: Any, path: str = "") -> str | None:
+    """The first field we set whose live value differs (None: every field we set matches).
+
+    Only the fields in `want` count: the server adds defaults, status and metadata of its own."""
+    if isinstance(want, dict):
+        if not isinstance(live, dict):
+            return path or "."
+        for key, value in want.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in live:
+                if value in ({}, [], None):
+                    continue
+                return sub
+            found = difference(value, live[key], sub)
+            if found:
+                return found
+        return None
+    if isinstance(want, list):
+        if not isinstance(live, list) or len(want) != len(live):
+            return path
+        for i, (w, v) in enumerate(zip(want, live, strict=True)):
+            found = difference(w, v, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if want == live or (not isinstance(want, bool) and str(want) == str(live)):
+        return None
+    return path
+
+
+def secret_digest(data: dict[str, str] | None, type_: str | None = None) -> str:
+    """sha256 over the base64 data (and type): what check compares and the state records."""
+    canon = json.dumps({"type": type_ or "Opaque", "data": dict(sorted((data or {}).items()))}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+
+
+def secret_data_b64(obj: dict[str, Any]) -> dict[str, str]:
+    """A Secret's data as base64, stringData folded in (as the API server does)."""
+    data = dict(obj.get("data") or {})
+    for key, value in (obj.get("stringData") or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    return data
+
+
+def backup_path(ctx: StepContext, ref: Ref) -> Path:
+    safe = f"{ref.kind}.{ref.namespace or '_'}.{ref.name}".replace("/", "_")
+    return ctx.path(ctx.runbook.file.state_dir or "state") / "backups" / f"{ctx.step_id}.{safe}.json"
+
+
+def record_prior(ctx: StepContext, ref: Ref, live: dict[str, Any] | None) -> dict[str, Any]:
+    """What rollback needs about one object, taken before we touch it. Secrets: digest + 0600 backup."""
+    from migrator.store.atomic import write_atomic
+
+    entry: dict[str, Any] = {"kind": ref.kind, "name": ref.name, "namespace": ref.namespace,
+                             "existed": live is not None}
+    if live is None:
+        return entry
+    prior = strip(live)
+    if ref.kind == "Secret":
+        path = backup_path(ctx, ref)
+        write_atomic(path, json.dumps(prior).encode(), mode=0o600)
+        entry.update(digest=secret_digest(secret_data_b64(live), live.get("type")), backup=str(path))
+    else:
+        entry["prior"] = prior
+    return entry
+
+
+def restore(ctx: StepContext, kube: KubeCluster, entry: dict[str, Any]) -> str:
+    """Undo one recorded object: delete it if we created it, else put its prior form back."""
+    from migrator.adapters.kube import Ref
+
+    ref = Ref(entry["kind"], entry["name"], entry.get("namespace"))
+    if not entry.get("existed"):
+        return f"deleted {ref}" if kube.delete(ref) else f"{ref} already gone"
+    if ref.kind == "Secret":
+        path = Path(entry["backup"])
+        try:
+            prior = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise PermanentError(f"rollback {ref}: backup {path} unreadable ({exc.__class__.__name__}); not restored") from None
+        if secret_digest(secret_data_b64(prior), prior.get("type")) != entry.get("digest"):
+            raise PermanentError(f"rollback {ref}: backup {path} does not match its recorded digest; not restored")
+    else:
+        prior = entry["prior"]
+    kube.replace(prior)
+    return f"restored {ref}"
+
+
+def wait_gone(ctx: StepContext, kube: KubeCluster, refs: list[Ref], limit: float = 120.0) -> None:
+    """Namespaces terminate asynchronously: wait (bounded) so that a re-run can create them again."""
+    deadline = time.monotonic() + min(limit, max(1.0, ctx.remaining()))
+    pending = list(refs)
+    while pending:
+        pending = [r for r in pending if kube.get(r) is not None]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise PermanentError(f"still terminating after {limit:.0f}s: {', '.join(map(str, pending))}")
+        ctx.sleep(0.5)
+
+
+class ManifestParams(StrictModel):
+    vars: dict[str, Any] = Field(default_factory=dict)  # overrides of the manifests' variables
+    namespaces: list[str] | None = None  # only the objects in these namespaces (cluster-scoped ones stay)
+    force_conflicts: bool = False  # take over fields another field manager owns (server-side apply force)
+
+
+class ManifestStep(Step[Any]):
+    """Shared by every manifest-driven step type: subclasses say which manifests (`templates`)."""
+
+    wait_rollout = False
+
+    def templates(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def variables(self) -> dict[str, Any]:
+        from migrator.manifests import render
+
+        target = self.ctx.runbook.environment.target
+        return render.variables(self.ctx.runbook.file.vars, target.storage_class if target else None,
+                                self.params.vars)
+
+    def objects(self) -> list[dict[str, Any]]:
+        from migrator.adapters.kube import kind_of
+        from migrator.manifests import render
+
+        if not hasattr(self, "_objects"):
+            objs = render.sort_objects(self.templates())
+            only = self.params.namespaces
+            if only is not None:
+                objs = [o for o in objs if not kind_of(o["kind"]).namespaced
+                        or (o.get("metadata") or {}).get("namespace") in only
+                        or (o["kind"] == "Namespace" and o["metadata"]["name"] in only)]
+            for o in objs:
+                kind_of(str(o["kind"]))  # unknown kinds fail here, before anything is applied
+            self._objects = objs
+        return self._objects
+
+    def kube(self) -> KubeCluster:
+        return cluster(self.ctx)
+
+    # -- check / plan ----------------------------------------------------------------------------------
+    def check(self) -> Check:
+        from migrator.adapters.kube import Ref
+
+        kube = self.kube()
+        objs = self.objects()
+        for obj in objs:
+            ref = Ref.of(obj)
+            live = kube.get(ref)
+            if live is None:
+                return Check(False, f"{ref} does not exist")
+            if ref.kind == "Secret":
+                if secret_digest(secret_data_b64(obj), obj.get("type")) != secret_digest(live.get("data"), live.get("type")):
+                    return Check(False, f"{ref}: data differs")
+                continue
+            where = difference(strip(obj), live)
+            if where:
+                return Check(False, f"{ref}: {where} differs")
+        return Check(True, f"{len(objs)} objects in place on {kube.describe()}")
+
+    def plan(self) -> Plan:
+        """Server-side dry run (dryRun=All) of every object; nothing is changed."""
+        from migrator.adapters.kube import ApiError, Ref
+
+        kube = self.kube()
+        plan = Plan()
+        new_namespaces: set[str] = set()
+        missing: dict[str, int] = {}
+        for obj in self.objects():
+            ref = Ref.of(obj)
+            live = kube.get(ref)
+            if ref.namespace and ref.namespace in new_namespaces:
+                plan.changes.append(f"create {ref} (in a namespace this step creates: not dry-run)")
+                continue
+            try:
+                after = kube.apply(obj, dry_run=True, force=self.params.force_conflicts)
+            except ApiError as exc:
+                if exc.status == 404 and live is None and ref.namespace:
+                    missing[ref.namespace] = missing.get(ref.namespace, 0) + 1
+                    plan.changes.append(f"create {ref}")
+                    continue
+                raise PermanentError(f"dry run of {ref} rejected: {exc}") from None
+            if live is None:
+                plan.changes.append(f"create {ref}")
+                if ref.kind == "Namespace":
+                    new_namespaces.add(ref.name)
+                continue
+            if ref.kind == "Secret":
+                same = secret_digest(secret_data_b64(after), after.get("type")) == secret_digest(live.get("data"), live.get("type"))
+                where = None if same else "data"
+            else:
+                where = difference(strip(after), live) or difference(strip(obj), live)
+            if where:
+                plan.changes.append(f"update {ref} ({where} changes)")
+        if missing:
+            plan.unknowns.append(f"not dry-run: {sum(missing.values())} objects in namespaces that do not exist yet "
+                                 f"({', '.join(sorted(missing))}; an earlier step creates them)")
+        if self.wait_rollout:
+            workloads = [o for o in self.objects() if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+            if workloads:
+                plan.waits.append(f"rollout of {len(workloads)} workloads (the gate waits for every replica ready)")
+        return plan
+
+    # -- apply -----------------------------------------------------------------------------------------
+    def apply(self) -> None:
+        from migrator.adapters.kube import Ref
+
+        kube = self.kube()
+        objs = self.objects()
+        recorded = list(self.ctx.facts.get("objects") or [])
+        known = {(e["kind"], e.get("namespace"), e["name"]) for e in recorded}
+        fresh = []
+        for obj in objs:  # first sight of each object only: later attempts would record our own writes
+            ref = Ref.of(obj)
+            if (ref.kind, ref.namespace, ref.name) not in known:
+                fresh.append(record_prior(self.ctx, ref, kube.get(ref)))
+        if fresh:
+            self.ctx.record(objects=recorded + fresh, server=kube.server)
+        for obj in objs:
+            kube.apply(obj, force=self.params.force_conflicts)
+            self.ctx.failpoint("after-object")
+        self.ctx.log.info("applied", objects=len(objs), server=kube.server)
+
+    # -- verify ----------------------------------------------------------------------------------------
+    def verify(self) -> None:
+        from migrator.adapters.kube import WORKLOADS, Ref
+
+        kube = self.kube()
+        problems = []
+        for obj in self.objects():
+            ref = Ref.of(obj)
+            if ref.kind == "Namespace":
+                live = kube.get(ref)
+                phase = ((live or {}).get("status") or {}).get("phase", "Active")
+                if live is None or phase != "Active":
+                    problems.append(f"namespace {ref.name} is {'missing' if live is None else phase}")
+            elif self.wait_rollout and ref.kind in WORKLOADS:
+                problem = kube.rollout_problem(obj)
+                if problem:
+                    problems.append(problem)
+        if problems:
+            raise GateNotReady(" | ".join(problems[:3]) + (f" | and {len(problems) - 3} more" if len(problems) > 3 else ""))
+
+    # -- rollback --------------------------------------------------------------------------------------
+    def rollback(self) -> None:
+        from migrator.adapters.kube import Ref
+
+        entries = list(self.ctx.facts.get("objects") or [])
+        if not entries:
+            return
+        kube = self.kube()
+        namespaces = []
+        for entry in reversed(entries):
+            self.ctx.log.info("rollback", result=restore(self.ctx, kube, entry))
+            if entry["kind"] == "Namespace" and not entry.get("existed"):
+                namespaces.append(Ref("Namespace", entry["name"]))
+        wait_gone(self.ctx, kube, namespaces)
+        self.ctx.record(objects=[])  # undone: a later run records afresh
+
+    def rollback_plan(self) -> Plan:
+        plan = Plan()
+        for e in reversed(self.ctx.facts.get("objects") or []):
+            where = f"{e['namespace']}/" if e.get("namespace") else ""
+            plan.changes.append(f"{'restore' if e.get('existed') else 'delete'} {e['kind']} {where}{e['name']}")
+        return plan
+
+
+class NamespacesParams(ManifestParams):
+    pass
+
+
+@step_type("kube.namespaces")
+class KubeNamespaces(ManifestStep):
+    """The eight namespaces, labelled name=<namespace> (what the NetworkPolicies select on)."""
+
+    Params = NamespacesParams
+    description = "create the platform's namespaces"
+
+    def templates(self) -> list[dict[str, Any]]:
+        from migrator.manifests import render
+
+        return render.render_set("namespaces", self.variables())
+
+
+class PoliciesParams(ManifestParams):
+    pass
+
+
+@step_type("kube.network-policies")
+class KubeNetworkPolicies(ManifestStep):
+    """Default deny in every namespace, then the architecture's allowances."""
+
+    Params = PoliciesParams
+    description = "apply the NetworkPolicies"
+
+    def templates(self) -> list[dict[str, Any]]:
+        from migrator.manifests import render
+
+        return render.render_set("network-policies", self.variables())
+
+
+class RbacParams(ManifestParams):
+    pass
+
+
+@step_type("kube.rbac")
+class KubeRbac(ManifestStep):
+    """A ServiceAccount per component (token automount off where not needed), and the roles some need."""
+
+    Params = RbacParams
+    description = "apply ServiceAccounts, Roles and bindings"
+
+    def templates(self) -> list[dict[str, Any]]:
+        from migrator.manifests import render
+
+        return render.render_set("rbac", self.variables())
+
+
+class ApplyParams(ManifestParams):
+    sets: list[str] = Field(default_factory=list)  # names under migrator/manifests (rentguy, infra...)
+    files: list[str] = Field(default_factory=list)  # more manifest files, relative to the runbook
+    wait: bool = True  # the gate waits for every Deployment/StatefulSet/DaemonSet to roll out
+
+    @model_validator(mode="after")
+    def _something(self) -> ApplyParams:
+        if not self.sets and not self.files:
+            raise ValueError("give at least one of sets, files")
+        return self
+
+
+@step_type("kube.apply")
+class KubeApply(ManifestStep):
+    """Apply manifest sets and files in dependency order; the gate is the rollout of every workload."""
+
+    Params = ApplyParams
+    description = "apply manifests and wait for their rollout"
+
+    @property
+    def wait_rollout(self) -> bool:  # type: ignore[override]
+        return bool(self.params.wait)
+
+    def templates(self) -> list[dict[str, Any]]:
+        from migrator.manifests import render
+
+        vars_ = self.variables()
+        out: list[dict[str, Any]] = []
+        for name in self.params.sets:
+            out += render.render_set(name, vars_)
+        for file in self.params.files:
+            out += render.render_file(self.ctx.path(file), vars_)
+        return out
+
+
+class StorageCheckParams(StrictModel):
+    storage_class: str | None = None  # default: environment.target.storage_class
+
+
+@step_type("kube.storage-check")
+class KubeStorageCheck(Step[StorageCheckParams]):
+    """The StorageClass the volumeClaimTemplates name exists. Changes nothing."""
+
+    description = "check that the StorageClass exists"
+
+    def _name(self) -> str:
+        target = self.ctx.runbook.environment.target
+        name = self.params.storage_class or (target.storage_class if target else None)
+        if not name:
+            raise PermanentError("kube.storage-check: no storage_class param and no environment.target.storage_class")
+        return name
+
+    def _problem(self) -> str | None:
+        from migrator.adapters.kube import Ref
+
+        kube = cluster(self.ctx)
+        name = self._name()
+        if kube.get(Ref("StorageClass", name)) is not None:
+            return None
+        have = [sc["metadata"]["name"] for sc in kube.list_objects("StorageClass")]
+        return (f"StorageClass {name!r} does not exist on {kube.describe()} (available: {', '.join(have) or 'none'}); "
+                "set environment.target.storage_class in the runbook or create the class")
+
+    def check(self) -> Check:
+        problem = self._problem()
+        return Check(problem is None, problem or f"StorageClass {self._name()} exists")
+
+    def plan(self) -> Plan:
+        problem = self._problem()
+        return Plan(unknowns=[f"the run will stop here: {problem}"] if problem else [])
+
+    def apply(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise PermanentError(problem)
+
+    def verify(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise PermanentError(problem)
+
+    def rollback(self) -> None:
+        pass
