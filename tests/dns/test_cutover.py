@@ -1,0 +1,243 @@
+"""The DNS cutover against two real BIND servers: lower, wait, flip, verify everywhere, roll back exactly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.errors import GateNotReady, PermanentError
+from tests.dns.bind_fixture import BindPair
+from tests.dns.conftest import NEW, dns_runbook
+from tests.util import engine
+
+NAMES = ["rentguy", "api.rentguy", "psra"]
+
+
+def answers(bind: BindPair, server: Any = None, rtype: str = "A") -> dict[str, tuple[int, list[str]]]:
+    return {n: bind.query(n, rtype, server=server) for n in NAMES}
+
+
+def wait_lower_ttl_passed(seconds: float = 1.1) -> None:
+    time.sleep(seconds)  # the runbook's ttl_wait_override_s is 1s
+
+
+def test_lower_cutover_restore_and_roll_back_everything(tmp_path: Path, bind: BindPair,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrator.steps.dns import DnsCutover
+
+    original = bind.axfr()
+    eng = engine(dns_runbook(tmp_path / "rb", bind))
+    eng.run(step_ids=["dns-lower-ttl"])
+    assert answers(bind, bind.secondary)["rentguy"] == (2, ["127.0.0.10"])
+    facts = eng.state.steps["dns-lower-ttl"].facts
+    assert facts["old"]["rentguy.sevensa.test.|A"] == {"ttl": 3600, "rdatas": ["127.0.0.10"]}
+    assert facts["old"]["rentguy.sevensa.test.|AAAA"] is None
+    assert facts["lowered_at"] <= time.time()
+    wait_lower_ttl_passed()
+
+    # The secondary stops answering: the gate names it, and passes once it is back.
+    seen: list[str] = []
+    real_verify = DnsCutover.verify
+
+    def spy(self: DnsCutover) -> None:
+        try:
+            real_verify(self)
+        except GateNotReady as exc:
+            seen.append(str(exc))
+            raise
+
+    monkeypatch.setattr(DnsCutover, "verify", spy)
+    def wake_when_reported() -> None:  # the engine must own the main thread (signal handlers)
+        deadline = time.monotonic() + 15
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        bind.resume(bind.secondary)
+
+    bind.pause(bind.secondary)
+    waker = threading.Thread(target=wake_when_reported)
+    waker.start()
+    try:
+        eng.run(step_ids=["dns-cutover"])
+    finally:
+        waker.join(20)
+        bind.resume(bind.secondary)
+    assert seen and f"ns2.sevensa.test. (127.0.0.1:{bind.secondary.port})" in seen[0]
+    assert "ns1" not in seen[0]
+    assert eng.state.steps["dns-cutover"].status == "succeeded", eng.state.steps["dns-cutover"].error
+    for server in (bind.primary, bind.secondary):
+        assert answers(bind, server) == {n: (2, [NEW]) for n in NAMES}
+    cut = eng.state.steps["dns-cutover"].facts
+    assert cut["old_sets"]["psra.sevensa.test.|A"] == {"name": "psra.sevensa.test.", "type": "A", "ttl": 2,
+                                                      "rdatas": ["127.0.0.10"]}
+    report = eng.state.steps["dns-cutover"].report
+    assert report["resolvers_still_caching"] == {} and len(report["authoritative_servers"]) == 2
+
+    eng.run(step_ids=["dns-restore-ttl"])
+    assert answers(bind, bind.secondary) == {n: (3600, [NEW]) for n in NAMES}
+
+    # Undo it all, last step first: the zone is exactly what it was.
+    for step in ("dns-restore-ttl", "dns-cutover", "dns-lower-ttl"):
+        eng.rollback(step_id=step)
+    assert bind.axfr() == original
+    bind.wait_in_sync()
+    assert bind.axfr(bind.secondary) == original
+
+
+def test_plan_shows_old_and_new_and_the_wait(tmp_path: Path, bind: BindPair) -> None:
+    eng = engine(dns_runbook(tmp_path / "rb", bind, wait_override=None))
+    eng.run(step_ids=["dns-lower-ttl"])
+    plan = engine(eng.runbook.path, dry_run=True)
+    out = plan.plan(step_ids=["dns-cutover"])[0]
+    assert "rentguy.sevensa.test. A: 2 A 127.0.0.10 -> 2 A 127.0.0.20" in out["changes"]
+    assert out["waits"][0].startswith("TTL wait: 36") and "old TTL 3600s" in out["waits"][0]
+
+
+def test_cutover_refuses_until_the_old_ttl_has_passed(tmp_path: Path, bind: BindPair) -> None:
+    from tests.util import migrate
+
+    rb = dns_runbook(tmp_path / "rb", bind, ttl=60, wait_override=None)
+    args = ["--runbook", str(rb), "--state-dir", str(tmp_path / "state")]
+    assert migrate("run", *args, "--step", "dns-lower-ttl").returncode == 0
+    before = bind.axfr(without_serial=False)
+    proc = migrate("run", *args, "--step", "dns-cutover", "--yes")
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("FAILED: dns-cutover: refusing to flip before the old TTL has passed: TTL wait: 3")
+    assert "old TTL 3600s" in line and "Traceback" not in proc.stderr
+    assert bind.axfr(without_serial=False) == before
+
+
+def test_wrong_tsig_key_one_clear_line_and_nothing_changes(tmp_path: Path, bind: BindPair) -> None:
+    from tests.dns.bind_fixture import bogus_key
+    from tests.util import migrate
+
+    wrong = bogus_key()
+    rb = dns_runbook(tmp_path / "rb", bind, key=wrong)
+    before = bind.axfr(without_serial=False)
+    proc = migrate("run", "--runbook", str(rb), "--state-dir", str(tmp_path / "state"), "--step", "dns-lower-ttl")
+    assert proc.returncode == 1
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1
+    assert (f"TSIG key migrator-key rejected by primary (127.0.0.1:{bind.primary.port}) (BADSIG): "
+            "check environment.dns.tsig") in failed[0]
+    assert "Traceback" not in proc.stderr and wrong not in proc.stderr + proc.stdout
+    assert bind.axfr(without_serial=False) == before
+
+
+def test_record_changed_between_check_and_apply_is_not_overwritten(tmp_path: Path, bind: BindPair,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrator.adapters.dns import Rfc2136Provider
+
+    eng = engine(dns_runbook(tmp_path / "rb", bind))
+    eng.run(step_ids=["dns-lower-ttl"])
+    wait_lower_ttl_passed()
+    real_apply = Rfc2136Provider.apply
+
+    def someone_else_first(self: Rfc2136Provider, changes: Any) -> None:
+        bind.update(("rentguy", "A", 300, ["127.0.0.99"]))  # lands after check() read the records
+        real_apply(self, changes)
+
+    monkeypatch.setattr(Rfc2136Provider, "apply", someone_else_first)
+    with pytest.raises(PermanentError) as err:
+        eng.run(step_ids=["dns-cutover"])
+    assert "rentguy.sevensa.test. A: expected 2 A 127.0.0.10, found 300 A 127.0.0.99" in str(err.value)
+    assert "nothing was overwritten" in str(err.value)
+    assert bind.query("rentguy") == (300, ["127.0.0.99"])
+    assert bind.query("psra") == (2, ["127.0.0.10"])  # the one update was refused whole
+    assert eng.state.steps["dns-cutover"].facts["old_sets"] == {}
+    # Nothing was written, so the rollback has nothing to undo (and leaves the other's change alone).
+    monkeypatch.setattr(Rfc2136Provider, "apply", real_apply)
+    eng.rollback(step_id="dns-cutover")
+    assert bind.query("rentguy") == (300, ["127.0.0.99"])
+
+
+def test_record_changed_before_the_step_is_detected(tmp_path: Path, bind: BindPair) -> None:
+    eng = engine(dns_runbook(tmp_path / "rb", bind))
+    eng.run(step_ids=["dns-lower-ttl"])
+    wait_lower_ttl_passed()
+    bind.update(("api.rentguy", "A", 2, ["127.0.0.77"]))
+    before = bind.axfr(without_serial=False)
+    with pytest.raises(PermanentError) as err:
+        eng.run(step_ids=["dns-cutover"])
+    assert "api.rentguy.sevensa.test. A: was 127.0.0.10 at lower-ttl, now 2 A 127.0.0.77" in str(err.value)
+    assert bind.axfr(without_serial=False) == before
+
+
+def test_rollback_refuses_when_someone_changed_the_flipped_record(tmp_path: Path, bind: BindPair) -> None:
+    eng = engine(dns_runbook(tmp_path / "rb", bind))
+    eng.run(step_ids=["dns-lower-ttl"])
+    wait_lower_ttl_passed()
+    eng.run(step_ids=["dns-cutover"])
+    bind.update(("psra", "A", 2, ["127.0.0.55"]))
+    before = bind.axfr(without_serial=False)
+    with pytest.raises(PermanentError) as err:
+        eng.rollback(step_id="dns-cutover")
+    assert "psra.sevensa.test. A is now 2 A 127.0.0.55, not what dns-cutover wrote (2 A 127.0.0.20)" in str(err.value)
+    assert bind.axfr(without_serial=False) == before
+
+
+def test_cname_target_and_back(tmp_path: Path, bind: BindPair) -> None:
+    original = bind.axfr()
+    eng = engine(dns_runbook(tmp_path / "rb", bind, records=["wpcs"], target="ingress.k8s.example."))
+    eng.run(step_ids=["dns-lower-ttl"])
+    wait_lower_ttl_passed()
+    eng.run(step_ids=["dns-cutover"])
+    assert bind.query("wpcs", "CNAME", server=bind.secondary) == (2, ["ingress.k8s.example."])
+    assert bind.query("wpcs", "A", server=bind.secondary) == (0, [])
+    eng.rollback(step_id="dns-cutover")
+    eng.rollback(step_id="dns-lower-ttl")
+    assert bind.axfr() == original
+
+
+def test_crash_after_update_resume_once_then_rollback_from_a_fresh_process(tmp_path: Path, bind: BindPair) -> None:
+    """SIGKILL right after the update, before the state write: resume updates nothing twice; a fresh
+    process then rolls back to exactly the zone before the cutover. The TSIG key shows up nowhere."""
+    from tests.util import migrate, status_json
+
+    original = bind.axfr()
+    rb = dns_runbook(tmp_path / "rb", bind)
+    state = tmp_path / "state"
+    args = ["--runbook", str(rb), "--state-dir", str(state), "--log-format", "json", "--log-level", "debug"]
+    outputs: list[str] = []
+
+    def cli(*more: str, env: dict[str, str] | None = None) -> Any:
+        proc = migrate(*more, *args, env=env)
+        outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    assert cli("run", "--step", "dns-lower-ttl").returncode == 0
+    wait_lower_ttl_passed()
+    before_cutover = bind.axfr()
+    serial, updates = bind.soa_serial(), bind.updates_applied()
+
+    crashed = cli("run", "--step", "dns-cutover", env={"MIGRATE_FAILPOINTS": "dns-cutover:after-update=crash"})
+    assert crashed.returncode == -9, crashed.stderr
+    assert status_json(rb, state)["steps"][1]["status"] == "running"
+    assert bind.query("rentguy") == (2, [NEW])
+    assert bind.soa_serial() == serial + 1
+
+    resumed = cli("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already in place" in resumed.stdout
+    assert bind.soa_serial() == serial + 1 and bind.updates_applied() == updates + 1  # exactly one update
+    assert answers(bind, bind.secondary) == {n: (2, [NEW]) for n in NAMES}
+
+    plan = cli("rollback", "--step", "dns-cutover", "--dry-run")
+    assert "rentguy.sevensa.test. A: 2 A 127.0.0.20 -> 2 A 127.0.0.10" in plan.stdout, plan.stdout + plan.stderr
+    rolled = cli("rollback", "--step", "dns-cutover")
+    assert rolled.returncode == 0, rolled.stderr
+    assert bind.axfr() == before_cutover
+    bind.wait_in_sync()
+    assert bind.axfr(bind.secondary) == before_cutover
+    assert cli("rollback", "--step", "dns-lower-ttl").returncode == 0
+    assert bind.axfr() == original
+
+    key = bind.key_secret
+    for path in state.rglob("*"):
+        if path.is_file():
+            assert key not in path.read_text(errors="replace"), path
+    assert all(key not in out for out in outputs)
