@@ -1,0 +1,135 @@
+"""PostgreSQL connections for the migrator: psycopg for the target, libpq environments for pg tools.
+
+Passwords never go into argv: psycopg gets them as a keyword (sent over the wire only), the pg tools
+get them as PGPASSWORD in their environment or through a 0600 passfile that is removed afterwards.
+Every session uses the same output settings (`SESSION_OPTIONS`) so that `row::text` is identical on
+both servers, which the content digests depend on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from migrator.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    import psycopg
+
+# Text output that does not depend on the server's or the client's defaults.
+SESSION_GUCS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO,YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+SESSION_OPTIONS = " ".join(f"-c {k}={v}" for k, v in SESSION_GUCS.items())
+APP_NAME = "migrator"
+
+
+@dataclass(frozen=True)
+class PgConn:
+    """Where a server is and who we are on it. `password` is held in memory only."""
+
+    host: str
+    port: int
+    user: str
+    database: str
+    password: str | None = None
+
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def with_database(self, database: str) -> PgConn:
+        return PgConn(self.host, self.port, self.user, database, self.password)
+
+    def kwargs(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user, "dbname": self.database,
+                                "application_name": APP_NAME, "connect_timeout": 10, "options": SESSION_OPTIONS}
+        if self.password is not None:
+            args["password"] = self.password
+        return args
+
+    def env(self) -> dict[str, str]:
+        """libpq environment for pg_dump/psql/pg_restore run locally."""
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGDATABASE": self.database,
+               "PGOPTIONS": SESSION_OPTIONS, "PGAPPNAME": APP_NAME, "PGCONNECT_TIMEOUT": "10"}
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def uri(self) -> str:
+        """A URI without the password (pgcopydb and friends read it from PGPASSWORD or a passfile)."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any PG* variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def passfile(*conns: PgConn) -> Iterator[Path]:
+    """A 0600 .pgpass for tools that take no PGPASSWORD per connection (two servers, one process)."""
+    directory = Path(tempfile.mkdtemp(prefix="migrator-pgpass-"))
+    path = directory / "pgpass"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            for c in conns:
+                if c.password is not None:
+                    esc = c.password.replace("\\", "\\\\").replace(":", "\\:")
+                    fh.write(f"{c.host}:{c.port}:*:{c.user}:{esc}\n")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        directory.rmdir()
+
+
+def connect(conn: PgConn, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """A psycopg connection; connection failures are temporary (the server may be starting)."""
+    import psycopg
+
+    try:
+        return psycopg.connect(autocommit=autocommit, **conn.kwargs())
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if "password authentication failed" in text or "does not exist" in text:
+            raise PermanentError(f"postgres {conn.label()}: {text}") from None
+        raise TemporaryError(f"postgres {conn.label()}: {text}") from None
+
+
+def rows(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> list[list[str]]:
+    """Run a query and give every value as text ('' for NULL), like the source side's CSV output."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return [["" if v is None else str(v) for v in row] for row in cur.fetchall()]
+
+
+def database_exists(server: PgConn, name: str) -> bool:
+    with connect(server.with_database("postgres")) as c:
+        return bool(rows(c, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
+
+
+def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    return bool(rows(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)))
+
+
+def conninfo(host: str, port: int, user: str, database: str, password: str | None) -> str:
+    """A libpq key=value string (for CREATE SUBSCRIPTION), values quoted as libpq wants."""
+    def q(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    parts = [f"host={q(host)}", f"port={port}", f"user={q(user)}", f"dbname={q(database)}",
+             f"application_name={q(APP_NAME)}"]
+    if password is not None:
+        parts.append(f"password={q(password)}")
+    return " ".join(parts)

@@ -1,0 +1,207 @@
+"""The source database, read where it lives: pg tools run next to the server, their output streamed back.
+
+A `Runner` starts a command where the source server is (a local subprocess for a reachable endpoint,
+`docker exec` inside the container on the VPS through the SSH/Docker adapters) and gives a byte stream.
+`PgSource` builds every source-side operation (catalog queries, schema dumps, COPY TO STDOUT) on top of
+it, so the copy code is the same whether the source is a test cluster or a container behind SSH.
+No port is opened on the VPS: inside the container psql reaches the server over its unix socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from migrator.adapters.postgres import SESSION_OPTIONS, PgConn, clean_env
+from migrator.errors import PermanentError, TemporaryError
+
+PSQL = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+CHUNK = 1 << 18
+
+
+class ProcStream(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def close_stdin(self) -> None: ...
+
+    def wait(self) -> int: ...
+
+    def stderr_tail(self) -> bytes: ...
+
+
+class Runner(Protocol):
+    label: str
+
+    def open(self, argv: list[str], env: dict[str, str], stdin: bool = False
+             ) -> contextlib.AbstractContextManager[ProcStream]: ...
+
+
+class _LocalStream:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._err = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._err += line
+            del self._err[:-4096]
+
+    def read(self, n: int = -1) -> bytes:
+        out: Any = self.proc.stdout  # a BufferedReader: read1 gives what is there (a short read)
+        return bytes(out.read() if n < 0 else out.read1(n))
+
+    def write(self, data: bytes) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        return len(data)
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+    def wait(self) -> int:
+        rc = self.proc.wait(timeout=60)
+        self._reader.join(timeout=5)
+        return rc
+
+    def stderr_tail(self) -> bytes:
+        return bytes(self._err)
+
+
+class LocalRunner:
+    """Runs pg tools on this machine (a source reachable as host:port: tests, bench, direct access)."""
+
+    label = "local"
+
+    @contextlib.contextmanager
+    def open(self, argv: list[str], env: dict[str, str], stdin: bool = False) -> Iterator[ProcStream]:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env))
+        except FileNotFoundError:
+            raise PermanentError(f"{argv[0]} is not installed on this machine (PostgreSQL client tools)") from None
+        stream = _LocalStream(proc)
+        try:
+            yield stream
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+class _ExecStream:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self.inner.read(n))
+
+    def write(self, data: bytes) -> int:
+        return int(self.inner.write(data))
+
+    def close_stdin(self) -> None:
+        self.inner.close_stdin()
+
+    def wait(self) -> int:
+        return int(self.inner.exit_code())
+
+    def stderr_tail(self) -> bytes:
+        return bytes(self.inner.stderr_tail())
+
+
+class DockerExecRunner:
+    """Runs pg tools inside the source container on the VPS (docker exec over SSH), as `os_user`."""
+
+    def __init__(self, remote: Any, container: str, os_user: str = "postgres") -> None:
+        self.remote = remote  # migrator.adapters.docker.DockerRemote
+        self.container = container
+        self.os_user = os_user
+        self.label = f"container {container} on {getattr(remote, 'host', 'the VPS')}"
+
+    @contextlib.contextmanager
+    def open(self, argv: list[str], env: dict[str, str], stdin: bool = False) -> Iterator[ProcStream]:
+        with self.remote.exec_stream(self.container, argv, env=env, user=self.os_user, stdin=stdin,
+                                     timeout=3600) as s:
+            yield _ExecStream(s)
+
+
+@dataclass
+class PgSource:
+    """The source database, reached through a Runner. `env` is the libpq environment of the tools."""
+
+    runner: Runner
+    database: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def local(cls, conn: PgConn) -> PgSource:
+        return cls(LocalRunner(), conn.database, conn.env())
+
+    @classmethod
+    def container(cls, remote: Any, container: str, database: str, user: str, password: str | None = None,
+                  socket_dir: str = "/var/run/postgresql", os_user: str = "postgres") -> PgSource:
+        env = {"PGHOST": socket_dir, "PGUSER": user, "PGDATABASE": database, "PGOPTIONS": SESSION_OPTIONS,
+               "PGAPPNAME": "migrator"}
+        if password is not None:
+            env["PGPASSWORD"] = password
+        return cls(DockerExecRunner(remote, container, os_user), database, env)
+
+    @property
+    def label(self) -> str:
+        return f"{self.database} in {self.runner.label}"
+
+    def _fail(self, what: str, rc: int, err: bytes) -> None:
+        tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-3:])
+        msg = f"source {self.label}: {what} exited {rc}: {tail or 'no message'}"
+        # psql exits 2 when the connection failed or broke: worth another try.
+        raise (TemporaryError(msg) if rc == 2 else PermanentError(msg))
+
+    def run(self, argv: list[str], script: str | None = None) -> bytes:
+        """Run a tool to completion; stdout as bytes."""
+        with self.runner.open(argv, self.env, stdin=script is not None) as s:
+            if script is not None:
+                s.write(script.encode())
+                s.close_stdin()
+            out = bytearray()
+            while chunk := s.read(CHUNK):
+                out += chunk
+            rc = s.wait()
+            if rc != 0:
+                self._fail(argv[0], rc, s.stderr_tail())
+        return bytes(out)
+
+    def query(self, sql: str) -> list[list[str]]:
+        """Rows of a query as text (NULL comes out as ''), through CSV so any value survives."""
+        out = self.run([*PSQL, "-f", "-"], f"COPY ({sql}) TO STDOUT WITH (FORMAT csv);\n")
+        return [list(r) for r in csv.reader(io.StringIO(out.decode()))]
+
+    def execute(self, sql: str) -> None:
+        self.run([*PSQL, "-f", "-"], sql if sql.rstrip().endswith(";") else sql + ";\n")
+
+    def dump_schema(self, section: str) -> str:
+        """pg_dump of one section (pre-data, post-data) as SQL, without privileges or replication objects."""
+        argv = ["pg_dump", "--schema-only", f"--section={section}", "--no-privileges", "--no-publications",
+                "--no-subscriptions", "--no-security-labels", "--quote-all-identifiers"]
+        return self.run(argv).decode()
+
+    @contextlib.contextmanager
+    def copy_out(self, copy_sql: str) -> Iterator[ProcStream]:
+        """A running `COPY ... TO STDOUT`; the caller reads the stream then calls `finish`."""
+        with self.runner.open([*PSQL, "-c", copy_sql], self.env) as s:
+            yield s
+
+    def finish(self, s: ProcStream, what: str) -> None:
+        rc = s.wait()
+        if rc != 0:
+            self._fail(what, rc, s.stderr_tail())

@@ -1,0 +1,252 @@
+"""postgres.copy: schema, then data table by table in parallel, then indexes/constraints and sequences.
+
+Data goes `COPY (SELECT ...) TO STDOUT` on the source (inside its container) straight into
+`COPY ... FROM STDIN (FREEZE)` on the target, through this process, never landing on a disk. Each table
+is `TRUNCATE` + `COPY` in one target transaction: a table interrupted mid-copy is rolled back by the
+server and copied again on resume; completed tables are recorded in facts and skipped. Indexes and
+constraints are built once, after loading (faster than maintaining them row by row).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from migrator.errors import GateNotReady, PermanentError
+from migrator.steps.base import Check, Plan, Step, step_type
+from migrator.steps.postgres import pg_catalog as cat
+from migrator.steps.postgres import pg_schema as schema
+from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
+
+if TYPE_CHECKING:
+    from migrator.adapters.postgres import PgConn
+    from migrator.pgsource import PgSource
+    from migrator.steps.base import Progress, StepContext
+
+CHUNK = 1 << 18
+
+
+class CopyParams(DbParams):
+    jobs: int = Field(default=2, ge=1, le=16)
+    analyze: bool = True  # ANALYZE after loading, so the planner has statistics from the first query
+
+
+def copy_table(source: PgSource, target: PgConn, t: cat.TableInfo, on_bytes: Progress) -> tuple[int, int]:
+    """One table, atomically on the target. Returns (rows, bytes)."""
+    from psycopg import sql
+
+    from migrator.adapters.postgres import connect
+
+    fmt = sql.SQL("binary" if t.binary_ok else "text")
+    table = sql.Identifier(t.schema, t.name)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
+    src = sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT {})").format(cols, table, fmt)
+    dst = (sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(table, cols, fmt) if t.columns
+           else sql.SQL("COPY {} FROM STDIN (FORMAT {}, FREEZE)").format(table, fmt))
+    moved = 0
+    with connect(target, autocommit=False) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")
+            cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
+            with cur.copy(dst) as cp, source.copy_out(src.as_string(None)) as s:
+                while chunk := s.read(CHUNK):
+                    cp.write(chunk)
+                    moved += len(chunk)
+                    on_bytes.advance(len(chunk))
+                source.finish(s, f"COPY {t.label}")
+            rows = cur.rowcount
+        conn.commit()
+    return rows, moved
+
+
+def apply_schema(ctx: StepContext, p: DbParams, source: PgSource, server: PgConn, section: str) -> None:
+    """Dump one section from the source, map owners, apply it on the target in one transaction."""
+    script = source.dump_schema(section)
+    roles = {schema.map_role(r, p.owner_map, p.default_owner) for r in schema.owners_in(script)}
+    ensure_roles(ctx, p, server, roles)
+    schema.apply_script(server, schema.prepare(script, p.owner_map, p.default_owner))
+
+
+def ensure_roles(ctx: StepContext, p: DbParams, server: PgConn, roles: set[str]) -> None:
+    missing = schema.missing_roles(server, roles)
+    if not missing:
+        return
+    if not p.create_roles:
+        raise PermanentError(f"{ctx.step_id}: role(s) {', '.join(missing)} do not exist on the target; map them "
+                             "with owner_map/default_owner or set create_roles: true")
+    ctx.record(created_roles=sorted(set(ctx.facts.get("created_roles") or []) | set(missing)))
+    schema.create_roles(server, missing)
+
+
+def prepare_database(ctx: StepContext, p: DbParams, source: PgSource, server: PgConn) -> cat.DatabaseInfo:
+    info = cat.database(source.query)
+    owner = schema.map_role(info.owner, p.owner_map, p.default_owner)
+    ensure_roles(ctx, p, server, {owner})
+    schema.ensure_database(ctx, server, p.target.database, owner, info)
+    return info
+
+
+def set_sequences(source: PgSource, db: PgConn, margin: int = 0) -> int:
+    """setval on the target to the source's values (+ margin): sequences are not data COPY moves."""
+    from migrator.adapters.postgres import connect
+
+    values = cat.sequences(source.query)
+    with connect(db) as c:
+        for ident, value in values.items():
+            if value is not None:
+                c.execute(f"SELECT pg_catalog.setval({_lit(ident)}, {int(value) + margin}, true)".encode())
+            elif margin:
+                c.execute(f"SELECT pg_catalog.setval({_lit(ident)}, {margin}, true)".encode())
+    return len(values)
+
+
+def _lit(text: str) -> str:
+    from psycopg import sql
+
+    return sql.Literal(text).as_string(None)
+
+
+def post_data_present(source: PgSource, db: PgConn) -> bool:
+    src, dst = cat.structure(source.query), cat.structure(schema.query_of(db))
+    return all(dst.get(k, 0) >= v for k, v in src.items())
+
+
+@step_type("postgres.copy")
+class PostgresCopy(Step[CopyParams]):
+    """Copy one database from its container on the VPS into its StatefulSet's server; resumable by table."""
+
+    def _ends(self) -> tuple[PgSource, PgConn, PgConn]:
+        p = self.params
+        server = target_conn(self.ctx, p.target, "postgres")
+        return source_of(self.ctx, p.source), server, server.with_database(p.target.database)
+
+    def check(self) -> Check:
+        from migrator.adapters.postgres import database_exists
+
+        f = self.ctx.facts
+        if f.get("complete"):
+            _, server, _ = self._ends()
+            if database_exists(server, self.params.target.database):
+                return Check(True, f"copied {len(f.get('tables_done') or [])} tables at {time.ctime(f['complete'])}")
+        return Check(False, "not copied yet" if not f.get("tables_done") else
+                     f"{len(f['tables_done'])} table(s) copied so far: resuming")
+
+    def plan(self) -> Plan:
+        from migrator.adapters.postgres import database_exists
+
+        p = self.params
+        source, server, _ = self._ends()
+        info = cat.database(source.query)
+        tabs = cat.tables(source.query)
+        exts = [f"{r[0]} {r[1]}" for r in source.query(cat.EXTENSIONS_SQL)]
+        nopk = [t.label for t in tabs if not t.has_pk]
+        plan = Plan()
+        exists = database_exists(server, p.target.database)
+        plan.change(f"{'fill existing' if exists else 'create'} database {p.target.database} on "
+                    f"{server.host}:{server.port} (owner {schema.map_role(info.owner, p.owner_map, p.default_owner)})")
+        plan.change(f"copy {source.label}: {len(tabs)} tables, {_mb(info.size)} on disk, "
+                    f"~{sum(t.rows_est for t in tabs)} rows, {p.jobs} in parallel")
+        if exts:
+            plan.change(f"create extensions first: {', '.join(exts)}")
+        if nopk:
+            plan.change(f"tables without a primary key (copied as they are): {', '.join(nopk)}")
+        done = self.ctx.facts.get("tables_done") or []
+        if done:
+            plan.change(f"resume: {len(done)} table(s) already copied are skipped")
+        plan.unknowns += ["the duration (throughput of the SSH/docker exec path and of the target's disk)",
+                          "whether the target server has the extensions' files installed",
+                          "row counts are estimates (pg_class.reltuples) until the copy counts them"]
+        return plan
+
+    def apply(self) -> None:
+        p, ctx = self.params, self.ctx
+        source, server, db = self._ends()
+        started = time.monotonic()
+        prepare_database(ctx, p, source, server)
+        tabs = cat.tables(source.query)
+        if not ctx.facts.get("pre_done"):
+            # A crash after the commit but before the record leaves the tables there: do not apply twice.
+            have = {t.label for t in cat.tables(schema.query_of(db))}
+            if not {t.label for t in tabs} <= have or not tabs:
+                apply_schema(ctx, p, source, db, "pre-data")
+            ctx.record(pre_done=True, tables_done=[], rows=0, bytes=0)
+        self._copy_tables(source, db, tabs)
+        if not ctx.facts.get("post_done"):
+            if not post_data_present(source, db):
+                apply_schema(ctx, p, source, db, "post-data")
+            ctx.record(post_done=True)
+        set_sequences(source, db)
+        if p.analyze:
+            from migrator.adapters.postgres import connect
+
+            with connect(db) as c:
+                c.execute("ANALYZE")
+        ctx.record(complete=time.time(), seconds=round(time.monotonic() - started, 3))
+
+    def _copy_tables(self, source: PgSource, db: PgConn, tabs: list[cat.TableInfo]) -> None:
+        ctx = self.ctx
+        done = set(ctx.facts.get("tables_done") or [])
+        todo = sorted((t for t in tabs if t.label not in done), key=lambda t: -t.bytes)  # biggest first
+        if not todo:
+            return
+        total_b = sum(t.bytes for t in todo)
+        bar = ctx.progress(f"copy {self.params.target.database}", total=total_b or None, unit="B")
+        rows_bar = ctx.progress(f"rows {self.params.target.database}", total=sum(t.rows_est for t in todo) or None,
+                                unit="rows")
+        pool = ThreadPoolExecutor(max_workers=self.params.jobs, thread_name_prefix="pgcopy")
+        running: dict[Future[tuple[int, int]], cat.TableInfo] = {}
+        try:
+            queue = list(todo)
+            while queue or running:
+                while queue and len(running) < self.params.jobs:
+                    t = queue.pop(0)
+                    running[pool.submit(copy_table, source, db, t, bar)] = t
+                finished, _ = wait(list(running), timeout=max(1.0, ctx.remaining()), return_when=FIRST_COMPLETED)
+                if not finished:
+                    raise PermanentError(f"{ctx.step_id}: copy timed out ({len(running)} table(s) still copying)")
+                for fut in finished:
+                    t = running.pop(fut)
+                    rows, moved = fut.result()  # re-raises the worker's error here
+                    rows_bar.advance(rows)
+                    f = ctx.facts
+                    ctx.record(tables_done=[*(f.get("tables_done") or []), t.label],
+                               rows=int(f.get("rows") or 0) + rows, bytes=int(f.get("bytes") or 0) + moved)
+                    ctx.log.info("table copied", table=t.label, rows=rows, bytes=moved)
+                    ctx.failpoint("after-table")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def verify(self) -> None:
+        """A cheap gate (catalog only): every table and index is there. postgres.verify checks the rows."""
+        source, _, db = self._ends()
+        src = {t.label for t in cat.tables(source.query)}
+        dst = {t.label for t in cat.tables(schema.query_of(db))}
+        if src - dst:
+            raise GateNotReady(f"tables missing on the target: {', '.join(sorted(src - dst))}")
+        if not post_data_present(source, db):
+            raise GateNotReady("indexes or constraints missing on the target")
+
+    def rollback(self) -> None:
+        _, server, _ = self._ends()
+        schema.rollback_database(self.ctx, server)
+
+    def rollback_plan(self) -> Plan:
+        f = self.ctx.facts
+        if "db_existed" not in f:
+            return Plan(changes=["nothing: the target database was never touched"])
+        name = f["target_database"]
+        return Plan(changes=[f"drop database {name} on the target"
+                             + (" and recreate it empty (it existed before)" if f["db_existed"] else "")]
+                    + ([f"drop roles created: {', '.join(f['created_roles'])}"] if f.get("created_roles") else []))
+
+    def report(self) -> dict[str, Any]:
+        f = self.ctx.facts
+        return {"tables": len(f.get("tables_done") or []), "rows": f.get("rows"), "bytes": f.get("bytes"),
+                "seconds": f.get("seconds")}
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
