@@ -1,0 +1,117 @@
+"""The rehearsal report: state + journal turned into `<state>/<runbook>.report.json` and `.md`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from migrator.runbook.model import Runbook
+from migrator.store.atomic import write_atomic
+from migrator.store.journal import Journal
+from migrator.store.state import State
+
+FREEZE_TYPES = ("compose.freeze",)
+CUTOVER_TYPES = ("dns.cutover",)
+
+
+def _duration(rec: Any) -> float | None:
+    if rec is None or rec.started_at is None or rec.finished_at is None:
+        return None
+    return round(rec.finished_at - rec.started_at, 3)
+
+
+def build(runbook: Runbook, state: State, journal: Journal, since: float | None = None) -> dict[str, Any]:
+    steps = []
+    phases: dict[int, dict[str, Any]] = {}
+    totals = {"rows": 0, "bytes": 0, "files": 0}
+    parity: dict[str, Any] = {}
+    for step in runbook.steps:
+        rec = state.steps.get(step.id)
+        figures = dict(rec.report) if rec else {}
+        entry = {"id": step.id, "phase": step.phase, "uses": step.spec.uses,
+                 "status": rec.status if rec else "pending", "attempts": rec.attempts if rec else 0,
+                 "duration_s": _duration(rec), "figures": figures}
+        steps.append(entry)
+        ph = phases.setdefault(step.phase, {"name": runbook.phase_names.get(step.phase, ""), "start": None,
+                                            "end": None, "steps": 0, "succeeded": 0})
+        ph["steps"] += 1
+        if rec and rec.status == "succeeded":
+            ph["succeeded"] += 1
+        if rec and rec.started_at:
+            ph["start"] = min(filter(None, [ph["start"], rec.started_at]))
+        if rec and rec.finished_at:
+            ph["end"] = max(filter(None, [ph["end"], rec.finished_at]))
+        for key in totals:
+            value = figures.get(key)
+            if isinstance(value, int | float) and step.spec.uses.endswith((".copy", ".migrate", ".replicate")):
+                totals[key] += int(value)
+        if step.spec.uses.endswith(".verify") or "parity" in figures:
+            parity[step.id] = {"status": entry["status"], **{k: v for k, v in figures.items() if k != "tables"}}
+
+    def first(types: tuple[str, ...], field: str) -> float | None:
+        for step in runbook.steps:
+            rec = state.steps.get(step.id)
+            if step.spec.uses in types and rec is not None:
+                return getattr(rec, field)  # type: ignore[no-any-return]
+        return None
+
+    freeze_at = first(FREEZE_TYPES, "started_at")
+    dns_verified_at = first(CUTOVER_TYPES, "finished_at")
+    downtime = round(dns_verified_at - freeze_at, 3) if freeze_at and dns_verified_at else None
+    events = journal.read()
+    gates = [e["step"] for e in events if e.get("event") == "gate-passed" and (since is None or e["ts"] >= since)]
+    for ph in phases.values():
+        ph["duration_s"] = round(ph["end"] - ph["start"], 3) if ph["start"] and ph["end"] else None
+    all_ok = all(s["status"] in ("succeeded", "skipped") for s in steps)
+    return {
+        "runbook": runbook.name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "result": "succeeded" if all_ok else "incomplete",
+        "phases": {str(k): v for k, v in sorted(phases.items())},
+        "steps": steps, "copied": totals, "parity": parity,
+        "write_downtime_s": downtime, "write_downtime_window": {"freeze_started": freeze_at, "dns_verified": dns_verified_at},
+        "gates_passed": gates, "gates_passed_count": len(gates),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Rehearsal report: {report['runbook']}", "", f"Generated {report['generated_at']}; result: "
+             f"**{report['result']}**.", ""]
+    dt = report["write_downtime_s"]
+    lines.append(f"- Write downtime (freeze to DNS verified): {dt:.1f} s" if dt is not None
+                 else "- Write downtime: not measured (no freeze or DNS cutover ran)")
+    c = report["copied"]
+    lines.append(f"- Copied: {c['rows']} rows, {c['bytes']} bytes, {c['files']} files")
+    lines.append(f"- Gates passed: {report['gates_passed_count']}")
+    lines += ["", "| phase | name | steps | succeeded | duration (s) |", "|---|---|---|---|---|"]
+    for num, ph in report["phases"].items():
+        lines.append(f"| {num} | {ph['name']} | {ph['steps']} | {ph['succeeded']} | {ph['duration_s'] or ''} |")
+    lines += ["", "| step | phase | type | status | attempts | duration (s) |", "|---|---|---|---|---|---|"]
+    for s in report["steps"]:
+        lines.append(f"| {s['id']} | {s['phase']} | {s['uses']} | {s['status']} | {s['attempts']} | "
+                     f"{s['duration_s'] if s['duration_s'] is not None else ''} |")
+    if report["parity"]:
+        lines += ["", "## Parity", ""]
+        for sid, p in report["parity"].items():
+            detail = ", ".join(f"{k}={v}" for k, v in p.items() if k != "status" and not isinstance(v, dict | list))
+            lines.append(f"- {sid}: {p['status']}" + (f" ({detail})" if detail else ""))
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict[str, Any], state_dir: Path) -> tuple[Path, Path]:
+    base = state_dir / f"{report['runbook']}.report"
+    json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
+    write_atomic(json_path, (json.dumps(report, indent=2, default=str) + "\n").encode(), mode=0o644)
+    write_atomic(md_path, markdown(report).encode(), mode=0o644)
+    return json_path, md_path
+
+
+def summary(report: dict[str, Any]) -> str:
+    ok = sum(1 for s in report["steps"] if s["status"] == "succeeded")
+    phases = " ".join(f"p{k}={v['duration_s']:.1f}s" for k, v in report["phases"].items() if v["duration_s"] is not None)
+    dt = report["write_downtime_s"]
+    downtime = f"{dt:.1f} s" if dt is not None else "n/a"
+    return (f"rehearsal {report['result']}: {ok}/{len(report['steps'])} steps, {report['gates_passed_count']} gates "
+            f"passed, {report['copied']['rows']} rows / {report['copied']['bytes']} bytes copied, write downtime "
+            f"{downtime}; {phases}")
