@@ -1,0 +1,665 @@
+"""openbao.migrate (kv-copy | raft-snapshot) and openbao.verify: OpenBao moved and proven by digests.
+
+kv-copy writes each KV v2 path version by version (flags and metadata included), then the ACL policies
+and AppRole roles; facts hold names and progress, never values. raft-snapshot force-restores a source
+snapshot into the target and unseals it with the source's keys, after keeping a 0600 snapshot of the
+target for rollback. Both are gated by the same value-free comparison (openbao.verify).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from migrator import redact
+from migrator.errors import PermanentError
+from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
+
+if TYPE_CHECKING:
+    import hvac
+
+    from migrator.adapters.openbao import Inventory
+    from migrator.runbook.environment import OpenBaoConfig, OpenBaoEndpoint
+
+Keys = list[str] | str | None
+
+
+class CompareParams(StrictModel):
+    mounts: list[str] | None = None  # KV v2 mounts; default: every KV v2 mount (of both sides)
+    policies: bool = True
+    approle: bool = True
+    allow_extra_on_target: bool = False  # paths/policies only on the target do not fail the gate
+
+
+class MigrateParams(CompareParams):
+    strategy: Literal["kv-copy", "raft-snapshot"]
+    # kv-copy
+    on_conflict: Literal["fail", "overwrite"] = "fail"  # a target path that exists and differs
+    deleted_versions: Literal["recover", "placeholder"] = "recover"
+    # raft-snapshot: ${secrets.x} each, or one secret holding a JSON list. Never logged.
+    unseal_keys: Keys = None  # the SOURCE's keys: the restored target only opens with them
+    target_unseal_keys: Keys = None  # the target's own keys, for rollback to its pre-restore snapshot
+    unseal_wait_s: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _by_strategy(self) -> MigrateParams:
+        if self.strategy == "raft-snapshot" and not self.unseal_keys:
+            raise ValueError("raft-snapshot needs unseal_keys (the source's unseal keys, by secret reference)")
+        if self.strategy == "kv-copy" and (self.unseal_keys or self.target_unseal_keys):
+            raise ValueError("unseal keys are for strategy raft-snapshot only")
+        return self
+
+
+class VerifyParams(CompareParams):
+    # After a raft-snapshot the target only knows the source's tokens: name the secret to use there.
+    target_token: str | None = None
+
+
+def keys_of(value: Keys) -> list[str]:
+    """Unseal keys from a list of values or one JSON list; each registered for masking."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    out: list[str] = []
+    for item in items:
+        text = item.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise PermanentError("unseal keys: a value starts like a JSON list but does not parse") from None
+            out += [str(k) for k in parsed]
+        elif text:
+            out.append(text)
+    for key in out:
+        redact.register(key)
+    return out
+
+
+# -- connections -----------------------------------------------------------------------------------
+class _Tunnel:
+    """An SSH tunnel kept open for the run (closed by the engine with the other resources)."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+        self.local: tuple[str, int] = manager.__enter__()
+
+    def close(self) -> None:
+        self._manager.__exit__(None, None, None)
+
+
+class Bao:
+    """The clients a step needs, shared through ctx.resource for the run."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        env = ctx.runbook.environment.openbao
+        if env is None:
+            raise PermanentError(f"{ctx.step_id}: the runbook has no environment.openbao (source, target)")
+        self.env: OpenBaoConfig = env
+
+    def _via(self) -> tuple[str, int] | None:
+        hop = self.env.source_via_ssh
+        if hop is None:
+            return None
+        try:
+            from migrator.adapters.ssh import SSHSession
+        except ImportError:
+            raise PermanentError("environment.openbao.source_via_ssh needs the SSH adapter (migrator.adapters.ssh), "
+                                 "which this build lacks; give a direct source address instead") from None
+        src = self.ctx.runbook.environment.source
+        if src is None:
+            raise PermanentError("environment.openbao.source_via_ssh: the runbook has no environment.source.ssh")
+        ssh = self.ctx.resource("ssh", lambda: SSHSession.from_config(src.ssh, self.ctx.runbook.dir))
+        tunnel = self.ctx.resource(f"openbao:tunnel:{hop.host}:{hop.port}",
+                                   lambda: _Tunnel(ssh.tunnel(hop.host, hop.port)))
+        return tunnel.local  # type: ignore[no-any-return]
+
+    def _client(self, key: str, endpoint: OpenBaoEndpoint, token_secret: str | None,
+                via: tuple[str, int] | None) -> hvac.Client:
+        from migrator.adapters.openbao import client_for
+
+        token = self.ctx.secret(token_secret) if token_secret else None
+        return self.ctx.resource(key, lambda: client_for(endpoint, None, via, token=token))  # type: ignore[no-any-return]
+
+    def source(self) -> hvac.Client:
+        return self._client("openbao:source-step", self.env.source, self.env.source.token, self._via())
+
+    def target(self, token_secret: str | None = None) -> hvac.Client:
+        name = token_secret or self.env.target.token
+        return self._client(f"openbao:target:{name}", self.env.target, name, None)
+
+    def target_as_source(self) -> hvac.Client:
+        """The target after a raft restore: it holds the source's data, so the source's token."""
+        return self.target(self.env.source.token)
+
+
+def mounts_to_compare(params: CompareParams, source: hvac.Client, target: hvac.Client) -> list[str]:
+    from migrator.adapters.openbao import kv2_mounts
+
+    if params.mounts:
+        return list(params.mounts)
+    found = set(kv2_mounts(source))
+    if not params.allow_extra_on_target:
+        found |= set(kv2_mounts(target))
+    return sorted(found)
+
+
+def parity(params: CompareParams, source: hvac.Client, target: hvac.Client) -> tuple[list[str], Inventory]:
+    """Differences between both sides (names only), and the source's inventory."""
+    from migrator.adapters.openbao import inventory
+
+    mounts = mounts_to_compare(params, source, target)
+    a = inventory(source, mounts, params.policies, params.approle)
+    b = inventory(target, mounts, params.policies, params.approle)
+    return a.differences(b, params.allow_extra_on_target), a
+
+
+def gate(params: CompareParams, source: hvac.Client, target: hvac.Client) -> Inventory:
+    diffs, inv = parity(params, source, target)
+    if diffs:
+        shown = "; ".join(diffs[:20]) + (f"; and {len(diffs) - 20} more" if len(diffs) > 20 else "")
+        raise PermanentError(f"OpenBao parity: {len(diffs)} difference(s): {shown}")
+    return inv
+
+
+# -- openbao.verify ----------------------------------------------------------------------------------
+@step_type("openbao.verify")
+class OpenBaoVerify(Step[VerifyParams]):
+    """The gate: same paths, versions, metadata, policies and AppRole roles on both sides, by digest."""
+
+    def check(self) -> Check:
+        return Check(True, "a check changes nothing")
+
+    def plan(self) -> Plan:
+        return Plan()
+
+    def apply(self) -> None:
+        pass
+
+    def verify(self) -> None:
+        bao = Bao(self.ctx)
+        inv = gate(self.params, bao.source(), bao.target(self.params.target_token))
+        self.ctx.log.info("openbao parity", paths=len(inv.kv), policies=len(inv.policies), roles=len(inv.roles))
+
+    def rollback(self) -> None:
+        pass
+
+
+# -- openbao.migrate ----------------------------------------------------------------------------------
+@step_type("openbao.migrate")
+class OpenBaoMigrate(Step[MigrateParams]):
+    """Copy OpenBao to the target (kv-copy or raft-snapshot); rollback puts the target back as it was."""
+
+    def _bao(self) -> Bao:
+        return Bao(self.ctx)
+
+    def _state_file(self, suffix: str) -> Path:
+        base = self.ctx.path(self.ctx.runbook.file.state_dir or "state")
+        return base / "openbao" / f"{self.ctx.runbook.name}.{self.ctx.step_id}.{suffix}"
+
+    def _target_for_compare(self, bao: Bao) -> hvac.Client:
+        return bao.target_as_source() if self.params.strategy == "raft-snapshot" else bao.target()
+
+    def check(self) -> Check:
+        bao = self._bao()
+        if self.params.strategy == "raft-snapshot":
+            from migrator.adapters.openbao import sealed
+
+            if not self.ctx.facts.get("restored_at"):
+                return Check(False, "no restore recorded")
+            if sealed(bao.target()):
+                return Check(False, "the target is sealed")
+        diffs, inv = parity(self.params, bao.source(), self._target_for_compare(bao))
+        if diffs:
+            return Check(False, f"{len(diffs)} difference(s), e.g. {diffs[0]}")
+        return Check(True, f"target matches the source ({len(inv.kv)} paths, {len(inv.policies)} policies, "
+                           f"{len(inv.roles)} AppRole roles)")
+
+    def verify(self) -> None:
+        bao = self._bao()
+        gate(self.params, bao.source(), self._target_for_compare(bao))
+
+    def _strategy(self, strategy: str | None = None) -> _KvCopy | _Raft:
+        return _Raft(self) if (strategy or self.params.strategy) == "raft-snapshot" else _KvCopy(self)
+
+    def plan(self) -> Plan:
+        return self._strategy().plan()
+
+    def apply(self) -> None:
+        self._strategy().apply()
+
+    def rollback(self) -> None:
+        self._strategy(self.ctx.facts.get("strategy")).rollback()
+
+    def rollback_plan(self) -> Plan:
+        f = self.ctx.facts
+        if f.get("strategy") == "raft-snapshot":
+            return Plan(changes=[f"force-restore the target's pre-restore snapshot {f.get('pre_snapshot')} and "
+                                 "unseal it with target_unseal_keys"] if f.get("pre_snapshot") else [])
+        plan = Plan()
+        for key in f.get("created", []):
+            plan.change(f"delete {key} on the target (created by the copy)")
+        for key in f.get("overwritten", []):
+            plan.change(f"restore {key} on the target from {f.get('backup_file')}")
+        for name in f.get("policies_created", []):
+            plan.change(f"delete policy {name}")
+        for name in f.get("policies_overwritten", []) + f.get("roles_overwritten", []):
+            plan.change(f"restore {name} from {f.get('backup_file')}")
+        for name in f.get("roles_created", []):
+            plan.change(f"delete AppRole role {name}")
+        for m in f.get("auth_enabled", []) + f.get("mounts_enabled", []):
+            plan.change(f"disable {m}/ on the target (enabled by the copy)")
+        return plan
+
+    def report(self) -> dict[str, Any]:
+        f = self.ctx.facts
+        keys = ("paths_copied", "versions_written", "policies_copied", "roles_copied", "snapshot_bytes", "seconds")
+        return {k: f[k] for k in keys if k in f}
+
+    # -- shared by the strategy modules ----------------------------------------------------------
+    def write_private(self, suffix: str, data: bytes) -> tuple[str, str]:
+        """A 0600 file under the state dir; returns (path, sha256) for the facts."""
+        from migrator.store.atomic import write_atomic
+
+        path = self._state_file(suffix)
+        write_atomic(path, data, mode=0o600)
+        return str(path), hashlib.sha256(data).hexdigest()
+
+    @staticmethod
+    def read_private(path: str, sha256: str) -> bytes:
+        data = Path(path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise PermanentError(f"{path} does not match its recorded sha256; not used")
+        return data
+
+    def now(self) -> float:
+        return time.time()
+
+# -- kv-copy ----------------------------------------------------------------------------------------
+Pair = tuple[str, str]  # (mount, path) or (approle mount, role): mounts may contain '/'
+
+
+class _Survey:
+    """A read-only look at both sides: what the copy would create, leave alone, or overwrite."""
+
+    def __init__(self, copy: _KvCopy) -> None:
+        from migrator.adapters import openbao as ob
+
+        src, tgt = copy.src, copy.tgt
+        self.mounts = copy.mounts()
+        tgt_mounts = ob.kv2_mounts(tgt)
+        self.mounts_missing = [m for m in self.mounts if m not in tgt_mounts]
+        self.paths: dict[Pair, str] = {}  # -> new | same | differs
+        self.versions = self.deleted = 0
+        for mount in self.mounts:
+            for path in ob.list_paths(src, mount):
+                sd = ob.dump(src, mount, path)
+                if sd is None:
+                    continue
+                self.versions += len(sd.versions)
+                self.deleted += sum(v.state == "deleted" for v in sd.versions)
+                td = ob.dump(tgt, mount, path) if mount in tgt_mounts else None
+                self.paths[(mount, path)] = "new" if td is None else "same" if td.digest() == sd.digest() else "differs"
+        self.policies: dict[str, str] = {}
+        if copy.p.policies:
+            tgt_policies = ob.policies(tgt)
+            for name, text in ob.policies(src).items():
+                self.policies[name] = ("new" if name not in tgt_policies else
+                                       "same" if tgt_policies[name] == text else "differs")
+        self.roles: dict[Pair, str] = {}
+        if copy.p.approle:
+            tgt_auth = ob.approle_mounts(tgt)
+            for mount in ob.approle_mounts(src):
+                tgt_roles = ob.approle_roles(tgt, mount) if mount in tgt_auth else {}
+                for name, role in ob.approle_roles(src, mount).items():
+                    self.roles[(mount, name)] = ("new" if name not in tgt_roles else
+                                                 "same" if ob.sha(tgt_roles[name]) == ob.sha(role) else "differs")
+        self.other_engines, self.other_auth = ob.other_mounts(src)
+
+    def conflicts(self) -> list[str]:
+        return ([f"secret {m}/{p}" for (m, p), s in self.paths.items() if s == "differs"]
+                + [f"policy {n}" for n, s in self.policies.items() if s == "differs"]
+                + [f"approle role {m}/{n}" for (m, n), s in self.roles.items() if s == "differs"])
+
+
+class _KvCopy:
+    def __init__(self, step: OpenBaoMigrate) -> None:
+        self.step, self.ctx, self.p = step, step.ctx, step.params
+        self.bao = Bao(step.ctx)
+
+    @property
+    def src(self) -> hvac.Client:
+        return self.bao.source()
+
+    @property
+    def tgt(self) -> hvac.Client:
+        return self.bao.target()
+
+    def mounts(self) -> list[str]:
+        from migrator.adapters.openbao import kv2_mounts
+
+        present = kv2_mounts(self.src)
+        for m in self.p.mounts or []:
+            if m not in present:
+                raise PermanentError(f"{self.ctx.step_id}.with.mounts: {m} is not a KV v2 mount on the source "
+                                     f"(found: {', '.join(sorted(present)) or 'none'})")
+        return list(self.p.mounts or sorted(present))
+
+    # -- plan ----------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        sv = _Survey(self)
+        plan = Plan()
+        for m in sv.mounts_missing:
+            plan.change(f"enable KV v2 at {m}/ on the target")
+        new = [f"{m}/{p}" for (m, p), s in sv.paths.items() if s == "new"]
+        plan.change(f"copy {len(new)} new path(s) ({sv.versions} versions in all on the source), version by "
+                    "version with metadata; destroyed versions as destroyed placeholders")
+        for label, items in (("secret", {f"{m}/{p}": s for (m, p), s in sv.paths.items()}),
+                             ("policy", sv.policies), ("approle role", {f"{m}/{n}": s for (m, n), s in sv.roles.items()})):
+            for name, state in items.items():
+                if state == "differs":
+                    verb = "overwrite (backed up for rollback)" if self.p.on_conflict == "overwrite" else "CONFLICT"
+                    plan.change(f"{verb}: {label} {name} exists on the target and differs")
+                elif state == "new" and label != "secret":
+                    plan.change(f"create {label} {name}")
+        if sv.deleted and self.p.deleted_versions == "recover":
+            plan.change(f"{sv.deleted} deleted version(s) are briefly undeleted on the SOURCE to read them, then "
+                        "deleted again")
+        elif sv.deleted:
+            plan.unknowns.append(f"{sv.deleted} deleted version(s) get placeholder data (deleted_versions: placeholder)")
+        if sv.roles:
+            plan.unknowns.append("AppRole secret IDs are not copied (only role settings and role IDs): re-issue them "
+                                 f"for {', '.join(sorted(f'{m}/{n}' for m, n in sv.roles))}")
+        if sv.other_engines or sv.other_auth:
+            plan.unknowns.append("not migrated: " + ", ".join(
+                [f"secret engine {e}" for e in sv.other_engines] + [f"auth method {a}" for a in sv.other_auth]))
+        plan.unknowns.append("created_time of versions cannot be preserved (it is the copy's time on the target)")
+        return plan
+
+    # -- apply ---------------------------------------------------------------------------------
+    def _pairs(self, name: str) -> list[Pair]:
+        return [(a, b) for a, b in self.ctx.facts.get(name) or []]
+
+    def _add(self, name: str, pair: Pair) -> None:
+        self.ctx.record(**{name: [*self.ctx.facts.get(name, []), list(pair)]})
+
+    def _source_recover(self, mount: str) -> Any:
+        from migrator.adapters.openbao import delete_versions, undelete
+
+        def recover(path: str, version: int, read: Any) -> Any:
+            self.ctx.record(recovering=[mount, path, version])  # so a crash here is repaired on resume/rollback
+            undelete(self.src, mount, path, version)
+            try:
+                return read()
+            finally:
+                delete_versions(self.src, mount, path, [version])
+                self.ctx.record(recovering=None)
+
+        return recover
+
+    def _target_recover(self, mount: str) -> Any:
+        from migrator.adapters.openbao import delete_versions, undelete
+
+        def recover(path: str, version: int, read: Any) -> Any:
+            undelete(self.tgt, mount, path, version)
+            try:
+                return read()
+            finally:
+                delete_versions(self.tgt, mount, path, [version])
+
+        return recover
+
+    def _repair_source(self) -> None:
+        rec = self.ctx.facts.get("recovering")
+        if rec:
+            from migrator.adapters.openbao import delete_versions
+
+            delete_versions(self.src, rec[0], rec[1], [int(rec[2])])
+            self.ctx.record(recovering=None)
+
+    def _prepare(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        sv = _Survey(self)
+        conflicts = sv.conflicts()
+        if conflicts and self.p.on_conflict == "fail":
+            raise PermanentError(f"{self.ctx.step_id}: {len(conflicts)} item(s) exist on the target and differ: "
+                                 f"{', '.join(conflicts[:20])}; set on_conflict: overwrite (they are backed up "
+                                 "for rollback) or clear them on the target")
+        over_paths = [k for k, s in sv.paths.items() if s == "differs"]
+        over_pol = [n for n, s in sv.policies.items() if s == "differs"]
+        over_roles = [k for k, s in sv.roles.items() if s == "differs"]
+        backup_file = backup_sha = None
+        if conflicts:  # values go to a 0600 file under the state dir, never into the facts
+            tgt_pol = ob.policies(self.tgt)
+            backup = {
+                "kv": [d.to_json() for m, p in over_paths if (d := ob.dump(self.tgt, m, p, self._target_recover(m)))],
+                "policies": {n: tgt_pol[n] for n in over_pol},
+                "roles": [{"mount": m, "name": n, "role": ob.approle_roles(self.tgt, m)[n]} for m, n in over_roles],
+            }
+            backup_file, backup_sha = self.step.write_private("backup.json", ob.canonical(backup))
+        self.ctx.record(strategy="kv-copy", prepared=True, backup_file=backup_file, backup_sha256=backup_sha,
+                        overwritten=[list(k) for k in over_paths], policies_overwritten=over_pol,
+                        roles_overwritten=[list(k) for k in over_roles], created=[], done=[], policies_created=[],
+                        roles_created=[], mounts_enabled=[], auth_enabled=[], mount_config_before={},
+                        versions_written=0)
+
+    def apply(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        started = time.monotonic()
+        self._repair_source()
+        if not self.ctx.facts.get("prepared"):
+            self._prepare()
+        src, tgt = self.src, self.tgt
+        mounts = self.mounts()
+        # Mounts and their KV config.
+        src_mounts, tgt_mounts = ob.kv2_mounts(src), ob.kv2_mounts(tgt)
+        for m in mounts:
+            if m not in tgt_mounts:
+                self.ctx.record(mounts_enabled=[*self.ctx.facts["mounts_enabled"], m])
+                desc = src_mounts[m].get("description", "")
+                ob.call(f"enable {m}/", tgt.sys.enable_secrets_engine, "kv", path=m, description=desc,
+                        options={"version": "2"})
+            want, have = ob.mount_config(src, m), ob.mount_config(tgt, m)
+            if want != have:
+                if m not in self.ctx.facts["mounts_enabled"] and m not in self.ctx.facts["mount_config_before"]:
+                    self.ctx.record(mount_config_before={**self.ctx.facts["mount_config_before"], m: have})
+                ob.set_mount_config(tgt, m, want)
+        # Paths, one by one; progress in the facts.
+        done = set(self._pairs("done"))
+        ours = set(self._pairs("created")) | set(self._pairs("overwritten"))
+        todo = [(m, p) for m in mounts for p in ob.list_paths(src, m) if (m, p) not in done]
+        bar = self.ctx.progress("openbao kv-copy", total=len(todo), unit="paths")
+        for mount, path in todo:
+            self._copy_path(mount, path, ours)
+            bar.advance(1)
+        if self.p.policies:
+            self._policies()
+        if self.p.approle:
+            self._roles()
+        self.ctx.record(paths_copied=len(self._pairs("done")), seconds=round(time.monotonic() - started, 3))
+
+    def _copy_path(self, mount: str, path: str, ours: set[Pair]) -> None:
+        from migrator.adapters import openbao as ob
+
+        recover = self._source_recover(mount) if self.p.deleted_versions == "recover" else None
+        sd = ob.dump(self.src, mount, path, recover)
+        td = ob.dump(self.tgt, mount, path)
+        if sd is None or (td is not None and td.digest() == sd.digest()):
+            return  # gone meanwhile, or already equal: nothing to write
+        if td is not None:
+            if (mount, path) not in ours:
+                raise PermanentError(f"{self.ctx.step_id}: {mount}/{path} appeared on the target during the copy "
+                                     "and differs; not overwritten")
+            ob.delete_path(self.tgt, mount, path)  # ours: a partial write of an earlier attempt, or backed up
+        else:
+            if (mount, path) not in ours:
+                self._add("created", (mount, path))  # before the write: rollback must know it is ours
+                ours.add((mount, path))
+        ob.write_dump(self.tgt, sd)
+        self.ctx.record(done=[*self.ctx.facts["done"], [mount, path]],
+                        versions_written=self.ctx.facts.get("versions_written", 0) + len(sd.versions))
+        self.ctx.failpoint("after-path")
+
+    def _policies(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        theirs = ob.policies(self.tgt)
+        mine = ob.policies(self.src)
+        for name, text in mine.items():
+            if theirs.get(name) == text:
+                continue
+            if name not in theirs and name not in self.ctx.facts["policies_created"]:
+                self.ctx.record(policies_created=[*self.ctx.facts["policies_created"], name])
+            elif name in theirs and name not in self.ctx.facts["policies_overwritten"] \
+                    and name not in self.ctx.facts["policies_created"]:
+                raise PermanentError(f"{self.ctx.step_id}: policy {name} changed on the target during the copy")
+            ob.call(f"write policy {name}", self.tgt.sys.create_or_update_acl_policy, name, text)
+        self.ctx.record(policies_copied=len(mine))
+
+    def _roles(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        tgt_auth = ob.approle_mounts(self.tgt)
+        count = 0
+        for mount in ob.approle_mounts(self.src):
+            if mount not in tgt_auth:
+                self.ctx.record(auth_enabled=[*self.ctx.facts["auth_enabled"], mount])
+                ob.call(f"enable auth {mount}/", self.tgt.sys.enable_auth_method, "approle", path=mount)
+            theirs = ob.approle_roles(self.tgt, mount)
+            for name, role in ob.approle_roles(self.src, mount).items():
+                count += 1
+                if name in theirs and ob.sha(theirs[name]) == ob.sha(role):
+                    continue
+                created = self._pairs("roles_created")
+                if name not in theirs and (mount, name) not in created:
+                    self._add("roles_created", (mount, name))
+                elif name in theirs and (mount, name) not in created + self._pairs("roles_overwritten"):
+                    raise PermanentError(f"{self.ctx.step_id}: role {mount}/{name} changed on the target during the copy")
+                ob.write_role(self.tgt, mount, name, role)
+        self.ctx.record(roles_copied=count)
+
+    # -- rollback ------------------------------------------------------------------------------
+    def rollback(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        f = self.ctx.facts
+        self._repair_source()
+        if not f.get("prepared"):
+            return  # apply never changed the target
+        tgt = self.tgt
+        backup: dict[str, Any] = {"kv": [], "policies": {}, "roles": []}
+        if f.get("backup_file"):
+            backup = json.loads(self.step.read_private(f["backup_file"], f["backup_sha256"]))
+        enabled = set(f.get("mounts_enabled", []))
+        for mount, path in reversed(self._pairs("created")):
+            if mount not in enabled:  # disabling the mount removes those anyway
+                ob.delete_path(tgt, mount, path)
+        for obj in backup["kv"]:
+            d = ob.SecretDump.from_json(obj)
+            ob.delete_path(tgt, d.mount, d.path)
+            ob.write_dump(tgt, d)
+        for name in f.get("policies_created", []):
+            ob.call(f"delete policy {name}", tgt.sys.delete_acl_policy, name)
+        for name, text in backup["policies"].items():
+            ob.call(f"restore policy {name}", tgt.sys.create_or_update_acl_policy, name, text)
+        auth_enabled = set(f.get("auth_enabled", []))
+        for mount, name in self._pairs("roles_created"):
+            if mount not in auth_enabled:
+                ob.call(f"delete role {name}", tgt.delete, f"auth/{mount}/role/{name}")
+        for item in backup["roles"]:
+            ob.write_role(tgt, item["mount"], item["name"], item["role"])
+        for mount in auth_enabled:
+            ob.call(f"disable auth {mount}/", tgt.sys.disable_auth_method, mount)
+        for mount, cfg in (f.get("mount_config_before") or {}).items():
+            ob.set_mount_config(tgt, mount, cfg)
+        for mount in enabled:
+            ob.call(f"disable {mount}/", tgt.sys.disable_secrets_engine, mount)
+        self.ctx.record(prepared=False, created=[], done=[], overwritten=[], policies_created=[],
+                        policies_overwritten=[], roles_created=[], roles_overwritten=[], mounts_enabled=[],
+                        auth_enabled=[], mount_config_before={})
+
+
+# -- raft-snapshot ----------------------------------------------------------------------------------
+class _Raft:
+    def __init__(self, step: OpenBaoMigrate) -> None:
+        self.step, self.ctx, self.p = step, step.ctx, step.params
+        self.bao = Bao(step.ctx)
+
+    def plan(self) -> Plan:
+        env = self.bao.env
+        keys = keys_of(self.p.unseal_keys)
+        plan = Plan(changes=[
+            f"snapshot the target {env.target.address} into a 0600 file under the state dir (for rollback)",
+            f"snapshot the source {env.source.address} and force-restore it into the target",
+            f"unseal the target with the source's unseal keys ({len(keys)} given)",
+        ])
+        plan.unknowns.append("the target's own data, tokens, policies and auth methods are replaced by the source's: "
+                             "use the source's token on the target afterwards")
+        if not self.p.target_unseal_keys:
+            plan.unknowns.append("no target_unseal_keys: a rollback cannot unseal the target's pre-restore snapshot")
+        return plan
+
+    def _reopen(self, client: hvac.Client, keys: list[str], token_client: hvac.Client, what: str) -> None:
+        """After a restore the node seals itself (shortly): wait for that, bounded, then unseal."""
+        from migrator.adapters import openbao as ob
+
+        deadline = time.monotonic() + self.p.unseal_wait_s
+        while time.monotonic() < deadline:
+            if ob.sealed(client):
+                ob.unseal_with(client, keys, what, wait_s=max(1.0, deadline - time.monotonic()))
+                return
+            time.sleep(0.1)
+        if not ob.token_valid(token_client):
+            raise PermanentError(f"{what}: the target neither sealed nor accepts the expected token after "
+                                 f"{self.p.unseal_wait_s:g}s")
+
+    def apply(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        started = time.monotonic()
+        keys = keys_of(self.p.unseal_keys)
+        src, own, as_src = self.bao.source(), self.bao.target(), self.bao.target_as_source()
+        if not self.ctx.facts.get("pre_snapshot"):
+            if ob.sealed(own):
+                raise PermanentError(f"{self.ctx.step_id}: the target {self.bao.env.target.address} is sealed; "
+                                     "unseal it before the migration (its snapshot is taken first, for rollback)")
+            snap = ob.take_snapshot(own)
+            path, digest = self.step.write_private("pre-restore.snap", snap)
+            self.ctx.record(strategy="raft-snapshot", pre_snapshot=path, pre_snapshot_sha256=digest,
+                            pre_snapshot_bytes=len(snap))
+        elif ob.sealed(own):  # resumed after a restore: it opens with the source's keys
+            ob.unseal_with(own, keys, "unseal after restore (resumed)", wait_s=self.p.unseal_wait_s)
+            if not parity(self.p, src, as_src)[0]:
+                self.ctx.record(restored_at=time.time())
+                return
+        snap = ob.take_snapshot(src)
+        self.ctx.record(restore_started_at=time.time(), snapshot_bytes=len(snap))
+        ob.force_restore(as_src if ob.token_valid(as_src) else own, snap)
+        self.ctx.failpoint("after-restore")
+        self._reopen(own, keys, as_src, "unseal after restore")
+        self.ctx.record(restored_at=time.time(), seconds=round(time.monotonic() - started, 3))
+
+    def rollback(self) -> None:
+        from migrator.adapters import openbao as ob
+
+        f = self.ctx.facts
+        if not f.get("pre_snapshot"):
+            return  # nothing was restored
+        keys = keys_of(self.p.target_unseal_keys)
+        if not keys:
+            raise PermanentError(f"{self.ctx.step_id}: rollback needs with.target_unseal_keys (the target's own "
+                                 "unseal keys) to open its pre-restore snapshot")
+        data = self.step.read_private(f["pre_snapshot"], f["pre_snapshot_sha256"])
+        own, as_src = self.bao.target(), self.bao.target_as_source()
+        if ob.sealed(own):  # crashed between restore and unseal: open it with the source's keys first
+            ob.unseal_with(own, keys_of(self.p.unseal_keys), "unseal before rollback", wait_s=self.p.unseal_wait_s)
+        ob.force_restore(as_src if ob.token_valid(as_src) else own, data)
+        self._reopen(own, keys, own, "unseal after rollback")
+        self.ctx.record(pre_snapshot=None, pre_snapshot_sha256=None, restored_at=None, restore_started_at=None,
+                        rolled_back_from=f["pre_snapshot"])
