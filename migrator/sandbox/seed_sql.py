@@ -244,7 +244,7 @@ FROM generate_series(1::bigint, {n["calculations"]}) g;
 
 INSERT INTO origin.raw_import (line_no, source, raw, imported_at)
 SELECT g, 'erp-export-' || (g % 12) || '.csv',
-       jsonb_build_object('sku', 'SKU-' || lpad((1 + g % {n["products"]})::text, 8, '0'), 'qty', g % 50, 'note', repeat('x', g % 40)),
+       jsonb_build_object('sku', 'SKU-' || lpad((1 + g % {n["products"]})::text, 8, '0'), 'qty', g % 50, 'note', repeat('x', (g % 40)::int)),
        timestamptz '2024-06-01 00:00:00+00' + (g || ' seconds')::interval
 FROM generate_series(1::bigint, {n["raw"]}) g;
 """
@@ -326,7 +326,7 @@ FROM generate_series(1::bigint, {n["backups"]}) g;
 
 INSERT INTO public.wp_options (option_name, option_value, autoload)
 SELECT (ARRAY['siteurl','home','blogname','admin_email','active_plugins','cron','theme_mods'])[1 + g % 7] || '_' || g,
-       repeat(md5(g::text), 1 + g % 4), g % 3 <> 0
+       repeat(md5(g::text), (1 + g % 4)::int), g % 3 <> 0
 FROM generate_series(1::bigint, {n["options"]}) g;
 """
 

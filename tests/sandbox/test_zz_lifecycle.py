@@ -27,7 +27,7 @@ def test_status_json_has_the_facts_and_no_secret(sandbox: SandboxInfo) -> None:
         "RENTGUY_DB_PASSWORD", "PSRA_DB_PASSWORD", "WPCS_DB_PASSWORD", "KEYCLOAK_DB_PASSWORD"}
     text = info.to_json()
     for key, value in env_of(sandbox).items():
-        if len(value) >= 16:
+        if key not in ("KC_HOSTNAME", "SANDBOX_DOMAIN", "KEYCLOAK_ADMIN_USER"):
             assert value not in text, key
     assert Path(doc["env_file"]).stat().st_mode & 0o777 == 0o600
 

@@ -5,6 +5,7 @@ Routes come from $ROUTES, a JSON object {"host": "http://service:port", ...}; a 
 """
 
 import http.client
+import ipaddress
 import json
 import os
 
@@ -14,6 +15,15 @@ ROUTES = json.loads(os.environ.get("ROUTES", "{}"))
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 
 
+def _is_address(host):
+    """Health and /version answer only for requests to an address (the healthcheck), not to a name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host in ("", "localhost")
+
+
 class ProxyHandler(Handler):
     def proxy(self):
         host = (self.headers.get("Host") or "").split(":", 1)[0].lower().rstrip(".")
@@ -21,7 +31,7 @@ class ProxyHandler(Handler):
         if upstream is None and self.path == "/ping":
             self.send_text(200, "OK")
             return
-        if upstream is None and self.basic():
+        if upstream is None and _is_address(host) and self.basic():
             return
         if upstream is None:
             self.send_text(404, "404 page not found\n")
