@@ -318,6 +318,9 @@ class DnsCutover(_DnsStep[CutoverParams]):
         start = max(float(facts["lowered_at"]), self.ctx.finished_at(lower) or 0.0)
         wait = float(max(ttls))
         why = f"old TTL {max(ttls)}s"
+        if self.params.ttl_wait_override_s is not None and self.ctx.runbook.file.production:
+            raise PermanentError(f"{step}: ttl_wait_override_s is for rehearsals; this runbook is production: "
+                                 "remove it and let the old TTL pass")
         if self.params.ttl_wait_override_s is not None and self.params.ttl_wait_override_s < wait:
             wait = self.params.ttl_wait_override_s
             why += f", shortened to {wait:g}s by ttl_wait_override_s"

@@ -201,11 +201,11 @@ def test_crash_after_update_resume_once_then_rollback_from_a_fresh_process(tmp_p
     original = bind.axfr()
     rb = dns_runbook(tmp_path / "rb", bind)
     state = tmp_path / "state"
-    args = ["--runbook", str(rb), "--state-dir", str(state), "--log-format", "json", "--log-level", "debug"]
+    args = ["--runbook", str(rb), "--state-dir", str(state)]
     outputs: list[str] = []
 
     def cli(*more: str, env: dict[str, str] | None = None) -> Any:
-        proc = migrate(*more, *args, env=env)
+        proc = migrate("--log-format", "json", "--log-level", "debug", *more, *args, env=env)
         outputs.extend([proc.stdout, proc.stderr])
         return proc
 
