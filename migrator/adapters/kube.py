@@ -213,6 +213,9 @@ class KubeCluster:
                                             "fields; set `force_conflicts: true` on the step to take them over")
         if status == 404 and (doc.get("details") or {}).get("kind") == "namespaces":
             raise ApiError(404, "NotFound", f"apply {ref}: namespace {ref.namespace} does not exist")
+        if status == 404:
+            raise ApiError(404, "NotFound", f"apply {ref}: the API server at {self.server} does not serve "
+                                            f"{ref.kind} ({kind_of(ref.kind).api_version})")
         if status not in (200, 201):
             raise self._fail(f"apply {ref}", status, doc)
         return doc
@@ -260,13 +263,19 @@ class KubeCluster:
         pods = self.list_objects("Pod", ns, label_selector=selector) if selector else []
         out: list[str] = []
         names = {meta["name"]}
+        heads: dict[str, int] = {}  # pods with the same trouble are counted, not repeated
         for pod in pods:
             names.add(pod["metadata"]["name"])
             state = pod_problem(pod)
-            if state and len(out) < MAX_PODS:
+            if not state:
+                continue
+            head = state.split(" (", 1)[0]
+            if head not in heads and len(heads) < MAX_PODS:
                 out.append(f"pod {pod['metadata']['name']}: {state}")
-        if len(pods) > MAX_PODS and out:
-            out.append(f"({len(pods)} pods in all)")
+            heads[head] = heads.get(head, 0) + 1
+        more = [f"{n - 1} more pod{'s' if n > 2 else ''}: {h}" for h, n in heads.items() if n > 1]
+        if more:
+            out.append(", ".join(more))
         events = [e for e in self.list_objects("Event", ns)
                   if (e.get("involvedObject") or {}).get("name", "").startswith(tuple(names))
                   and e.get("type") == "Warning"]
@@ -379,7 +388,7 @@ def _exit_code(status: bytes | str) -> int:
 
 
 MAX_PODS = 3
-MAX_EVENTS = 3
+MAX_EVENTS = 2
 
 
 def _short(text: str, limit: int = 200) -> str:
