@@ -79,6 +79,21 @@ class _LocalStream:
         return bytes(self._err)
 
 
+def local_tool(name: str) -> str:
+    """The newest installed PostgreSQL's own binary (Debian's /usr/bin one is a perl wrapper: slower)."""
+    import os
+    from pathlib import Path
+
+    bindir = os.environ.get("MIGRATOR_PG_BINDIR")
+    candidates = [Path(bindir)] if bindir else sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                                                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
+                                                       else 0, reverse=True)
+    for d in candidates:
+        if (d / name).is_file():
+            return str(d / name)
+    return name
+
+
 class LocalRunner:
     """Runs pg tools on this machine (a source reachable as host:port: tests, bench, direct access)."""
 
@@ -86,6 +101,7 @@ class LocalRunner:
 
     @contextlib.contextmanager
     def open(self, argv: list[str], env: dict[str, str], stdin: bool = False) -> Iterator[ProcStream]:
+        argv = [local_tool(argv[0]), *argv[1:]]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env))
