@@ -90,10 +90,14 @@ class BindPair:
     def start(self, timeout: float = 20) -> None:
         self._write_primary()
         self._write_secondary()
-        for server in (self.primary, self.secondary):  # in turn: a secondary that finds no primary backs off
-            self._launch(server)
-            self._wait_ready(server, timeout)
-        self.wait_in_sync(timeout)
+        try:
+            for server in (self.primary, self.secondary):  # in turn: a secondary that finds no primary backs off
+                self._launch(server)
+                self._wait_ready(server, timeout)
+            self.wait_in_sync(timeout)
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ fails: leave no named behind
+            raise
 
     def stop(self) -> None:
         for server in (self.secondary, self.primary):
