@@ -152,7 +152,8 @@ class KubeCluster:
         import urllib3
 
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        data = json.dumps(body) if body is not None else None
+        # JSON bodies go as dicts (the client serialises them); apply-patch YAML as JSON text, which is YAML.
+        data = json.dumps(body) if body is not None and "yaml" in content_type else body
         try:
             req = self.api.param_serialize(method, path, query_params=query or [], header_params=headers,
                                            body=data, auth_settings=["BearerToken"])

@@ -35,6 +35,7 @@ class SecretParams(StrictModel):
     type: str = "Opaque"
     data: dict[str, SecretSource] = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
+    force_conflicts: bool = False  # take over keys another field manager (kubectl, helm) set
 
 
 @step_type("kube.secret")
@@ -103,7 +104,7 @@ class KubeSecret(Step[SecretParams]):
     def plan(self) -> Plan:
         kube = cluster(self.ctx)
         live = kube.get(self._ref())
-        kube.apply(self._object(), dry_run=True)  # the server's verdict, changing nothing
+        kube.apply(self._object(), dry_run=True, force=self.params.force_conflicts)  # the server's verdict, changing nothing
         keys = ", ".join(sorted(self.params.data))
         return Plan(changes=[f"{'update' if live else 'create'} {self._ref()} (keys: {keys})"])
 
@@ -111,7 +112,7 @@ class KubeSecret(Step[SecretParams]):
         kube = cluster(self.ctx)
         if "existed" not in self.ctx.facts:  # first attempt only: later ones would back up our own write
             self.ctx.record(**record_prior(self.ctx, self._ref(), kube.get(self._ref())))
-        kube.apply(self._object())
+        kube.apply(self._object(), force=self.params.force_conflicts)
         self.ctx.record(applied_digest=self._digest())
 
     def verify(self) -> None:
