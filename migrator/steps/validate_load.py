@@ -1,0 +1,108 @@
+"""validate.load: a bounded load test on loopback (127.0.0.0/8 only), gated on latency and error thresholds.
+
+The generator (migrator/loadtest.py) stops at whichever bound comes first: `requests` or `duration_s`.
+A non-loopback target is refused with a PermanentError before any socket is opened. A threshold exceeded
+is permanent too: retrying a load test until it happens to pass would hide the problem.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from migrator.errors import PermanentError
+from migrator.steps.base import StepContext, StrictModel, step_type
+from migrator.steps.validate import Scheme, Validation, journal
+
+
+class LoadParams(StrictModel):
+    url: str | None = None  # http(s)://127.x.y.z:port/path, or address + port + host + path
+    address: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    scheme: Scheme = "http"
+    host: str | None = None  # Host header (the public name routed by the ingress)
+    path: str = "/"
+    requests: int = Field(default=500, ge=1, le=100_000)  # at most this many
+    duration_s: float = Field(default=10, gt=0, le=600)  # at most this long
+    concurrency: int = Field(default=8, ge=1, le=64)
+    timeout_s: float = Field(default=5, gt=0, le=60)  # per request
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    tls_verify: bool = True
+    ca_file: str | None = None
+    p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0)
+    p99_ms: float | None = Field(default=None, gt=0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    min_requests: int = Field(default=1, ge=1)  # fewer completed requests than this fails the gate
+
+    @model_validator(mode="after")
+    def _where(self) -> LoadParams:
+        if bool(self.url) == bool(self.address):
+            raise ValueError("give either `url:` or `address:` (+ `port:`, `host:`, `path:`)")
+        if self.address and self.port is None:
+            raise ValueError("`address:` needs `port:`")
+        if not self.path.startswith("/"):
+            raise ValueError("`path:` starts with /")
+        return self
+
+
+@step_type("validate.load")
+class Load(Validation[LoadParams]):
+    """A bounded burst of GETs against a loopback endpoint; fails naming the threshold exceeded."""
+
+    description = "bounded load test on loopback with latency and error thresholds"
+
+    def __init__(self, ctx: StepContext, params: LoadParams) -> None:
+        super().__init__(ctx, params)
+        self._report: dict[str, Any] = {}
+
+    def spec(self) -> Any:
+        from migrator.loadtest import LoadSpec, NotLoopback, loopback_ip, tls_context
+
+        p = self.params
+        scheme, address, port, path, host = p.scheme, p.address or "", p.port or 0, p.path, p.host
+        if p.url:
+            u = urllib.parse.urlsplit(p.url)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise PermanentError(f"{self.ctx.step_id}.url: {p.url!r} is not an http(s) URL")
+            scheme = "https" if u.scheme == "https" else "http"
+            address, port = u.hostname, u.port or (443 if scheme == "https" else 80)
+            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        try:
+            address = loopback_ip(address)
+        except NotLoopback as exc:
+            raise PermanentError(f"{self.ctx.step_id}: refused: {exc}") from None
+        tls = tls_context(p.tls_verify, str(self.ctx.path(p.ca_file)) if p.ca_file else None) if scheme == "https" else None
+        return LoadSpec(address=address, port=port, path=path, host_header=host, requests=p.requests,
+                        duration_s=p.duration_s, concurrency=p.concurrency, timeout_s=p.timeout_s,
+                        expect_status=tuple(p.expect_status), tls=tls)
+
+    def verify(self) -> None:
+        from migrator.loadtest import run_load
+
+        p = self.params
+        spec = self.spec()  # refuses a non-loopback target before any traffic
+        result = run_load(spec)
+        figures = result.summary()
+        target = f"{spec.address}:{spec.port}{spec.path}" + (f" (Host {spec.host_header})" if spec.host_header else "")
+        self._report = {"target": target, **figures}
+        self.ctx.record(last_load=self._report)
+        journal(self.ctx, "validate-load", **self._report)
+        exceeded = []
+        for name, limit in (("p50_ms", p.p50_ms), ("p95_ms", p.p95_ms), ("p99_ms", p.p99_ms)):
+            value = figures[name]
+            if limit is not None and isinstance(value, float) and value > limit:
+                exceeded.append(f"{name} {value:g} > {limit:g}")
+        if result.error_rate > p.max_error_rate:
+            kinds = ", ".join(f"{k} ×{n}" for k, n in result.error_kinds.most_common(3))
+            exceeded.append(f"error rate {result.error_rate:.2%} > {p.max_error_rate:.2%} ({kinds})")
+        if result.ok < p.min_requests:
+            exceeded.append(f"{result.ok} successful requests < min_requests {p.min_requests}")
+        if exceeded:
+            raise PermanentError(f"load test of {target} failed: " + "; ".join(exceeded)
+                                 + f" ({result.requests} requests in {result.elapsed_s:.1f}s)")
+
+    def report(self) -> dict[str, Any]:
+        return self._report
