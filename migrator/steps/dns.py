@@ -404,7 +404,8 @@ class DnsCutover(_DnsStep[CutoverParams]):
     def verify(self) -> None:
         want = self.desired({})
         lags = self.lagging(want, "ignore")
-        if lags:
+        if lags:  # logged at each try: the engine shows the gate's reason only at its deadline
+            self.ctx.log.info("not yet on every authoritative server", lagging=lags)
             raise GateNotReady("; ".join(lags))
         self._report = {"records": len(self._targets()),
                         "authoritative_servers": [str(s) for s in self.provider.authoritative_servers()],
