@@ -256,13 +256,14 @@ class Monitoring(Validation[MonitoringParams]):
             raise GateNotReady(f"Prometheus at {where}: {got.error or f'status {got.status} ({body_hint(got.body)})'}")
         try:
             doc = json.loads(got.body)
-            if doc.get("status") != "success":
-                raise GateNotReady(f"Prometheus at {where}: status {doc.get('status')!r}: {doc.get('error', '')}")
-            active = doc["data"]["activeTargets"]
+            status = doc["status"]
+            active = doc["data"]["activeTargets"] if status == "success" else []
             if not isinstance(active, list):
                 raise TypeError("activeTargets is not a list")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise GateNotReady(f"Prometheus at {where}: not a targets answer ({exc.__class__.__name__})") from None
+        if status != "success":
+            raise GateNotReady(f"Prometheus at {where}: status {status!r}: {body_hint(got.body)}")
         self._judge(where, [t for t in active if isinstance(t, dict)])
 
     def _judge(self, where: str, active: list[dict[str, Any]]) -> None:
