@@ -557,3 +557,24 @@ def _pump(src: Any, dst: Any) -> None:
         dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+@contextmanager
+def reach(target: TargetConfig, name: str, cluster: KubeCluster | None = None) -> Iterator[tuple[str, int]]:
+    """(host, port) of a pod's data-plane port named in environment.target.endpoints.
+
+    `data_access: endpoint` (the sandbox): the endpoint itself, a real server standing in for the pod.
+    `port-forward` (a real cluster): a local relay to endpoint.pod:endpoint.remote_port via the API."""
+    ep = target.endpoints.get(name)
+    if ep is None:
+        raise PermanentError(f"environment.target.endpoints has no {name!r} (known: {', '.join(sorted(target.endpoints))})")
+    if target.data_access == "endpoint":
+        yield ep.host, ep.port
+        return
+    if not (ep.namespace and ep.pod and ep.remote_port):
+        raise PermanentError(f"environment.target.endpoints.{name}: namespace, pod and remote_port are needed for "
+                             f"data_access: {target.data_access}")
+    if cluster is None:
+        raise PermanentError(f"endpoint {name}: data_access {target.data_access} needs the cluster")
+    with cluster.port_forward(ep.namespace, ep.pod, ep.remote_port) as address:
+        yield address
