@@ -327,7 +327,7 @@ class Engine:
         )
 
         s = self.session
-        backoff = wait_exponential_jitter(initial=0.2, max=20, jitter=0.5)
+        backoff = wait_exponential_jitter(multiplier=0.2, max=20, jitter=0.5)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
