@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 GRACE_S = 1.0  # how long in-flight requests may run past duration_s
 MAX_REQUESTS = 100_000
@@ -115,7 +116,7 @@ class LoadResult:
     def rps(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value, 2)
 
