@@ -1,0 +1,137 @@
+"""Benchmark: copy one database three ways between the same two real PostgreSQL 15 servers.
+
+    python bench/db_copy.py --scale 70      # about 1 GB
+
+(a) pg_dump -Fc | pg_restore, streamed, (b) pgcopydb clone, (c) migrator's postgres.copy (the real step,
+driven by the engine, its cheap catalog gate included). The source is pgbench data (`pgbench -i -s N`)
+plus the tests' mixed-type tables. The last line is machine-readable:
+
+    db_copy scale=N bytes=B t_dump_restore=S t_pgcopydb=S t_migrator=S ratio_vs_dump_restore=R1 ratio_vs_pgcopydb=R2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from migrator.adapters.postgres import PgConn, clean_env, passfile  # noqa: E402
+from migrator.pgsource import PgSource, local_tool  # noqa: E402
+from tests.postgres.cluster import Cluster  # noqa: E402
+from tests.postgres.seed import SEED  # noqa: E402
+
+PASSWORD = "bench-pw-1234"
+SETTINGS = {"fsync": "on", "full_page_writes": "on", "shared_buffers": "256MB", "maintenance_work_mem": "256MB",
+            "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
+
+
+def build_source(src: Cluster, db: str, scale: int) -> int:
+    src.create_db(db)
+    src.sql(SEED, db)
+    env = clean_env(src.conn(db).env())
+    subprocess.run([local_tool("pgbench"), "-i", "-q", "-s", str(scale)],
+                   env=env, check=True, capture_output=True)
+    src.sql("VACUUM ANALYZE", db)
+    return int(src.sql(f"SELECT pg_database_size('{db}')")[0][0])
+
+
+def dump_restore(src: PgConn, dst: PgConn) -> None:
+    with passfile(src, dst) as pf:
+        env = clean_env({"PGPASSFILE": str(pf)})
+        dump = subprocess.Popen([local_tool("pg_dump"), "-Fc", "-h", src.host, "-p", str(src.port), "-U", src.user,
+                                 src.database], stdout=subprocess.PIPE, env=env)
+        restore = subprocess.run([local_tool("pg_restore"), "-h", dst.host, "-p", str(dst.port), "-U", dst.user,
+                                  "-d", dst.database, "--no-owner"], stdin=dump.stdout, env=env, capture_output=True)
+        assert dump.stdout is not None
+        dump.stdout.close()
+        if dump.wait() != 0 or restore.returncode != 0:
+            raise SystemExit(f"dump|restore failed: {restore.stderr.decode()[-500:]}")
+
+
+def pgcopydb(src: PgConn, dst: PgConn, jobs: int, work: Path) -> None:
+    with passfile(src, dst) as pf:
+        env = clean_env({"PGPASSFILE": str(pf)})
+        proc = subprocess.run(["pgcopydb", "clone", "--source", src.uri(), "--target", dst.uri(), "--dir", str(work),
+                               "--table-jobs", str(jobs), "--index-jobs", str(jobs), "--no-owner"],
+                              env=env, capture_output=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"pgcopydb failed: {proc.stderr.decode()[-800:]}")
+
+
+def migrator_copy(src: Cluster, dst: Cluster, db: str, target_db: str, jobs: int, work: Path) -> dict[str, object]:
+    from tests.postgres.conftest import db_params, environment
+    from tests.util import engine, write_runbook
+
+    os.environ["PG_PASSWORD"] = PASSWORD
+    rb = write_runbook(work, {1: [{"id": "copy", "uses": "postgres.copy",
+                                   "with": db_params(db, target_db, jobs=jobs)}]},
+                       environment=environment(src, dst), secrets={"pg": {"env": "PG_PASSWORD"}})
+    eng = engine(rb)
+    eng.run()
+    return dict(eng.state.steps["copy"].report)
+
+
+def parity(src: Cluster, dst: Cluster, db: str, target_db: str) -> list[str]:
+    from migrator.steps.postgres import pg_schema
+    from migrator.steps.postgres.pg_verify import compare
+
+    problems, _ = compare(PgSource.local(src.conn(db)).query, pg_schema.query_of(dst.conn(target_db)))
+    return problems
+
+
+def timed(label: str, fn: object) -> float:
+    t = time.monotonic()
+    fn()  # type: ignore[operator]
+    s = time.monotonic() - t
+    print(f"{label}: {s:.2f} s", flush=True)
+    return s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=int, default=70)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-parity", action="store_true", help="skip the (untimed) parity check of each copy")
+    args = ap.parse_args()
+    src = Cluster("bench-src", PASSWORD, SETTINGS).start()
+    dst = Cluster("bench-dst", PASSWORD, SETTINGS).start()
+    work = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
+    try:
+        print("path: local (no sandbox here: pg tools run on this machine against 127.0.0.1; through the sandbox "
+              "the source side would run by docker exec over SSH)", flush=True)
+        t = time.monotonic()
+        size = build_source(src, "bench", args.scale)
+        print(f"source: pgbench scale {args.scale} + mixed types, {size / 1e6:.0f} MB, built in "
+              f"{time.monotonic() - t:.0f} s", flush=True)
+        s_conn = src.conn("bench")
+        dst.create_db("t_dump")
+        dst.create_db("t_pgcopydb")
+        t_a = timed("(a) pg_dump -Fc | pg_restore", lambda: dump_restore(s_conn, dst.conn("t_dump")))
+        t_b = timed(f"(b) pgcopydb clone --table-jobs {args.jobs} --index-jobs {args.jobs}",
+                    lambda: pgcopydb(s_conn, dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb"))
+        report: dict[str, object] = {}
+        t_c = timed(f"(c) migrator postgres.copy jobs={args.jobs}",
+                    lambda: report.update(migrator_copy(src, dst, "bench", "t_migrator", args.jobs, work / "rb")))
+        print(f"migrator report: {report}", flush=True)
+        if not args.no_parity:
+            for name in ("t_dump", "t_pgcopydb", "t_migrator"):
+                problems = parity(src, dst, "bench", name)
+                print(f"parity {name}: {'ok' if not problems else problems}", flush=True)
+        print(f"db_copy scale={args.scale} bytes={size} t_dump_restore={t_a:.2f} t_pgcopydb={t_b:.2f} "
+              f"t_migrator={t_c:.2f} ratio_vs_dump_restore={t_c / t_a:.2f} ratio_vs_pgcopydb={t_c / t_b:.2f}",
+              flush=True)
+    finally:
+        src.stop()
+        dst.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
