@@ -188,13 +188,15 @@ def down(dir: Path | None = None, log: Logger = _quiet) -> None:
         log(f"sandbox: nothing at {paths.root}")
         return
     started = time.monotonic()
-    stop_pid_file(_kube_pid_file(paths), timeout=5)
+    stop_pid_file(_kube_pid_file(paths), exe_hint="kubeapi", timeout=5)
     bridges = _bridge_names(paths)
     if dockerd.running(paths) is not None and paths.env_file.exists():
         compose.down(paths, log)
         run([dockerd.docker_cli(), "system", "prune", "--all", "--volumes", "--force"],
             env=dockerd.docker_env(paths), check=False, timeout=60)
+        log(f"docker: pruned ({time.monotonic() - started:.1f}s)")
     dockerd.stop(paths)
+    log(f"dockerd: stopped ({time.monotonic() - started:.1f}s)")
     sshd_pid = sshd.running(paths)
     sessions = descendants(sshd_pid) if sshd_pid else []
     sshd.stop(paths)
@@ -203,15 +205,17 @@ def down(dir: Path | None = None, log: Logger = _quiet) -> None:
     bind.stop(paths)
     dataplane.down(paths)
     openbao.target_down(paths)
+    log(f"host services: stopped ({time.monotonic() - started:.1f}s)")
     # leftovers that still name the sandbox dir (containerd, shims) — ours, stopped by pid
-    for pid in processes_mentioning(str(paths.root)):
+    for pid in processes_mentioning(f"{paths.root}/"):
         stop_pid(pid, timeout=5)
     for bridge in bridges:
         if Path(f"/sys/class/net/{bridge}").exists():
             run(["ip", "link", "delete", bridge], check=False, timeout=10)
     for mp in mounts_under(paths.root):
         subprocess.run(["umount", "-l", str(mp)], capture_output=True, check=False, timeout=10)
-    shutil.rmtree(paths.root, ignore_errors=True)
+    # rm(1) is several times faster than shutil.rmtree on image layers; never cross into a mount
+    run(["rm", "-rf", "--one-file-system", paths.root], check=False, timeout=120)
     if paths.root.exists():
         shutil.rmtree(paths.root)
     log(f"sandbox down in {time.monotonic() - started:.1f}s: {paths.root} removed")
@@ -322,7 +326,7 @@ def leftovers(dir: Path) -> dict[str, list[str]]:
     """Whatever a sandbox at ``dir`` left behind: processes, mounts, files (empty lists when clean)."""
     root = dir.resolve()
     return {
-        "processes": [str(p) for p in processes_mentioning(str(root)) if alive(p)],
+        "processes": [str(p) for p in processes_mentioning(f"{root}/") if alive(p)],
         "mounts": [str(m) for m in mounts_under(root)],
         "files": [str(root)] if root.exists() else [],
         "ports": [f"{h}:{p}" for h, p in _ports() if _listening(h, p)],

@@ -10,8 +10,16 @@ import pytest
 
 from migrator import sandbox as sb
 from migrator.sandbox.platform import SandboxInfo
+from migrator.sandbox.proc import alive
 
 from .helpers import env_of
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 pytestmark = pytest.mark.sandbox
 
@@ -49,9 +57,9 @@ def test_down_leaves_nothing_behind(sandbox: SandboxInfo) -> None:
     took = time.monotonic() - t0
     left = sb.leftovers(sandbox.dir)
     assert left == {"processes": [], "mounts": [], "files": [], "ports": []}
-    for comp in sandbox.components.values():
+    for name, comp in sandbox.components.items():
         pid = comp.get("pid")
-        if pid:
-            assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes(), pid
+        if pid:  # gone, a zombie, or a recycled pid that has nothing to do with the sandbox
+            assert not alive(pid) or str(sandbox.dir) not in _cmdline(pid), (name, pid, _cmdline(pid))
     assert took < 30
     sb.down(sandbox.dir)  # idempotent
