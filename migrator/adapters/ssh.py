@@ -13,6 +13,7 @@ Public API (consumed by other step types; keep it stable):
     with ssh.tunnel(remote_host: str, remote_port: int) as (local_host, local_port):
         ...                                     # 127.0.0.1:<free port> -> remote_host:remote_port as seen from the VPS
     ssh.close()
+    ssh = session_for(ctx)   # in a step: the run's shared session (ctx.resource("ssh:source"))
 
 Behaviour:
 - Host, port, user and key come from the runbook's `environment.source.ssh`, else from `~/.ssh/config`
@@ -331,7 +332,9 @@ class SSHSession:
             raise TemporaryError(f"ssh {t.label}: {exc}; is sshd running there?") from None
         except (OSError, EOFError) as exc:
             client.close()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or exc.__class__.__name__)
+            errors = getattr(exc, "errors", None)  # paramiko's NoValidConnectionsError: one OSError per address
+            first = next(iter(errors.values())) if errors else exc
+            reason = first.strerror if isinstance(first, OSError) and first.strerror else (str(exc) or exc.__class__.__name__)
             raise TemporaryError(f"ssh {t.label}: cannot connect: {reason}; is the host up, sshd running and "
                                  "the address/port right?") from None
         transport = client.get_transport()
@@ -530,3 +533,12 @@ def command_line(argv: list[str], env: dict[str, str] | None) -> tuple[str, byte
     reader = ('m=$1; shift; s=; while IFS= read -r l; do [ "$l" = "$m" ] && break; s="$s$l\n"; done; '
               'eval "$s"; exec "$@"')
     return shlex.join(["/bin/sh", "-c", reader, "sh", marker, *argv]), script.encode()
+
+
+def session_for(ctx: Any) -> SSHSession:
+    """The run's shared SSH session to the VPS (`ctx.resource("ssh:source")`), from environment.source.ssh."""
+    source = ctx.runbook.environment.source
+    if source is None:
+        raise PermanentError(f"{ctx.step_id}: the runbook has no environment.source (the VPS)")
+    session: SSHSession = ctx.resource("ssh:source", lambda: SSHSession.from_config(source.ssh, ctx.runbook.dir))
+    return session
