@@ -1,0 +1,245 @@
+"""The inventory of the VPS: compose projects, services, containers, volumes, databases, OpenBao, Keycloak.
+
+Only NAMES of environment variables are collected, never their values. Databases are listed by running
+psql inside each Postgres container as the postgres user over its unix socket (no password needed, none
+passed). `inspect()` stores the result in the state file's `extra["source_inventory"]`, under the run lock;
+`diff()` compares two inventories.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from migrator.errors import InputError
+
+if TYPE_CHECKING:
+    from migrator.adapters.docker import DockerRemote
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+STATE_KEY = "source_inventory"
+PSQL = ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c"]
+DB_QUERY = ("select datname, pg_database_size(datname) from pg_database "
+            "where not datistemplate order by datname")
+
+
+def _kind(image: str, service: str) -> str | None:
+    text = f"{image} {service}".lower()
+    for kind, words in (("postgres", ("postgres", "postgis", "timescale")), ("openbao", ("openbao", "vault")),
+                        ("keycloak", ("keycloak",))):
+        if any(w in text for w in words):
+            return kind
+    return None
+
+
+def _container(c: Any) -> dict[str, Any]:
+    a = c.attrs
+    state = a.get("State", {})
+    host = a.get("HostConfig", {})
+    cfg = a.get("Config", {})
+    ports = []
+    for port, binds in sorted((a.get("NetworkSettings", {}).get("Ports") or {}).items()):
+        for b in binds or [{}]:
+            ports.append(f"{b.get('HostIp', '')}:{b.get('HostPort')}->{port}" if b.get("HostPort") else port)
+    image = cfg.get("Image", "")
+    return {
+        "name": c.name,
+        "id": c.id[:12],
+        "state": state.get("Status", "unknown"),
+        "health": (state.get("Health") or {}).get("Status"),
+        "image": image,
+        "image_id": a.get("Image", ""),
+        "restart_policy": (host.get("RestartPolicy") or {}).get("Name") or "no",
+        "ports": ports,
+        "networks": sorted((a.get("NetworkSettings", {}).get("Networks") or {}).keys()),
+        "mounts": [{"type": m.get("Type"), "name": m.get("Name") or m.get("Source"), "destination": m.get("Destination"),
+                    "rw": m.get("RW")} for m in a.get("Mounts", [])],
+        "env_names": sorted({e.split("=", 1)[0] for e in cfg.get("Env") or []}),
+        "kind": _kind(image, c.labels.get(SERVICE_LABEL, "")),
+    }
+
+
+def _databases(dr: DockerRemote, container: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"container": container["name"], "service": container["service"],
+                             "project": container["project"], "image": container["image"]}
+    if container["state"] != "running":
+        entry["error"] = f"container is {container['state']}"
+        return entry
+    rc, out, err = dr.exec_run(container["name"], [*PSQL, "show server_version"], user="postgres")
+    if rc != 0:
+        entry["error"] = (err or out).decode(errors="replace").strip().splitlines()[-1:] or [f"psql exited {rc}"]
+        entry["error"] = entry["error"][0]
+        return entry
+    entry["version"] = out.decode().strip()
+    rc, out, err = dr.exec_run(container["name"], [*PSQL, DB_QUERY], user="postgres")
+    if rc != 0:
+        entry["error"] = (err or out).decode(errors="replace").strip()[-200:]
+        return entry
+    dbs = []
+    for line in out.decode().splitlines():
+        if "|" in line:
+            name, size = line.rsplit("|", 1)
+            dbs.append({"name": name, "size": int(size)})
+    entry["databases"] = dbs
+    return entry
+
+
+def collect(dr: DockerRemote, project: str | None = None) -> dict[str, Any]:
+    """Everything the migration needs to know about the VPS (one project, or every compose project)."""
+    client = dr.client
+    filters = {"label": f"{PROJECT_LABEL}={project}" if project else PROJECT_LABEL}
+    containers = client.containers.list(all=True, filters=filters)
+    if project and not containers:
+        dr.require_project(project)  # raises the one-line error naming the projects found
+    projects: dict[str, Any] = {}
+    flat: list[dict[str, Any]] = []
+    for c in sorted(containers, key=lambda c: c.name):
+        proj, svc = c.labels.get(PROJECT_LABEL, ""), c.labels.get(SERVICE_LABEL, "")
+        info = {**_container(c), "project": proj, "service": svc}
+        flat.append(info)
+        service = projects.setdefault(proj, {"services": {}})["services"].setdefault(svc, {"containers": []})
+        service["containers"].append(info)
+    volumes: dict[str, Any] = {}
+    for v in (client.df().get("Volumes") or []):
+        labels = v.get("Labels") or {}
+        if project and labels.get(PROJECT_LABEL) != project:
+            continue
+        volumes[v["Name"]] = {"driver": v.get("Driver"), "project": labels.get(PROJECT_LABEL),
+                              "size": (v.get("UsageData") or {}).get("Size"),
+                              "ref_count": (v.get("UsageData") or {}).get("RefCount")}
+    databases = [_databases(dr, c) for c in flat if c["kind"] == "postgres"]
+    return {
+        "host": dr.host,
+        "collected_at": time.time(),
+        "server_version": client.api._version,
+        "projects": projects,
+        "volumes": volumes,
+        "databases": databases,
+        "openbao": [{"container": c["name"], "service": c["service"], "image": c["image"], "state": c["state"]}
+                    for c in flat if c["kind"] == "openbao"],
+        "keycloak": [{"container": c["name"], "service": c["service"], "image": c["image"], "state": c["state"]}
+                     for c in flat if c["kind"] == "keycloak"],
+    }
+
+
+def services(inv: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """service name ("project/service" when several projects) -> its containers."""
+    many = len(inv["projects"]) > 1
+    return {(f"{p}/{s}" if many else s): body["containers"]
+            for p, proj in inv["projects"].items() for s, body in proj["services"].items()}
+
+
+# -- diff -------------------------------------------------------------------------------------------
+
+def _flat(inv: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for proj in inv.get("projects", {}).values():
+        for svc, body in proj["services"].items():
+            out[f"service {svc}"] = len(body["containers"])
+            for c in body["containers"]:
+                for key in ("state", "health", "image", "image_id", "restart_policy", "ports", "networks", "env_names"):
+                    out[f"container {c['name']} {key}"] = c.get(key)
+    for name, v in inv.get("volumes", {}).items():
+        out[f"volume {name} driver"] = v.get("driver")
+    for db in inv.get("databases", []):
+        out[f"postgres {db['container']} version"] = db.get("version")
+        for d in db.get("databases", []):
+            out[f"postgres {db['container']} database {d['name']}"] = "present"
+    return out
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human lines: '+ added', '- removed', '~ key: old -> new'. Sizes are left out (they always move)."""
+    a, b = _flat(old), _flat(new)
+    lines = []
+    for key in sorted(a.keys() | b.keys()):
+        if key not in b:
+            lines.append(f"- {key}: {a[key]}")
+        elif key not in a:
+            lines.append(f"+ {key}: {b[key]}")
+        elif a[key] != b[key]:
+            lines.append(f"~ {key}: {a[key]} -> {b[key]}")
+    return lines
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+def _size(n: int | None) -> str:
+    if n is None or n < 0:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def render(inv: dict[str, Any]) -> str:
+    lines = [f"VPS {inv['host']} (Docker API {inv['server_version']})"]
+    for pname, proj in sorted(inv["projects"].items()):
+        lines.append(f"\ncompose project {pname}: {len(proj['services'])} services")
+        rows = [("SERVICE", "CONTAINER", "STATE", "HEALTH", "IMAGE", "RESTART", "PORTS", "ENV (names)")]
+        for svc, body in sorted(proj["services"].items()):
+            for c in body["containers"]:
+                rows.append((svc, c["name"], c["state"], c["health"] or "-", c["image"], c["restart_policy"],
+                             ",".join(c["ports"]) or "-", ",".join(c["env_names"]) or "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(7)]
+        for r in rows:
+            lines.append("  " + "  ".join(r[i].ljust(widths[i]) for i in range(7)) + "  " + r[7])
+    if inv["volumes"]:
+        lines.append("\nvolumes")
+        for name, v in sorted(inv["volumes"].items()):
+            lines.append(f"  {name:<40} {v['driver'] or '?':<8} {_size(v['size']):>10}")
+    if inv["databases"]:
+        lines.append("\npostgres")
+        for db in inv["databases"]:
+            if "error" in db:
+                lines.append(f"  {db['container']}: {db['error']}")
+                continue
+            names = ", ".join(f"{d['name']} ({_size(d['size'])})" for d in db.get("databases", []))
+            lines.append(f"  {db['container']}: PostgreSQL {db['version']}: {names}")
+    for kind in ("openbao", "keycloak"):
+        for x in inv[kind]:
+            lines.append(f"{kind}: {x['container']} ({x['image']}, {x['state']})")
+    return "\n".join(lines)
+
+
+# -- the `migrate inspect` verb ---------------------------------------------------------------------
+
+def inspect(runbook_path: Path, state_dir: Path | None, *, as_json: bool = False, show_diff: bool = False,
+            say: Any = print) -> dict[str, Any]:
+    """Collect the inventory; store it in the state (or, with show_diff, compare with the stored one)."""
+    import json
+
+    from migrator import commands
+    from migrator.adapters.docker import DockerRemote
+
+    engine = commands.engine_for(runbook_path, state_dir, check_secrets=False)
+    source = engine.runbook.environment.source
+    if source is None:
+        raise InputError(f"{runbook_path}: no environment.source (the VPS): nothing to inspect")
+    session = engine.session
+    with session.locked("inspect"):
+        dr = session.resource("docker:source", lambda: DockerRemote.from_config(source, engine.runbook.dir))
+        inv = collect(dr, source.compose_project)
+        previous = session.state.extra.get(STATE_KEY)
+        changes = diff(previous, inv) if (show_diff and previous) else []
+        if not show_diff:
+            session.state.extra[STATE_KEY] = inv
+            session.save()
+    if as_json:
+        say(json.dumps({"inventory": inv, "diff": changes} if show_diff else inv, indent=2, default=str))
+    elif show_diff:
+        if previous is None:
+            say("no stored inventory to compare with: run `migrate inspect` first")
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(previous.get("collected_at", 0)))
+            say(f"changes since the inventory of {when}:" if changes else f"no change since the inventory of {when}")
+            for line in changes:
+                say(f"  {line}")
+    else:
+        say(render(inv))
+    return {"inventory": inv, "diff": changes}
