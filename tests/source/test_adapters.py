@@ -1,0 +1,158 @@
+"""The SSH and Docker adapters against the private VPS."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+import pytest
+
+from migrator.adapters.docker import DockerRemote
+from migrator.adapters.ssh import SSHSession
+from migrator.errors import PermanentError, TemporaryError
+from migrator.runbook.environment import SourceConfig, SSHConfig
+
+from .conftest import CANARY, PROJECT, VPS
+
+
+def ssh_cfg(vps: VPS, **extra: object) -> SSHConfig:
+    return SSHConfig(**vps.ssh_environment(**extra)["ssh"])
+
+
+def test_run_env_stays_out_of_argv(vps: VPS, tmp_path: Path) -> None:
+    ssh = SSHSession.from_config(ssh_cfg(vps), tmp_path)
+    try:
+        res = ssh.run(["sh", "-c", 'printf "%s|" "$TOKEN"; ps -o args | grep -c "[c]anary" || true'],
+                      env={"TOKEN": CANARY + "\nline2 'q' $x"})
+        assert res.rc == 0, res.stderr
+        out = res.stdout.decode()
+        assert out.startswith(CANARY + "\nline2 'q' $x|")
+        assert out.rstrip().endswith("0")  # not visible in any process's argv
+        res = ssh.run(["cat"], env={"A": "1"}, stdin=b"x" * 300_000)
+        assert res.stdout == b"x" * 300_000
+        assert ssh.run(["sh", "-c", "exit 7"]).rc == 7
+    finally:
+        ssh.close()
+
+
+def test_stream_and_reconnect(vps: VPS, tmp_path: Path) -> None:
+    ssh = SSHSession.from_config(ssh_cfg(vps), tmp_path)
+    try:
+        data = bytes(range(256)) * 40_000  # 10 MB
+        with ssh.stream(["sha256sum"]) as s:
+            s.stdin.write(data)
+            s.stdin.close()
+            out = s.stdout.read()
+            assert s.exit_status() == 0
+        assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
+        first = ssh.connects
+        assert vps.kill_sessions() >= 1
+        with pytest.raises(TemporaryError):
+            for _ in range(50):
+                ssh.run(["sleep", "0.1"])  # the dropped transport is noticed...
+        assert ssh.run(["true"]).rc == 0  # ...and re-opened
+        assert ssh.connects > first
+    finally:
+        ssh.close()
+
+
+def test_tunnel(vps: VPS, tmp_path: Path) -> None:
+    ssh = SSHSession.from_config(ssh_cfg(vps), tmp_path)
+    try:
+        with ssh.tunnel("127.0.0.1", vps.web_port) as (host, port):
+            with socket.create_connection((host, port), timeout=5) as conn:
+                conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                reply = b""
+                while chunk := conn.recv(4096):
+                    reply += chunk
+        assert b"200" in reply.split(b"\r\n")[0] and reply.endswith(b"shop\n")
+    finally:
+        ssh.close()
+
+
+def test_unknown_and_changed_host_key(vps: VPS, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(PermanentError, match=r"unknown host key for \[127.0.0.1\]:\d+: not in .*known_hosts"):
+        SSHSession.from_config(ssh_cfg(vps, known_hosts=str(empty)), tmp_path).client()
+    # Rehearsal: accepted once and written down, then checked like any other.
+    ssh = SSHSession.from_config(ssh_cfg(vps, known_hosts=str(empty), accept_unknown_host_key=True), tmp_path)
+    assert ssh.run(["true"]).rc == 0
+    ssh.close()
+    assert f"[127.0.0.1]:{vps.ssh_port} ssh-ed25519" in empty.read_text()
+    SSHSession.from_config(ssh_cfg(vps, known_hosts=str(empty)), tmp_path).close()
+    other = vps.known_hosts.read_text().split()
+    empty.write_text(f"{other[0]} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmQtiydC2wOmHIuDHWb7ZFA5h+iYNy+ZuVvPnZXy9Fq\n")
+    with pytest.raises(PermanentError, match="CHANGED"):
+        SSHSession.from_config(ssh_cfg(vps, known_hosts=str(empty), accept_unknown_host_key=True), tmp_path).client()
+
+
+def test_refused_key_and_closed_port(vps: VPS, tmp_path: Path) -> None:
+    import subprocess
+
+    wrong = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    with pytest.raises(PermanentError, match="authentication refused for user 'root'"):
+        SSHSession.from_config(ssh_cfg(vps, key_file=str(wrong)), tmp_path).client()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(TemporaryError, match=f"127.0.0.1:{closed}: cannot connect"):
+        SSHSession.from_config(ssh_cfg(vps, port=closed, reconnect_attempts=0), tmp_path).client()
+
+
+def test_ssh_config_alias(vps: VPS, tmp_path: Path) -> None:
+    conf = tmp_path / "ssh_config"
+    conf.write_text(f"Host myvps\n  HostName 127.0.0.1\n  Port {vps.ssh_port}\n  User root\n"
+                    f"  IdentityFile {vps.key}\n  UserKnownHostsFile {vps.known_hosts}\n")
+    ssh = SSHSession.from_config(SSHConfig(host="myvps", config_file=str(conf)), tmp_path)
+    try:
+        assert ssh.run(["echo", "hi"]).stdout == b"hi\n"
+    finally:
+        ssh.close()
+    # ProxyJump through the same sshd (to itself): a direct-tcpip channel through the jump host.
+    conf.write_text(f"Host viajump\n  HostName 127.0.0.1\n  Port {vps.ssh_port}\n  User root\n"
+                    f"  IdentityFile {vps.key}\n  UserKnownHostsFile {vps.known_hosts}\n"
+                    f"  ProxyJump root@127.0.0.1:{vps.ssh_port}\n")
+    ssh = SSHSession.from_config(SSHConfig(host="viajump", config_file=str(conf)), tmp_path)
+    try:
+        assert ssh.run(["echo", "hop"]).stdout == b"hop\n"
+        assert ssh._jump is not None and ssh._jump.transport_alive()
+    finally:
+        ssh.close()
+
+
+def test_docker_remote(vps: VPS, tmp_path: Path) -> None:
+    source = SourceConfig(**vps.ssh_environment())
+    dr = DockerRemote.from_config(source, tmp_path)
+    try:
+        names = sorted(c.labels["com.docker.compose.service"] for c in dr.project_containers(PROJECT))
+        assert names == ["db", "web", "worker"]
+        web = next(c for c in dr.project_containers(PROJECT) if c.labels["com.docker.compose.service"] == "web")
+        rc, out, err = dr.exec_run(web.id, ["sh", "-c", 'printf "%s" "$SECRET"; echo oops >&2; exit 3'],
+                                   env={"SECRET": CANARY})
+        assert (rc, out, err) == (3, CANARY.encode(), b"oops\n")
+        data = b"0123456789abcdef" * 500_000  # 8 MB through stdin and back
+        with dr.exec_stream(web.id, ["cat"], stdin=True) as s:
+            import threading
+
+            t = threading.Thread(target=lambda: (s.write(data), s.close_stdin()))
+            t.start()
+            got = bytearray()
+            while chunk := s.read(65536):
+                got += chunk
+            t.join()
+            assert s.exit_code() == 0
+        assert bytes(got) == data
+        with pytest.raises(PermanentError, match="no container of compose project 'nope'"):
+            dr.require_project("nope")
+    finally:
+        dr.close()
+
+
+def test_docker_not_answering(vps: VPS, tmp_path: Path) -> None:
+    env = vps.ssh_environment()
+    env["ssh"]["docker_host"] = "unix:///nonexistent/docker.sock"
+    with pytest.raises(PermanentError, match=r"docker on root@127.0.0.1:\d+: the Docker API does not answer"):
+        DockerRemote.from_config(SourceConfig(**env), tmp_path)

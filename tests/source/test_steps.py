@@ -1,0 +1,186 @@
+"""inspect, compose.freeze/decommission and volume.copy against the private VPS."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.util import engine, migrate, status_json, write_runbook
+
+from .conftest import CANARY, PROJECT, VPS
+
+
+def runbook(tmp: Path, vps: VPS, steps: dict[int, list[dict[str, Any]]], **ssh: Any) -> Path:
+    env: dict[str, Any] = {"source": vps.ssh_environment(**ssh),
+                           "target": {"ingress_address": "127.0.0.1", "data_access": "endpoint",
+                                      "volume_paths": {"uploads-pvc": str(tmp / "pvc" / "uploads")}}}
+    return write_runbook(tmp, steps, environment=env)
+
+
+def container(vps: VPS, service: str) -> str:
+    return f"{PROJECT}-{service}-1"
+
+
+def test_inspect_finds_services_databases_and_no_secret(vps: VPS, tmp_path: Path) -> None:
+    rb = runbook(tmp_path, vps, {1: [{"id": "noop", "uses": "check.tcp", "with": {"host": "127.0.0.1",
+                                                                                  "port": vps.ssh_port}}]})
+    sd = tmp_path / "state"
+    proc = migrate("inspect", "--runbook", str(rb), "--state-dir", str(sd))
+    assert proc.returncode == 0, proc.stderr
+    for word in ("web", "worker", "db", "API_TOKEN", "POSTGRES_PASSWORD", "PostgreSQL 15.6", "shop (", "uploads"):
+        assert word in proc.stdout, (word, proc.stdout)
+    assert CANARY not in proc.stdout + proc.stderr
+    as_json = migrate("inspect", "--json", "--runbook", str(rb), "--state-dir", str(sd))
+    assert as_json.returncode == 0, as_json.stderr
+    assert CANARY not in as_json.stdout
+    inv = json.loads(as_json.stdout)
+    assert sorted(inv["projects"][PROJECT]["services"]) == ["db", "web", "worker"]
+    assert [d["name"] for d in inv["databases"][0]["databases"]] == ["postgres", "shop"]
+    state = (sd / "test.state.json").read_text()
+    assert '"source_inventory"' in state and CANARY not in state
+
+    vps.docker("stop", "-t", "1", container(vps, "worker"))
+    try:
+        diff = migrate("inspect", "--diff", "--runbook", str(rb), "--state-dir", str(sd))
+        assert diff.returncode == 0, diff.stderr
+        assert f"~ container {container(vps, 'worker')} state: running -> exited" in diff.stdout, diff.stdout
+    finally:
+        vps.docker("start", container(vps, "worker"))
+
+
+def test_freeze_then_rollback(vps: VPS, tmp_path: Path) -> None:
+    rb = runbook(tmp_path, vps, {1: [
+        {"id": "inventory", "uses": "compose.inspect", "with": {"expect_services": ["web", "worker", "db"]},
+         "gate": {"timeout": 30}},
+        {"id": "freeze", "uses": "compose.freeze", "with": {"services": ["worker", "db"], "stop_timeout_s": 1}},
+    ]})
+    eng = engine(rb)
+    eng.run()
+    state = json.loads(vps.docker("inspect", container(vps, "worker")).stdout)[0]["State"]["Status"]
+    assert state == "exited"
+    assert sorted(eng.state.step("freeze").facts["was_running"]) == [container(vps, "db"), container(vps, "worker")]
+    assert "inventory" in eng.state.step("inventory").facts
+    engine(rb).rollback(step_id="freeze")
+    for svc in ("worker", "db"):
+        assert json.loads(vps.docker("inspect", container(vps, svc)).stdout)[0]["State"]["Status"] == "running"
+
+
+def test_decommission_waits_for_window_and_quiet(vps: VPS, tmp_path: Path) -> None:
+    rb = runbook(tmp_path, vps, {1: [
+        {"id": "dns-cutover", "uses": "shell.run", "with": {"command": "true"}},
+        {"id": "decommission", "uses": "compose.decommission", "needs": ["dns-cutover"], "retries": 0,
+         "with": {"retention_s": 8, "stop_timeout_s": 1,
+                  "quiet": {"services": ["web"], "match": "response:", "ignore": "127\\.0\\.0\\.1"}}},
+    ]})
+    sd = tmp_path / "state"
+    assert migrate("run", "--step", "dns-cutover", "--runbook", str(rb), "--state-dir", str(sd)).returncode == 0
+    early = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
+    assert early.returncode == 1 and "retention window after dns-cutover not over" in early.stderr, early.stderr
+    cutover = status_json(rb, sd)["steps"][0]["finished_at"]
+    time.sleep(max(0.0, cutover + 8.2 - time.time()))
+    urllib.request.urlopen(f"http://127.0.0.1:{vps.web_port}/index.html", timeout=5).read()  # a straggler
+    busy = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
+    assert busy.returncode == 1 and "served 1 request(s)" in busy.stderr, busy.stderr
+    time.sleep(8.2)
+    ok = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
+    assert ok.returncode == 0, ok.stderr
+    assert vps.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.strip() == ""
+    assert f"{PROJECT}_uploads" in vps.docker("volume", "ls", "-q").stdout
+    back = migrate("rollback", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
+    assert back.returncode == 0, back.stderr
+    assert json.loads(vps.docker("inspect", container(vps, "web")).stdout)[0]["State"]["Health"]["Status"] == "healthy"
+
+
+def _fill_uploads(vps: VPS, files: int, kib: int) -> None:
+    script = (f"mkdir -p /www/uploads/2024/05 /www/uploads/empty && i=0; while [ $i -lt {files} ]; do "
+              f"dd if=/dev/urandom of=/www/uploads/2024/05/img-$i.jpg bs=1024 count={kib} 2>/dev/null; "
+              "i=$((i+1)); done; echo 'a b' > '/www/uploads/name with space.txt'; chown 33:33 /www/uploads/2024")
+    vps.docker("exec", container(vps, "web"), "sh", "-c", script)
+
+
+def _volume_sums(vps: VPS) -> dict[str, str]:
+    out = vps.docker("exec", container(vps, "web"), "sh", "-c",
+                     "cd /www/uploads && find . -type f -exec sha256sum {} +").stdout
+    return {line.split("  ", 1)[1][2:]: line.split()[0] for line in out.splitlines()}
+
+
+def _local_sums(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file()}
+
+
+COPY = {"id": "copy-uploads", "uses": "volume.copy", "with": {"volume": "uploads", "target": "uploads-pvc"}}
+
+
+def test_volume_copy_crash_and_resume(vps: VPS, tmp_path: Path) -> None:
+    _fill_uploads(vps, 30, 64)
+    rb = runbook(tmp_path, vps, {1: [COPY]})
+    sd = tmp_path / "state"
+    env = {"MIGRATE_FAILPOINTS": "copy-uploads:after-file@12=crash"}
+    crashed = migrate("run", "--runbook", str(rb), "--state-dir", str(sd), env=env)
+    assert crashed.returncode == -9, crashed.stderr
+    dest = tmp_path / "pvc" / "uploads"
+    assert 12 <= len(_local_sums(dest)) < 31
+    resumed = migrate("resume", "--runbook", str(rb), "--state-dir", str(sd))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _local_sums(dest) == _volume_sums(vps)
+    assert (dest / "empty").is_dir() and (dest / "2024").stat().st_uid == 33
+    facts = json.loads((sd / "test.state.json").read_text())["steps"]["copy-uploads"]["facts"]
+    assert facts["files_skipped_last"] >= 12 and facts["verified_files"] == 31
+    assert status_json(rb, sd)["steps"][0]["status"] == "succeeded"
+
+
+def test_volume_copy_survives_dropped_connection(vps: VPS, tmp_path: Path) -> None:
+    _fill_uploads(vps, 40, 2048)
+    rb = runbook(tmp_path, vps, {1: [{**COPY, "with": {**COPY["with"], "batch_files": 5}}]})
+    eng = engine(rb)
+    dest = tmp_path / "pvc" / "uploads" / "2024" / "05"
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (dest.is_dir() and len(list(dest.glob("*.jpg"))) >= 3):
+            time.sleep(0.005)
+        killed.append(vps.kill_sessions())
+
+    t = threading.Thread(target=killer)
+    t.start()
+    eng.run()
+    t.join()
+    assert killed and killed[0] >= 1
+    assert any("retrying apply of copy-uploads" in line for line in eng.said), eng.said
+    assert eng.state.step("copy-uploads").status == "succeeded"
+    assert _local_sums(tmp_path / "pvc" / "uploads") == _volume_sums(vps)
+
+
+@pytest.mark.parametrize("problem", ["unknown-host-key", "wrong-user-key", "sshd-down"])
+def test_connection_errors_are_one_line(vps: VPS, tmp_path: Path, problem: str) -> None:
+    extra: dict[str, Any] = {}
+    if problem == "unknown-host-key":
+        (tmp_path / "empty_known_hosts").write_text("")
+        extra["known_hosts"] = str(tmp_path / "empty_known_hosts")
+    elif problem == "wrong-user-key":
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+        extra["key_file"] = str(tmp_path / "k")
+    else:
+        from .conftest import free_port
+
+        extra["port"] = free_port()
+    rb = runbook(tmp_path, vps, {1: [{"id": "inventory", "uses": "compose.inspect", "retries": 1}]}, **extra)
+    for args in (["inspect"], ["run"]):
+        proc = migrate(*args, "--runbook", str(rb), "--state-dir", str(tmp_path / "state"))
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+        failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+        assert len(failed) == 1, proc.stderr
+        expect = {"unknown-host-key": "unknown host key for [127.0.0.1]:", "wrong-user-key": "authentication refused",
+                  "sshd-down": "cannot connect: Connection refused"}[problem]
+        assert expect in failed[0] and "127.0.0.1" in failed[0], failed[0]
