@@ -10,7 +10,7 @@ from .conftest import Kubectl, http
 
 KINDS = {
     "v1": ["Namespace", "Service", "ConfigMap", "Secret", "ServiceAccount", "PersistentVolumeClaim", "Pod", "Event"],
-    "apps/v1": ["Deployment", "StatefulSet"],
+    "apps/v1": ["Deployment", "StatefulSet", "DaemonSet"],
     "networking.k8s.io/v1": ["Ingress", "NetworkPolicy"],
     "rbac.authorization.k8s.io/v1": ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"],
     "storage.k8s.io/v1": ["StorageClass"],
@@ -42,7 +42,8 @@ def test_dynamic_client_resolves_every_kind(dyn: DynamicClient) -> None:
 def test_kubectl_api_resources(kubectl: Kubectl) -> None:
     out = kubectl("api-resources", "-o", "name")
     assert out.returncode == 0, out.stderr
-    for name in ("deployments.apps", "statefulsets.apps", "ingresses.networking.k8s.io", "configmaps", "secrets",
+    for name in ("deployments.apps", "statefulsets.apps", "daemonsets.apps", "ingresses.networking.k8s.io",
+                 "configmaps", "secrets",
                  "networkpolicies.networking.k8s.io", "storageclasses.storage.k8s.io"):
         assert name in out.stdout.split()
 

@@ -56,6 +56,21 @@ def apply_defaults(obj: dict[str, Any]) -> None:
         spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
         pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
         obj.setdefault("status", {}).setdefault("replicas", 0)
+    elif kind == "DaemonSet" and isinstance(spec, dict):
+        spec.setdefault("revisionHistoryLimit", 10)
+        strategy = spec.setdefault("updateStrategy", {})
+        if isinstance(strategy, dict):
+            strategy.setdefault("type", "RollingUpdate")
+            if strategy["type"] == "RollingUpdate":
+                rolling = strategy.setdefault("rollingUpdate", {})
+                if isinstance(rolling, dict):
+                    rolling.setdefault("maxUnavailable", 1)
+                    rolling.setdefault("maxSurge", 0)
+        pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+        status = obj.setdefault("status", {})
+        if isinstance(status, dict):  # these four are not omitempty in the API: 0 until the controller runs
+            for field in ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"):
+                status.setdefault(field, 0)
     elif kind == "Pod" and isinstance(spec, dict):
         pod_spec(spec)
         obj.setdefault("status", {}).setdefault("phase", "Pending")

@@ -50,7 +50,7 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
                                  "kind": r.kind, "verbs": list(VERBS)}
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
-        if r.kind in ("Deployment", "StatefulSet", "Pod", "Service", "Ingress"):
+        if r.kind in ("Deployment", "StatefulSet", "DaemonSet", "Pod", "Service", "Ingress"):
             entry["categories"] = ["all"]
         out.append(entry)
         if r.kind in ("Deployment", "StatefulSet"):

@@ -10,7 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .resources import DEPLOYMENT, INGRESS, SERVICE, STATEFULSET
+from .resources import DAEMONSET, DEPLOYMENT, INGRESS, SERVICE, STATEFULSET
 from .selectors import selector_matches
 from .simulator import Simulator, is_ready
 from .store import Store
@@ -104,7 +104,7 @@ class IngressHandler(BaseHTTPRequestHandler):
             self._answer(503, {**body, "workload": None, "error": "backend service not found"})
             return
         selector = (svc.get("spec") or {}).get("selector") or {}
-        workloads = [w for res in (DEPLOYMENT, STATEFULSET) for w in store.select(res.key, ns)
+        workloads = [w for res in (DEPLOYMENT, STATEFULSET, DAEMONSET) for w in store.select(res.key, ns)
                      if selector_matches(selector, ((w["spec"].get("template") or {}).get("metadata") or {})
                                          .get("labels") or {})]
         if not workloads:

@@ -1,9 +1,10 @@
 """Readiness simulator: plays the controllers and kubelet nobody runs here.
 
-After `ready_delay`, Deployments and StatefulSets get Pods (owned by the workload, labels from the
-template) and a status. A workload named by the failure knob never becomes ready: its Pods sit in
-CrashLoopBackOff, BackOff Events are recorded, and a Deployment's Progressing condition says
-ProgressDeadlineExceeded with the reason.
+After `ready_delay`, Deployments, StatefulSets and DaemonSets get Pods (owned by the workload, labels
+from the template) and a status. The cluster has one node, `sandbox-node`, so a DaemonSet whose
+nodeSelector the node's labels satisfy runs exactly one Pod. A workload named by the failure knob never
+becomes ready: its Pods sit in CrashLoopBackOff, BackOff Events are recorded, and a Deployment's
+Progressing condition says ProgressDeadlineExceeded with the reason.
 """
 
 from __future__ import annotations
@@ -19,18 +20,43 @@ from typing import Any
 from . import errors
 from .api import Api
 from .fields import now
-from .resources import DEPLOYMENT, EVENT, INGRESS, POD, PVC, STATEFULSET, Resource
+from .resources import DAEMONSET, DEPLOYMENT, EVENT, INGRESS, POD, PVC, STATEFULSET, Resource
 
 log = logging.getLogger("migrator.sandbox.kubeapi.simulator")
 
 FAIL_ANNOTATION = "sandbox.migrator/fail"
 MANAGER = "sandbox-controller"
+WORKLOADS = (DEPLOYMENT, STATEFULSET, DAEMONSET)
+NODE = "sandbox-node"
+# the labels the kubelet puts on its Node; a DaemonSet's nodeSelector is matched against these
+NODE_LABELS = {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+               "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
+# what the DaemonSet controller adds to every pod it makes (so they survive node conditions)
+DAEMON_TOLERATIONS = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+]
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's generateName alphabet
 WAITING_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
                    "RunContainerError", "OOMKilled")
 
 
 def _hash(value: Any, n: int = 10) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def _suffix() -> str:
+    return "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+
+
+def fits_node(template: dict[str, Any]) -> bool:
+    """Whether the one node satisfies the pod template's nodeSelector (affinity is not evaluated)."""
+    selector = (template.get("spec") or {}).get("nodeSelector") or {}
+    return all(NODE_LABELS.get(k) == v for k, v in selector.items())
 
 
 def split_reason(text: str) -> tuple[str, str]:
@@ -41,6 +67,10 @@ def split_reason(text: str) -> tuple[str, str]:
 
 def is_ready(obj: dict[str, Any]) -> bool:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if obj.get("kind") == "DaemonSet":
+        want = int(status.get("desiredNumberScheduled") or 0)
+        return (status.get("observedGeneration") == obj["metadata"].get("generation")
+                and want > 0 and int(status.get("numberReady") or 0) >= want)
     want = int(spec.get("replicas", 1))
     return (status.get("observedGeneration") == obj["metadata"].get("generation")
             and want > 0 and int(status.get("readyReplicas") or 0) >= want)
@@ -78,7 +108,7 @@ class Simulator:
     def warnings(self, objs: list[dict[str, Any]]) -> list[str]:
         out = []
         for obj in objs:
-            if obj.get("kind") in ("Deployment", "StatefulSet"):
+            if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
                 reason = self.failure_for(obj)
                 if reason:
                     meta = obj["metadata"]
@@ -107,7 +137,7 @@ class Simulator:
         clock = time.monotonic()
         seen: set[str] = set()
         owned = self._owned_pod_counts()
-        for res in (DEPLOYMENT, STATEFULSET):
+        for res in WORKLOADS:
             for obj in self.api.store.select(res.key):
                 meta = obj["metadata"]
                 wid = f"{res.kind}/{meta['namespace']}/{meta['name']}"
@@ -140,6 +170,9 @@ class Simulator:
 
     # -- workloads -------------------------------------------------------------------------------------
     def _reconcile(self, res: Resource, obj: dict[str, Any]) -> None:
+        if res is DAEMONSET:
+            self._reconcile_daemonset(obj)
+            return
         meta, spec = obj["metadata"], obj.get("spec") or {}
         ns, name = meta["namespace"], meta["name"]
         replicas = int(spec.get("replicas", 1))
@@ -165,13 +198,67 @@ class Simulator:
             self._write_pod(res, obj, pod_name, i, revision, hash_label, failure)
         self._write_status(res, obj, replicas, revision, failure)
 
+    def _reconcile_daemonset(self, obj: dict[str, Any]) -> None:
+        """One node: one pod when the template fits it, none otherwise. RollingUpdate replaces a pod of an
+        older template; OnDelete keeps it (not updated) until someone deletes it."""
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        template = spec.get("template") or {}
+        revision = _hash(template)
+        failure = self.failure_for(obj)
+        desired = 1 if fits_node(template) else 0
+        on_delete = (spec.get("updateStrategy") or {}).get("type") == "OnDelete"
+        hash_label = "controller-revision-hash"
+        kept: dict[str, Any] | None = None
+        for pod in self.api.store.select(POD.key, ns):
+            if not any(r.get("uid") == meta["uid"] for r in pod["metadata"].get("ownerReferences") or []):
+                continue
+            current = (pod["metadata"].get("labels") or {}).get(hash_label)
+            if desired and kept is None and (current == revision or on_delete):
+                kept = pod
+            else:
+                self.api.delete(POD, ns, pod["metadata"]["name"])
+        updated = 0
+        if desired:
+            pod_name = kept["metadata"]["name"] if kept else f"{name}-{_suffix()}"
+            self._write_pod(DAEMONSET, obj, pod_name, 0, revision, hash_label, failure)
+            updated = 1 if kept is None or (kept["metadata"].get("labels") or {}).get(hash_label) == revision else 0
+        ready = 0 if failure else desired
+        status: dict[str, Any] = {"observedGeneration": meta.get("generation", 1), "desiredNumberScheduled": desired,
+                                  "currentNumberScheduled": desired, "numberMisscheduled": 0, "numberReady": ready}
+        # the API omits these when 0
+        if updated:
+            status["updatedNumberScheduled"] = updated
+        if ready:
+            status["numberAvailable"] = ready
+        if desired - ready:
+            status["numberUnavailable"] = desired - ready
+        self.api.replace(DAEMONSET, ns, name, {**obj, "status": status, "metadata": {**meta, "resourceVersion": ""}},
+                         manager=MANAGER, subresource="status")
+        if failure and desired:
+            self._event(ns, DAEMONSET.kind, DAEMONSET.api_version, name, meta["uid"], failure,
+                        f"{DAEMONSET.kind} {name} has no ready pods: {failure}")
+
     def _write_pod(self, res: Resource, owner: dict[str, Any], pod_name: str, index: int, revision: str,
                    hash_label: str, failure: str | None) -> None:
         ns = owner["metadata"]["namespace"]
         template = (owner.get("spec") or {}).get("template") or {}
         labels = dict((template.get("metadata") or {}).get("labels") or {})
+        pod_spec: dict[str, Any] = {**(template.get("spec") or {}), "nodeName": NODE}
         if res is DEPLOYMENT:
             labels[hash_label] = revision
+        elif res is DAEMONSET:
+            labels[hash_label] = revision
+            labels["pod-template-generation"] = str(owner["metadata"].get("generation", 1))
+            tolerations = list(pod_spec.get("tolerations") or [])
+            pod_spec["tolerations"] = tolerations + [t for t in DAEMON_TOLERATIONS if t not in tolerations]
+            # the controller pins each pod to its node by replacing the required node affinity terms
+            affinity = dict(pod_spec.get("affinity") or {})
+            affinity["nodeAffinity"] = {**(affinity.get("nodeAffinity") or {}),
+                                        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                                            {"matchFields": [{"key": "metadata.name", "operator": "In",
+                                                              "values": [NODE]}]}]}}
+            pod_spec["affinity"] = affinity
         else:
             labels[hash_label] = f"{owner['metadata']['name']}-{revision}"
             labels["statefulset.kubernetes.io/pod-name"] = pod_name
@@ -184,7 +271,7 @@ class Simulator:
                              "ownerReferences": [{"apiVersion": res.api_version, "kind": res.kind,
                                                   "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
                                                   "controller": True, "blockOwnerDeletion": True}]},
-                "spec": {**(template.get("spec") or {}), "nodeName": "sandbox-node"},
+                "spec": pod_spec,
             }
             if not pod["metadata"]["annotations"]:
                 del pod["metadata"]["annotations"]

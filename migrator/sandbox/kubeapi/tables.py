@@ -27,6 +27,13 @@ def _extra(obj: dict[str, Any]) -> tuple[list[Column], list[Any]]:
     if kind in ("Deployment", "StatefulSet"):
         ready = f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}"
         return [("Ready", "string"), ("Available", "integer")], [ready, status.get("availableReplicas", 0)]
+    if kind == "DaemonSet":
+        selector = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+        cols: list[Column] = [("Desired", "integer"), ("Current", "integer"), ("Ready", "integer"),
+                              ("Up-to-date", "integer"), ("Available", "integer"), ("Node Selector", "string")]
+        return cols, [int(status.get(f) or 0) for f in ("desiredNumberScheduled", "currentNumberScheduled",
+                                                        "numberReady", "updatedNumberScheduled", "numberAvailable")] \
+            + [",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"]
     if kind == "Pod":
         cs = status.get("containerStatuses") or []
         ready = f"{sum(1 for c in cs if c.get('ready'))}/{len(spec.get('containers') or [])}"

@@ -68,7 +68,7 @@ def _containers(field: str, containers: Any) -> list[Cause]:
     return causes
 
 
-def _workload(obj: dict[str, Any]) -> list[Cause]:
+def _workload(obj: dict[str, Any], replicas: bool = True) -> list[Cause]:
     spec = obj.get("spec") or {}
     causes: list[Cause] = []
     selector = spec.get("selector")
@@ -78,11 +78,32 @@ def _workload(obj: dict[str, Any]) -> list[Cause]:
     elif not selector_matches(selector, labels):
         causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
                        f"Invalid value: {labels!r}: `selector` does not match template `labels`"))
-    replicas = spec.get("replicas")
-    if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
+    count = spec.get("replicas") if replicas else None  # a DaemonSet has no replicas
+    if count is not None and (not isinstance(count, int) or count < 0):
         causes.append(("spec.replicas", "FieldValueInvalid",
-                       f"Invalid value: {replicas}: must be greater than or equal to 0"))
+                       f"Invalid value: {count}: must be greater than or equal to 0"))
     causes += _containers("spec.template.spec.containers", ((spec.get("template") or {}).get("spec") or {}).get("containers"))
+    return causes
+
+
+def _daemonset(obj: dict[str, Any]) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    causes = _workload(obj, replicas=False)
+    restart = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy", "Always")
+    if restart != "Always":
+        causes.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
+                       f'Unsupported value: "{restart}": supported values: "Always"'))
+    strategy = spec.get("updateStrategy") or {}
+    kind = strategy.get("type")
+    if kind not in ("OnDelete", "RollingUpdate"):
+        causes.append(("spec.updateStrategy.type", "FieldValueNotSupported",
+                       f'Unsupported value: "{kind}": supported values: "OnDelete", "RollingUpdate"'))
+    elif kind == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate") or {}
+        unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+        if unavailable in (0, "0%") and surge in (0, "0%"):
+            causes.append(("spec.updateStrategy.rollingUpdate.maxUnavailable", "FieldValueInvalid",
+                           "Invalid value: 0: may not be 0 when `maxSurge` is 0"))
     return causes
 
 
@@ -90,6 +111,8 @@ def _kind_causes(obj: dict[str, Any]) -> list[Cause]:
     kind = obj.get("kind")
     if kind in ("Deployment", "StatefulSet"):
         return _workload(obj)
+    if kind == "DaemonSet":
+        return _daemonset(obj)
     if kind == "Pod":
         return _containers("spec.containers", (obj.get("spec") or {}).get("containers"))
     if kind == "Service":
