@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 STATE_KEY = "source_inventory"
-PSQL = ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c"]
+# The superuser is POSTGRES_USER when the image sets it (as the official image does), else postgres; the
+# name is read inside the container, so no value of the container's environment leaves it.
+PSQL = ["sh", "-c", 'exec psql -X -A -t -q -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -d postgres -c "$1"',
+        "psql"]
 DB_QUERY = ("select datname, pg_database_size(datname) from pg_database "
             "where not datistemplate order by datname")
 
