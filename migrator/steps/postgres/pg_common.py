@@ -75,18 +75,17 @@ def _source_env(ctx: StepContext) -> Any:
 
 
 def ssh_session(ctx: StepContext) -> Any:
-    from migrator.adapters.ssh import SSHSession
+    from migrator.adapters.ssh import session_for  # the run's one SSH session, shared with other steps
 
-    env = _source_env(ctx)
-    return ctx.resource("ssh", lambda: SSHSession.from_config(env.ssh, ctx.runbook.dir))
+    _source_env(ctx)
+    return session_for(ctx)
 
 
 def docker_remote(ctx: StepContext) -> Any:
-    from migrator.adapters.docker import DockerRemote
+    from migrator.adapters.docker import remote_for
 
-    env = _source_env(ctx)
-    ssh = ssh_session(ctx)
-    return ctx.resource("docker", lambda: DockerRemote.from_config(env, ctx.runbook.dir, ssh=ssh))
+    _source_env(ctx)
+    return remote_for(ctx)
 
 
 def container_of(ctx: StepContext, name: str) -> Any:
