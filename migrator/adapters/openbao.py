@@ -92,6 +92,10 @@ def bao_errors(what: str) -> Iterator[None]:
     except (hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError,
             hvac.exceptions.VaultNotInitialized) as exc:
         raise TemporaryError(f"{what}: {describe_error(exc)}") from None
+    except hvac.exceptions.InvalidRequest as exc:
+        if "Upgrading from non-versioned to versioned" in str(exc):  # a new KV v2 mount, for a moment
+            raise TemporaryError(f"{what}: the KV v2 mount is still upgrading") from None
+        raise PermanentError(f"{what}: {describe_error(exc)}") from None
     except hvac.exceptions.Forbidden as exc:
         raise PermanentError(f"{what}: permission denied (check the token's policy): {describe_error(exc)}") from None
     except hvac.exceptions.VaultError as exc:
@@ -135,6 +139,19 @@ def other_mounts(client: hvac.Client) -> tuple[list[str], list[str]]:
 def mount_config(client: hvac.Client, mount: str) -> dict[str, Any]:
     cfg = call(f"read {mount}/config", lambda: client.secrets.kv.v2.read_configuration(mount_point=mount))["data"]
     return {k: cfg.get(k) for k in ("max_versions", "cas_required", "delete_version_after")}
+
+
+def wait_kv_ready(client: hvac.Client, mount: str, timeout: float = 15) -> None:
+    """A freshly enabled KV v2 mount refuses requests while it upgrades: wait (bounded) for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mount_config(client, mount)
+            return
+        except TemporaryError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def set_mount_config(client: hvac.Client, mount: str, cfg: dict[str, Any]) -> None:

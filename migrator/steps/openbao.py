@@ -465,6 +465,7 @@ class _KvCopy:
                 desc = src_mounts[m].get("description", "")
                 ob.call(f"enable {m}/", tgt.sys.enable_secrets_engine, "kv", path=m, description=desc,
                         options={"version": "2"})
+                ob.wait_kv_ready(tgt, m)
             want, have = ob.mount_config(src, m), ob.mount_config(tgt, m)
             if want != have:
                 if m not in self.ctx.facts["mounts_enabled"] and m not in self.ctx.facts["mount_config_before"]:

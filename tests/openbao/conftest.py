@@ -17,6 +17,7 @@ import hvac
 import pytest
 
 from migrator import redact
+from migrator.adapters.openbao import wait_kv_ready
 from tests.openbao.baoserver import BaoServer, dev_server, raft_server
 from tests.util import REPO, write_runbook
 
@@ -79,6 +80,7 @@ def seed(server: BaoServer) -> None:
     kv.update_metadata(path="team/x/y", cas_required=True, mount_point="secret")
     kv.create_or_update_secret(path="team/x/y", secret={"a": "1", "b": "2"}, cas=0, mount_point="secret")
     c.sys.enable_secrets_engine("kv", path="infra", options={"version": "2"})
+    wait_kv_ready(c, "infra")  # a raft-backed server upgrades a new KV v2 mount for a moment
     kv.configure(max_versions=5, mount_point="infra")
     kv.create_or_update_secret(path="dns/tsig", secret={"secret": "tsig-key-1"}, mount_point="infra")
     kv.update_metadata(path="dns/tsig", delete_version_after="1000h", mount_point="infra")
