@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in docker.io busybox-static bind9 bind9-utils openssh-server iproute2 postgresql-15 postgresql-client-15 pgcopydb; do
+for pkg in docker.io busybox-static bind9 bind9-utils openssh-server iproute2 binutils tzdata postgresql-15 postgresql-client-15 pgcopydb; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
