@@ -278,3 +278,7 @@ def vps() -> Iterator[VPS]:
         _stop(dockerd, 30)
         subprocess.run(["umount", "-R", str(root / "exec")], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# The real platform (migrator/sandbox): its session fixture, for the tests marked `sandbox`.
+from migrator.sandbox.pytest_plugin import sandbox  # noqa: E402,F401
