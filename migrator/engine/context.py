@@ -42,6 +42,10 @@ class Context:
         self._session.save()
         self._session.journal.append("facts", step=self.step_id, keys=sorted(facts))
 
+    def journal(self, event: str, **fields: Any) -> None:
+        """An audit entry in the journal, tagged with this step (masked like every journal line)."""
+        self._session.journal.append(event, step=self.step_id, **fields)
+
     def facts_of(self, step_id: str) -> dict[str, Any]:
         rec = self._session.state.steps.get(step_id)
         return dict(rec.facts) if rec else {}

@@ -304,7 +304,7 @@ class Engine:
         rec.finished_at = time.time()
         s.save()
         elapsed = time.monotonic() - started
-        s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3))
+        s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3), report=rec.report)
         self.say(f"✓ [{step.phase}] {step.id} ({elapsed:.1f}s)")
 
     def _failed(self, step: RunbookStep, message: str) -> None:

@@ -79,6 +79,9 @@ class StepContext(Protocol):
         Record what rollback needs BEFORE making the change it describes. Never record a secret value
         (the state writer masks known secrets anyway, as a safety net)."""
 
+    def journal(self, event: str, **fields: Any) -> None:
+        """Write an audit event to the journal (figures, decisions); never secret values."""
+
     def facts_of(self, step_id: str) -> dict[str, Any]:
         """Facts recorded by another step (e.g. dns-cutover reads what dns-lower-ttl recorded)."""
 

@@ -117,7 +117,37 @@ class IngressHandler(BaseHTTPRequestHandler):
             reason = self.server.simulator.failure_for(chosen) or "not ready yet"
             self._answer(503, {**body, "error": f"backend not ready: {reason}"})
             return
+        if path.startswith("/api/v1/targets") and _is_prometheus(chosen):
+            self._answer(200, prometheus_targets(store, self.server.simulator))
+            return
         self._answer(200, body)
+
+
+def _is_prometheus(workload: dict[str, Any]) -> bool:
+    labels = ((workload.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+    return "prometheus" in (labels.get("app"), labels.get("component"), workload["metadata"]["name"])
+
+
+def prometheus_targets(store: Store, simulator: Simulator) -> dict[str, Any]:
+    """What the cluster's Prometheus would report after scraping every workload: one target per
+    Deployment/StatefulSet/DaemonSet, up when it is ready (the simulator decides), in Prometheus's
+    `/api/v1/targets` shape."""
+    active = []
+    for res in (DEPLOYMENT, STATEFULSET, DAEMONSET):
+        for w in store.select(res.key):
+            meta = w["metadata"]
+            if meta.get("namespace") in ("kube-system", "kube-public", "kube-node-lease"):
+                continue
+            failure = simulator.failure_for(w)
+            up = is_ready(w) and not failure
+            active.append({
+                "labels": {"job": meta["name"], "namespace": meta["namespace"],
+                           "instance": f"{meta['name']}.{meta['namespace']}.svc:9100"},
+                "scrapeUrl": f"http://{meta['name']}.{meta['namespace']}.svc:9100/metrics",
+                "health": "up" if up else "down",
+                "lastError": "" if up else (failure or "not ready"),
+            })
+    return {"status": "success", "data": {"activeTargets": active, "droppedTargets": []}}
 
 
 class IngressServer(ThreadingHTTPServer):
