@@ -98,6 +98,13 @@ def write_configs(paths: Paths) -> None:
         fd = os.open(paths.tsig_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(cp.stdout)
+    secret_env = paths.dns / "tsig.env"
+    if not secret_env.exists():
+        # The same key as KEY=value, for the runbook's secret reference ({file: ..., key: TSIG_SECRET}).
+        secret = read_tsig_key(paths.tsig_key_file)[2]
+        fd = os.open(secret_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"TSIG_SECRET={secret}\n")
     primary, secondary = server_dir(paths, "primary"), server_dir(paths, "secondary")
     primary.mkdir(exist_ok=True)
     secondary.mkdir(exist_ok=True)
