@@ -14,6 +14,7 @@ Only one sandbox can run on a machine at a time because these ports are fixed.
 | VPS OpenBao (published on VPS lo)     | 127.0.0.1:18200        |
 | target Postgres rentguy/psra/wpcs/kc  | 127.0.0.1:25432-25435  |
 | target OpenBao                        | 127.0.0.1:28200 (+1 cluster) |
+| target Keycloak (stand-in on the host)| 127.0.0.1:28080        |
 
 named only listens on addresses configured on an interface; ``lo`` carries 127.0.0.1 only, so the
 secondary uses another port rather than 127.0.0.2 (no change to the host's network configuration).
@@ -55,6 +56,9 @@ SOURCE_OPENBAO_INTERNAL_PORT = 8200
 
 TARGET_OPENBAO_PORT = 28200
 TARGET_OPENBAO_CLUSTER_PORT = 28201
+
+#: the cluster's Keycloak (no pod runs here): the Keycloak stand-in as a host process
+TARGET_KEYCLOAK_PORT = 28080
 
 #: target data plane: one PostgreSQL cluster per StatefulSet
 TARGET_PG_PORTS: dict[str, int] = {"rentguy": 25432, "psra": 25433, "wpcs": 25434, "keycloak": 25435}
@@ -196,6 +200,15 @@ class Paths:
     @property
     def uploads_pvc(self) -> Path:
         return self.pvc / "wpcs-uploads"
+
+    @property
+    def target_keycloak(self) -> Path:
+        return self.root / "target-keycloak"
+
+    @property
+    def target_keycloak_env(self) -> Path:
+        """The target Keycloak's environment (KEY=value, mode 0600); a change makes it restart itself."""
+        return self.target_keycloak / "keycloak.env"
 
     @property
     def kube(self) -> Path:

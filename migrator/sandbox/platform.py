@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import bind, compose, dataplane, dockerd, envfile, images, openbao, seed, sshd
+from . import bind, compose, dataplane, dockerd, envfile, images, openbao, seed, sshd, target_keycloak
 from .layout import (
     COMPOSE_FILE,
     COMPOSE_PROJECT,
@@ -34,6 +34,7 @@ from .layout import (
     SSH_HOST,
     SSH_PORT,
     SSH_USER,
+    TARGET_KEYCLOAK_PORT,
     TARGET_PG_PORTS,
     TARGET_PG_SUPERUSER,
     TRAEFIK_HOST,
@@ -91,6 +92,14 @@ def _kube_pid_file(paths: Paths) -> Path:
     return paths.kube / "kubeapi.pid"
 
 
+#: Services of the cluster whose pods are real servers on the host: the ingress stand-in proxies to them
+KUBE_BACKENDS: dict[str, tuple[str, int]] = {target_keycloak.SERVICE: (LOOPBACK, TARGET_KEYCLOAK_PORT)}
+
+
+def _backend_args() -> list[str]:
+    return [f"--backend {key}={host}:{port}" for key, (host, port) in KUBE_BACKENDS.items()]
+
+
 def _kubeapi_up(paths: Paths, log: Log) -> Path | None:
     try:
         from .kubeapi import kubeconfig_path, spawn  # type: ignore[attr-defined]  # noqa: PLC0415
@@ -98,19 +107,31 @@ def _kubeapi_up(paths: Paths, log: Log) -> Path | None:
         log("kubeapi: migrator.sandbox.kubeapi not available yet, skipped")
         return None
     paths.kube.mkdir(parents=True, exist_ok=True)
+    pid = pid_alive(_kube_pid_file(paths))
+    if pid is not None and not all(arg in _cmdline(pid) for arg in _backend_args()):
+        # started by an older sandbox without the backends: restart it (the cluster is kept in its state file)
+        log(f"kubeapi: running without ingress backends {sorted(KUBE_BACKENDS)}; restarting it")
+        stop_pid_file(_kube_pid_file(paths), exe_hint="kubeapi", timeout=5)
     if pid_alive(_kube_pid_file(paths)) is None:
         busy = [f"{h}:{p}" for h, p in ((LOOPBACK, KUBE_API_PORT), (INGRESS_ADDRESS, INGRESS_PORT)) if tcp_open(h, p)]
         if busy:
             log(f"kubeapi: WARNING {', '.join(busy)} taken by a process this sandbox did not start; kubeapi skipped")
             return None
         try:
-            pid = spawn(paths.kube, KUBE_API_PORT, f"{INGRESS_ADDRESS}:{INGRESS_PORT}")
+            pid = spawn(paths.kube, KUBE_API_PORT, f"{INGRESS_ADDRESS}:{INGRESS_PORT}", backends=KUBE_BACKENDS)
         except RuntimeError as exc:
             raise SandboxError(f"kubeapi did not start: {exc}") from exc
         log(f"kubeapi: up on {LOOPBACK}:{KUBE_API_PORT} (pid {pid})")
     else:
         log("kubeapi: already running")
     return Path(kubeconfig_path(paths.kube))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _kubeconfig(paths: Paths) -> Path | None:
@@ -155,6 +176,7 @@ def up(dir: Path | None = None, scale: int = 1, log: Logger = _quiet) -> Sandbox
         sshd.start(paths, log)
         bind.start(paths, log)
         dataplane.up(paths, env, log)
+        target_keycloak.up(paths, env, log)
         openbao.target_up(paths, log)
         _kubeapi_up(paths, log)
 
@@ -189,6 +211,7 @@ def down(dir: Path | None = None, log: Logger = _quiet) -> None:
         return
     started = time.monotonic()
     stop_pid_file(_kube_pid_file(paths), exe_hint="kubeapi", timeout=5)
+    target_keycloak.down(paths)
     bridges = _bridge_names(paths)
     if dockerd.running(paths) is not None and paths.env_file.exists():
         compose.down(paths, log)
@@ -253,6 +276,7 @@ def status(dir: Path | None = None) -> SandboxInfo:
     for db in TARGET_PG_PORTS:
         comp(f"target-postgres-{db}", dataplane.postmaster_pid(paths, db))
     comp("target-openbao", openbao.target_running(paths))
+    comp("target-keycloak", target_keycloak.running(paths), url=target_keycloak.url())
     kube_pid = pid_alive(_kube_pid_file(paths))
     comp("kubeapi", kube_pid)
 
@@ -314,6 +338,25 @@ def status(dir: Path | None = None) -> SandboxInfo:
                        "root_token_file": str(openbao.token_file(paths, "target")),
                        "init_file": str(openbao.init_file(paths, "target"))},
         },
+        "keycloak": {
+            "source": {"service": "keycloak", "container": services.get("keycloak", {}).get("container"),
+                       "url": f"http://{TRAEFIK_HOST}:{TRAEFIK_PORT}", "host_header": target_keycloak.PUBLIC_HOSTNAME,
+                       "via": "the VPS Traefik", "hostname_key": target_keycloak.HOSTNAME_KEY,
+                       "env_file": str(paths.env_file),
+                       "admin_user_env": "KEYCLOAK_ADMIN_USER", "admin_password_env": "KEYCLOAK_ADMIN_PASSWORD"},
+            "target": {"url": target_keycloak.url(), "env_file": str(paths.target_keycloak_env),
+                       "hostname_key": target_keycloak.HOSTNAME_KEY,
+                       "initial_hostname": target_keycloak.INITIAL_HOSTNAME,
+                       "public_hostname": target_keycloak.PUBLIC_HOSTNAME,
+                       "database": {"host": LOOPBACK, "port": TARGET_PG_PORTS["keycloak"],
+                                    "name": target_keycloak.DATABASE, "user": TARGET_PG_SUPERUSER,
+                                    "password_env": "TARGET_PG_PASSWORD"},
+                       "service": target_keycloak.SERVICE,
+                       "ingress": {"host": INGRESS_ADDRESS, "port": INGRESS_PORT,
+                                   "host_header": target_keycloak.PUBLIC_HOSTNAME},
+                       "reload": "restarts by itself when its env file changes (no signal needed)",
+                       "log": str(target_keycloak.log_file(paths))},
+        },
         "uploads": {"volume": f"{COMPOSE_PROJECT}_{UPLOADS_VOLUME}", "service": UPLOADS_SERVICE,
                     "mount": UPLOADS_MOUNT, "pvc_dir": str(paths.uploads_pvc)},
         "logs": str(paths.logs),
@@ -336,7 +379,7 @@ def leftovers(dir: Path) -> dict[str, list[str]]:
 def _ports() -> list[tuple[str, int]]:
     ports = [(SSH_HOST, SSH_PORT), (DNS_PRIMARY_HOST, DNS_PRIMARY_PORT), (DNS_SECONDARY_HOST, DNS_SECONDARY_PORT),
              (TRAEFIK_HOST, TRAEFIK_PORT), (SOURCE_OPENBAO_HOST, SOURCE_OPENBAO_PORT),
-             (LOOPBACK, openbao.TARGET_OPENBAO_PORT)]
+             (LOOPBACK, openbao.TARGET_OPENBAO_PORT), (LOOPBACK, TARGET_KEYCLOAK_PORT)]
     ports += [(LOOPBACK, p) for p in TARGET_PG_PORTS.values()]
     return ports
 

@@ -29,8 +29,12 @@ def test_status_json_has_the_facts_and_no_secret(sandbox: SandboxInfo) -> None:
     doc = json.loads(info.to_json())
     assert doc["up"] is True
     for key in ("ssh", "docker", "compose", "dns", "kube", "source_databases", "target_databases", "openbao",
-                "uploads", "env_file"):
+                "uploads", "env_file", "keycloak"):
         assert key in doc
+    assert doc["components"]["target-keycloak"]["running"] is True
+    assert doc["keycloak"]["target"]["url"] == "http://127.0.0.1:28080"
+    assert doc["keycloak"]["target"]["hostname_key"] == "KC_HOSTNAME"
+    assert Path(doc["keycloak"]["target"]["env_file"]).stat().st_mode & 0o777 == 0o600
     assert {d["password_env"] for d in doc["source_databases"]} == {
         "RENTGUY_DB_PASSWORD", "PSRA_DB_PASSWORD", "WPCS_DB_PASSWORD", "KEYCLOAK_DB_PASSWORD"}
     text = info.to_json()

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from .ingress import Backend, parse_backend
 from .launcher import parse_addr, start_server
 
 FAIL_ENV = "MIGRATOR_KUBEAPI_FAIL"
@@ -27,6 +28,18 @@ def parse_failures(items: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_backends(items: list[str]) -> dict[str, Backend]:
+    """`ns/svc=host:port` entries (loopback 127.0.0.0/8 only)."""
+    out: dict[str, Backend] = {}
+    for item in items:
+        try:
+            key, addr = parse_backend(item)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
+        out[key] = addr
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m migrator.sandbox.kubeapi",
                                 description="Kubernetes API stand-in for the migrator's tests and rehearsal.")
@@ -37,17 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-file", type=Path, default=None, help="JSON file the cluster state persists to")
     p.add_argument("--fail", action="append", default=[], metavar="NS/NAME=REASON",
                    help=f"workload that never becomes ready (repeatable; also ${FAIL_ENV}, ';'-separated)")
+    p.add_argument("--backend", action="append", default=[], metavar="NS/SVC=HOST:PORT",
+                   help="reverse-proxy ingress requests for this Service to a real HTTP server in 127.0.0.0/8 "
+                        "(repeatable)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     env_fail = [x for x in os.environ.get(FAIL_ENV, "").split(";") if x.strip()]
+    backends = parse_backends(args.backend)
     host, port = parse_addr(args.listen)
     handle = start_server(host, port, ready_delay=args.ready_delay, state_file=args.state_file,
                           kubeconfig_file=args.kubeconfig, ingress=args.ingress_listen,
-                          failures=parse_failures(env_fail + args.fail))
+                          failures=parse_failures(env_fail + args.fail), backends=backends)
     logging.info("kube API stand-in on %s (ingress %s), kubeconfig %s", handle.url, handle.ingress_url,
                  args.kubeconfig)
+    for key, (bhost, bport) in backends.items():
+        logging.info("ingress backend %s -> http://%s:%d", key, bhost, bport)
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

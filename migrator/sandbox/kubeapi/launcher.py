@@ -18,7 +18,7 @@ from pathlib import Path
 from . import kubeconfig
 from .api import Api
 from .bootstrap import seed
-from .ingress import IngressServer
+from .ingress import Backend, IngressServer, check_backends
 from .server import KubeHTTPServer
 from .simulator import Simulator
 from .store import Store
@@ -64,9 +64,15 @@ class ServerHandle:
 
 def start_server(host: str = "127.0.0.1", port: int = 0, *, ready_delay: float = 0.3,
                  state_file: Path | None = None, kubeconfig_file: Path | None = None,
-                 ingress: str | None = None, failures: dict[str, str] | None = None) -> ServerHandle:
-    """Serve in background threads of this process. `port=0` picks a free port; see `.url`."""
+                 ingress: str | None = None, failures: dict[str, str] | None = None,
+                 backends: dict[str, Backend] | None = None) -> ServerHandle:
+    """Serve in background threads of this process. `port=0` picks a free port; see `.url`.
+
+    `backends` maps "namespace/service" to a real HTTP server (host, port) in 127.0.0.0/8: the ingress
+    stand-in reverse-proxies requests routed to that Service (once its workload is ready) to it.
+    A backend outside 127.0.0.0/8 raises ValueError before anything starts."""
     parse_addr(f"{host}:{port}")
+    checked = check_backends(backends)
     store = Store(state_file)
     httpd = KubeHTTPServer((host, port), store)
     seed(httpd.api)
@@ -79,7 +85,7 @@ def start_server(host: str = "127.0.0.1", port: int = 0, *, ready_delay: float =
     t.start()
     handle._threads.append(t)
     if ingress_addr:
-        ing = IngressServer(ingress_addr, store, sim)
+        ing = IngressServer(ingress_addr, store, sim, checked)
         ing.thread.start()
         handle._servers.append(ing)
         handle._threads.append(ing.thread)
@@ -104,9 +110,12 @@ def _answers(url: str) -> bool:
 
 
 def spawn(dir: Path, port: int, ingress: str | None = None, *, ready_delay: float = 0.3,
-          failures: dict[str, str] | None = None, timeout: float = 15.0) -> int:
+          failures: dict[str, str] | None = None, backends: dict[str, Backend] | None = None,
+          timeout: float = 15.0) -> int:
     """Start `python -m migrator.sandbox.kubeapi` in the background, write `dir/kubeapi.pid`,
-    and return its pid once it answers. Raises RuntimeError (with the log's tail) if it does not."""
+    and return its pid once it answers. Raises RuntimeError (with the log's tail) if it does not.
+    `backends` as for `start_server` (passed as `--backend NS/SVC=HOST:PORT`; ValueError if not loopback)."""
+    checked = check_backends(backends)
     dir = Path(dir)
     dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "migrator.sandbox.kubeapi", "--listen", f"127.0.0.1:{port}",
@@ -116,6 +125,8 @@ def spawn(dir: Path, port: int, ingress: str | None = None, *, ready_delay: floa
         cmd += ["--ingress-listen", ingress]
     for key, reason in (failures or {}).items():
         cmd += ["--fail", f"{key}={reason}"]
+    for key, (bhost, bport) in checked.items():
+        cmd += ["--backend", f"{key}={bhost}:{bport}"]
     log = open(dir / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
