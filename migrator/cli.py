@@ -80,12 +80,13 @@ def rollback(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt
              step: Annotated[str | None, typer.Option("--step", "-s")] = None,
              phase: Annotated[int | None, typer.Option("--phase", "-p")] = None,
              cascade: Annotated[bool, typer.Option("--cascade", help="Also roll back what depends on it.")] = False,
+             everything: Annotated[bool, typer.Option("--all", help="Every applied step, last first.")] = False,
              dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
              yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
-    """Undo one step or a whole phase from what it recorded."""
+    """Undo one step, a whole phase, or everything, from what the steps recorded."""
     from migrator import commands
 
-    commands.rollback(runbook, state_dir, step, phase, cascade, dry_run, yes)
+    commands.rollback(runbook, state_dir, step, phase, cascade, dry_run, yes, everything)
 
 
 @app.command()

@@ -73,12 +73,12 @@ def plan(runbook: Path, state_dir: Path | None, phases: list[int], steps: list[s
 
 
 def rollback(runbook: Path, state_dir: Path | None, step: str | None, phase: int | None, cascade: bool,
-             dry_run: bool, yes: bool) -> int:
-    if (step is None) == (phase is None):
-        raise InputError("rollback: give exactly one of --step ID or --phase N")
+             dry_run: bool, yes: bool, everything: bool = False) -> int:
+    if sum((step is not None, phase is not None, everything)) != 1:
+        raise InputError("rollback: give exactly one of --step ID, --phase N or --all")
     engine = engine_for(runbook, state_dir, dry_run=dry_run, yes=yes)
     guard_production(engine, yes, "roll back")
-    return int(engine.rollback(step, phase, cascade))
+    return int(engine.rollback(step, phase, cascade, everything))
 
 
 def status(runbook: Path, state_dir: Path | None, as_json: bool) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def ensure_sandbox(sandbox_dir: Path | None, fresh: bool, say: Say) -> None:
 def rehearse(runbook_path: Path, state_dir: Path | None, *, fresh: bool = False, sandbox_dir: Path | None = None,
              with_sandbox: bool = True, say: Say = print) -> dict[str, Any]:
     """Run every phase (resuming an interrupted rehearsal unless `fresh`), then write the report."""
-    runbook = commands.load(runbook_path)
+    # Secrets are files the sandbox writes: check them only once it is up.
+    runbook = commands.load(runbook_path, check_secrets=False)
     sdir = commands.state_dir_for(runbook, state_dir)
     if fresh:
         reset_state(sdir, runbook.name)

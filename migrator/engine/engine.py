@@ -417,13 +417,16 @@ class Engine:
             self.say(f"    ? {redact.redact(u)}")
 
     # -- rollback --------------------------------------------------------------------------------
-    def rollback_targets(self, step_id: str | None, phase: int | None, cascade: bool) -> list[RunbookStep]:
-        if step_id is not None:
+    def rollback_targets(self, step_id: str | None, phase: int | None, cascade: bool,
+                         everything: bool = False) -> list[RunbookStep]:
+        if everything:
+            targets = self.ordered()
+        elif step_id is not None:
             targets = self.select(None, [step_id])
         elif phase is not None:
             targets = self.select([phase], None)
         else:
-            raise InputError("rollback: give --step ID or --phase N")
+            raise InputError("rollback: give --step ID, --phase N or --all")
         applied = {sid for sid, rec in self.state.steps.items() if rec.status in APPLIED}
         target_ids = {t.id for t in targets}
         blocking: list[str] = []
@@ -452,8 +455,9 @@ class Engine:
                                    + ("" if cls.reversible else " by nature") + "; nothing was undone")
         return order
 
-    def rollback(self, step_id: str | None = None, phase: int | None = None, cascade: bool = False) -> int:
-        order = self.rollback_targets(step_id, phase, cascade)
+    def rollback(self, step_id: str | None = None, phase: int | None = None, cascade: bool = False,
+                 everything: bool = False) -> int:
+        order = self.rollback_targets(step_id, phase, cascade, everything)
         s = self.session
         if self.options.dry_run:
             for step in order:
@@ -465,7 +469,7 @@ class Engine:
             self.say("nothing to roll back")
             return 0
         with s.locked("rollback"):
-            order = self.rollback_targets(step_id, phase, cascade)  # again, under the lock
+            order = self.rollback_targets(step_id, phase, cascade, everything)  # again, under the lock
             for step in order:
                 self._rollback_one(step)
         return len(order)
@@ -492,9 +496,12 @@ class Engine:
             s.save()
             s.journal.append("rollback-failed", step=step.id, error=rec.error)
             raise
-        rec.status, rec.stage, rec.rolled_back_at = "rolled_back", None, time.time()
+        # The facts described an apply that is now undone: a later run starts from the world as it is,
+        # not from a stale record (a check() must not find "done" in them).
+        undone = sorted(rec.facts)
+        rec.status, rec.stage, rec.rolled_back_at, rec.facts, rec.report = "rolled_back", None, time.time(), {}, {}
         s.save()
-        s.journal.append("rollback-succeeded", step=step.id)
+        s.journal.append("rollback-succeeded", step=step.id, facts_cleared=undone)
         self.say(f"✓ rolled back {step.id}")
 
     # -- stamp, status ---------------------------------------------------------------------------

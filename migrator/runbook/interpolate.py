@@ -33,9 +33,7 @@ def lookup_path(root: Any, dotted: str, namespace: str) -> Any:
             value = value[part]
         else:
             raise Unresolved(f"{namespace}.{dotted}", f"{namespace}.{dotted} is not defined")
-    if value is None:
-        raise Unresolved(f"{namespace}.{dotted}", f"{namespace}.{dotted} is not set")
-    return value
+    return value  # an explicit null stays null: optional parameters can be left unset per environment
 
 
 def interpolate(value: Any, lookup: Lookup, keep: frozenset[str] = frozenset()) -> Any:

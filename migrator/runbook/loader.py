@@ -133,7 +133,7 @@ class _Validator:
             except InputError as exc:
                 self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
                 continue
-            parsed = self._phase(psrc)
+            parsed = self._phase(psrc, lookup)
             if parsed is None:
                 continue
             phase, specs = parsed
@@ -156,7 +156,7 @@ class _Validator:
         steps.sort(key=lambda s: s.phase)  # stable: file order within a phase
         return steps, names
 
-    def _phase(self, psrc: Located) -> tuple[PhaseFile, list[tuple[int, StepSpec]]] | None:
+    def _phase(self, psrc: Located, lookup: Any) -> tuple[PhaseFile, list[tuple[int, StepSpec]]] | None:
         """Validate the phase header and each step on its own, so every bad step is reported."""
         data = psrc.data
         if not isinstance(data, dict):
@@ -173,6 +173,14 @@ class _Validator:
             return None
         good: list[tuple[int, StepSpec]] = []
         for j, raw in enumerate(raw_steps):
+            try:
+                # Gates, retries and timeouts may use ${vars.x} too (a watch period per environment);
+                # `with` is interpolated later, keeping secrets back.
+                if isinstance(raw, dict):
+                    raw = {k: v if k == "with" else interpolate(v, lookup) for k, v in raw.items()}
+            except Unresolved as exc:
+                self.fail(psrc.where(("steps", j)), f"steps.{j}", exc.why)
+                continue
             try:
                 good.append((j, StepSpec.model_validate(raw)))
             except ValidationError as exc:

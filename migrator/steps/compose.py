@@ -5,6 +5,7 @@ Everything goes through the run's shared SSH session and the Docker API over it 
 
 from __future__ import annotations
 
+import posixpath
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -212,7 +213,8 @@ class ComposeDecommission(Step[DecommissionParams]):
                                  "`docker compose down` and to bring the stack back on rollback")
         argv = [source.docker_cli, "compose", "--project-directory", source.compose_dir, "-p", self._project()]
         for f in source.compose_files:
-            argv += ["-f", f]
+            # Relative compose files are relative to compose_dir on the VPS, not to the SSH login's cwd.
+            argv += ["-f", posixpath.join(source.compose_dir, f)]
         if source.env_file:
             argv += ["--env-file", source.env_file]
         return [*argv, *args]

@@ -62,6 +62,13 @@ class MigrateParams(StrictModel):
     set_hostname: Annotated[EnvFileHostname | ConfigMapHostname, Field(discriminator="via")]
     realms: list[str] = Field(default_factory=list)
     test_client: SmokeClient | None = None
+    # A keycloak.snapshot step that recorded the source's counts while it was still running (the freeze
+    # stops the source Keycloak, so it cannot be asked afterwards).
+    snapshot_step: str | None = None
+
+
+class SnapshotParams(StrictModel):
+    realms: list[str] = Field(default_factory=list)
 
 
 # -- clients and the gate -------------------------------------------------------------------------------
@@ -240,6 +247,30 @@ class ConfigMapSetter:
                 "annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}})
 
 
+# -- keycloak.snapshot -----------------------------------------------------------------------------------
+@step_type("keycloak.snapshot")
+class KeycloakSnapshot(Step[SnapshotParams]):
+    """Record the source Keycloak's counts and issuers while it still runs (before its freeze)."""
+
+    def check(self) -> Check:
+        done = "source_counts" in self.ctx.facts
+        return Check(done, "the source's counts are recorded" if done else "")
+
+    def plan(self) -> Plan:
+        return Plan(changes=["record the source Keycloak's realm counts and issuers (reads only)"])
+
+    def apply(self) -> None:
+        counts, issuers = source_snapshot(self.ctx, self.params.realms)
+        self.ctx.record(source_counts=counts, source_issuers=issuers)
+
+    def rollback(self) -> None:
+        pass  # it changed nothing
+
+    def report(self) -> dict[str, Any]:
+        counts = self.ctx.facts.get("source_counts") or {}
+        return {"realms": len(counts), "users": sum(c.get("users", 0) for c in counts.values())}
+
+
 # -- keycloak.migrate ---------------------------------------------------------------------------------------
 @step_type("keycloak.migrate")
 class KeycloakMigrate(Step[MigrateParams]):
@@ -282,7 +313,14 @@ class KeycloakMigrate(Step[MigrateParams]):
         if problems:
             raise PermanentError(f"{self.ctx.step_id}: " + "; ".join(problems))
         if "source_counts" not in self.ctx.facts:  # before the hostname moves, once
-            counts, issuers = source_snapshot(self.ctx, self.params.realms)
+            if self.params.snapshot_step:
+                snap = self.ctx.facts_of(self.params.snapshot_step)
+                if "source_counts" not in snap:
+                    raise PermanentError(f"{self.ctx.step_id}: {self.params.snapshot_step} recorded no source "
+                                         "counts; run it (before the freeze)")
+                counts, issuers = snap["source_counts"], snap.get("source_issuers", {})
+            else:
+                counts, issuers = source_snapshot(self.ctx, self.params.realms)
             self.ctx.record(source_counts=counts, source_issuers=issuers)
         setter = self._setter()
         if "previous_hostname" not in self.ctx.facts:

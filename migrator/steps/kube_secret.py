@@ -21,11 +21,14 @@ from migrator.steps.kube import cluster, record_prior, restore, secret_data_b64,
 class SecretSource(StrictModel):
     secret: str | None = None  # a name in the runbook's `secrets:` (env, file or OpenBao reference)
     openbao: OpenBaoRef | None = None  # read from environment.openbao.source directly
+    # A value written in the runbook: a plain one (a user name) or one composed with ${secrets.x}
+    # (a database URL); composed values are resolved in memory only, like every secret.
+    value: str | None = None
 
     @model_validator(mode="after")
     def _one(self) -> SecretSource:
-        if (self.secret is None) == (self.openbao is None):
-            raise ValueError("give exactly one of secret, openbao")
+        if sum(x is not None for x in (self.secret, self.openbao, self.value)) != 1:
+            raise ValueError("give exactly one of secret, openbao, value")
         return self
 
 
@@ -45,6 +48,8 @@ class KubeSecret(Step[SecretParams]):
     description = "fill a Kubernetes Secret from secret references"
 
     def _value(self, key: str, src: SecretSource) -> str:
+        if src.value is not None:
+            return src.value
         if src.secret is not None:
             return self.ctx.secret(src.secret)
         assert src.openbao is not None

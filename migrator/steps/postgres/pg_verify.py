@@ -21,9 +21,11 @@ class VerifyParams(StrictModel):
     target: TargetParams
     # Mismatches are permanent by default (the data differs); true retries until the gate's deadline.
     retry: bool = False
+    # False while logical replication runs: sequences are not replicated, catchup sets them.
+    sequences: bool = True
 
 
-def compare(source_q: cat.Query, target_q: cat.Query) -> tuple[list[str], dict[str, Any]]:
+def compare(source_q: cat.Query, target_q: cat.Query, sequences: bool = True) -> tuple[list[str], dict[str, Any]]:
     """Differences (one line each) and figures for the report."""
     problems: list[str] = []
     src_tabs, dst_tabs = cat.tables(source_q), cat.tables(target_q)
@@ -46,7 +48,7 @@ def compare(source_q: cat.Query, target_q: cat.Query) -> tuple[list[str], dict[s
     src_s, dst_s = cat.sequences(source_q), cat.sequences(target_q)
     behind = [f"{k} ({dst_s.get(k)} < {v})" for k, v in src_s.items()
               if v is not None and (dst_s.get(k) is None or int(dst_s[k] or 0) < v)]
-    if behind:
+    if behind and sequences:
         problems.append(f"sequences behind the source: {', '.join(behind)}")
     src_st, dst_st = cat.structure(source_q), cat.structure(target_q)
     diff_st = [f"{k} {src_st[k]} vs {dst_st.get(k, 0)}" for k in src_st if src_st[k] != dst_st.get(k, 0)]
@@ -76,7 +78,7 @@ class PostgresVerify(Step[VerifyParams]):
     def verify(self) -> None:
         p = self.params
         source = source_of(self.ctx, p.source)
-        problems, figures = compare(source.query, schema.query_of(target_conn(self.ctx, p.target)))
+        problems, figures = compare(source.query, schema.query_of(target_conn(self.ctx, p.target)), p.sequences)
         self._figures = figures
         if problems:
             msg = f"{p.target.database}: " + "; ".join(problems)
