@@ -1,7 +1,8 @@
-"""`migrate rehearse --kind NAME [--keep]`: the phases against a disposable kind cluster.
+"""`migrate rehearse`: the whole migration against the local sandbox (the default), with a report, or
+`--kind NAME [--keep]`: the phases against a disposable kind cluster.
 
 Where `kind` and `docker` are missing (as on the project's CI machines: no registry serves kind's node
-image) it says so in one line and exits 2. The sandbox rehearsal is added here later by the lead.
+image) `--kind` says so in one line and exits 2.
 """
 
 from __future__ import annotations
@@ -31,13 +32,23 @@ def register(app: typer.Typer) -> None:
         kind: Annotated[str | None, typer.Option("--kind", help="Create a disposable kind cluster NAME and run "
                                                                 "the phases against it.")] = None,
         keep: Annotated[bool, typer.Option("--keep", help="Keep the kind cluster afterwards.")] = False,
-        runbook: Annotated[Path, typer.Option("--runbook", "-r", help="The runbook (kind environment).")] = Path(KIND_RUNBOOK),
+        runbook: Annotated[Path | None, typer.Option("--runbook", "-r", envvar="MIGRATE_RUNBOOK",
+                                                     help="Default: runbooks/sandbox.yaml, or kind.yaml with --kind.")] = None,
         phase: Annotated[list[int] | None, typer.Option("--phase", "-p", help="Phase number; repeatable.")] = None,
+        state_dir: Annotated[Path | None, typer.Option("--state-dir", envvar="MIGRATE_STATE_DIR")] = None,
+        fresh: Annotated[bool, typer.Option("--fresh", help="Start over: sandbox torn down and rebuilt, "
+                                                            "state and report forgotten.")] = False,
     ) -> None:
-        """Rehearse the migration on a throwaway cluster and print the report."""
+        """Rehearse the whole migration (phases 1-5) on the sandbox, or on a throwaway kind cluster."""
         if kind is None:
-            raise InputError("rehearse: give --kind NAME (a disposable kind cluster)")
-        raise typer.Exit(rehearse_kind(kind, keep, runbook, phase or []))
+            from migrator import rehearsal
+
+            if phase:
+                raise InputError("rehearse: --phase is for --kind; on the sandbox use `migrate run --phase N`")
+            rehearsal.rehearse(runbook or Path("runbooks/sandbox.yaml"), state_dir, fresh=fresh,
+                               say=lambda line: print(line, flush=True))
+            return
+        raise typer.Exit(rehearse_kind(kind, keep, runbook or Path(KIND_RUNBOOK), phase or []))
 
 
 def missing_tools() -> list[str]:

@@ -22,6 +22,21 @@ def _duration(rec: Any) -> float | None:
     return round(rec.finished_at - rec.started_at, 3)
 
 
+def _add_copied(totals: dict[str, int], uses: str, figures: dict[str, Any]) -> None:
+    """What a data-moving step moved: databases by rows and bytes, volumes by the bytes actually sent."""
+
+    def num(key: str) -> int:
+        value = figures.get(key)
+        return int(value) if isinstance(value, int | float) else 0
+
+    if uses in ("postgres.copy", "postgres.replicate"):
+        totals["rows"] += num("rows")
+        totals["bytes"] += num("bytes")
+    elif uses == "volume.copy" and num("bytes_copied"):
+        totals["bytes"] += num("bytes_copied")
+        totals["files"] += num("files")
+
+
 def build(runbook: Runbook, state: State, journal: Journal, since: float | None = None) -> dict[str, Any]:
     steps = []
     phases: dict[int, dict[str, Any]] = {}
@@ -43,10 +58,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
             ph["start"] = min(filter(None, [ph["start"], rec.started_at]))
         if rec and rec.finished_at:
             ph["end"] = max(filter(None, [ph["end"], rec.finished_at]))
-        for key in totals:
-            value = figures.get(key)
-            if isinstance(value, int | float) and step.spec.uses.endswith((".copy", ".migrate", ".replicate")):
-                totals[key] += int(value)
+        _add_copied(totals, step.spec.uses, figures)
         if step.spec.uses.endswith(".verify") or "parity" in figures:
             parity[step.id] = {"status": entry["status"], **{k: v for k, v in figures.items() if k != "tables"}}
 
@@ -100,8 +112,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], state_dir: Path) -> tuple[Path, Path]:
-    base = state_dir / f"{report['runbook']}.report"
-    json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
+    json_path = state_dir / f"{report['runbook']}.report.json"
+    md_path = state_dir / f"{report['runbook']}.report.md"
     write_atomic(json_path, (json.dumps(report, indent=2, default=str) + "\n").encode(), mode=0o644)
     write_atomic(md_path, markdown(report).encode(), mode=0o644)
     return json_path, md_path

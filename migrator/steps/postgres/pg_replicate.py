@@ -222,6 +222,22 @@ class PostgresReplicate(Step[ReplicateParams]):
         if not worker:
             raise GateNotReady(f"subscription {repl_name(self.params)}: no apply worker running (see target's log)")
 
+    def report(self) -> dict[str, Any]:
+        """Rows and bytes the initial sync brought (counted on the target once the gate passed)."""
+        from psycopg import sql
+
+        from migrator.adapters.postgres import connect
+
+        _, _, db = self._ends()
+        with connect(db) as conn:
+            tables = conn.execute("SELECT schemaname, relname FROM pg_stat_user_tables").fetchall()
+            rows = 0
+            for schema_name, table in tables:
+                q = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema_name), sql.Identifier(table))
+                rows += int((conn.execute(q).fetchone() or (0,))[0])
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return {"tables": len(tables), "rows": rows, "bytes": int(size[0]) if size else 0}
+
     def rollback(self) -> None:
         f = self.ctx.facts
         source, server, db = self._ends()

@@ -1,0 +1,52 @@
+"""The end-to-end suite: one full rehearsal on the session's sandbox, then drills against it.
+
+The module leaves the sandbox as it found it: its last act is `migrate rollback --all`, which must put
+every part back (the sandbox tests that run later check a pristine platform).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.util import REPO, migrate
+
+RUNBOOK = REPO / "runbooks" / "sandbox.yaml"
+
+
+@dataclass
+class Rehearsal:
+    state_dir: Path
+    report: dict[str, Any]
+    reference: dict[str, Any]  # the platform after the uninterrupted rehearsal
+    before: dict[str, Any]  # the platform before it
+
+    def args(self) -> list[str]:
+        return ["--runbook", str(RUNBOOK), "--state-dir", str(self.state_dir)]
+
+    def status(self) -> dict[str, str]:
+        proc = migrate("status", "--json", *self.args())
+        assert proc.returncode == 0, proc.stderr
+        return {s["id"]: s["status"] for s in json.loads(proc.stdout)["steps"]}
+
+
+@pytest.fixture(scope="session")
+def rehearsed(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+    from migrator.sandbox import snapshot
+
+    state_dir = tmp_path_factory.mktemp("e2e-state")
+    before = snapshot.take()
+    proc = migrate("rehearse", "--runbook", str(RUNBOOK), "--state-dir", str(state_dir), timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((state_dir / "sandbox.report.json").read_text())
+    rehearsal = Rehearsal(state_dir, report, snapshot.take(), before)
+    yield rehearsal
+    undo = migrate("rollback", "--all", *rehearsal.args(), timeout=900)
+    assert undo.returncode == 0, undo.stdout[-3000:] + undo.stderr[-3000:]
+    after = snapshot.take()
+    assert snapshot.differences(before, after) == [], "rollback --all did not restore the sandbox"

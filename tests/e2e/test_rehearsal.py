@@ -1,0 +1,50 @@
+"""The rehearsal (the README's main job) and what its report says."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import Rehearsal
+
+
+def test_every_step_succeeded_and_the_report_says_so(rehearsed: Rehearsal) -> None:
+    report = rehearsed.report
+    assert report["result"] == "succeeded"
+    assert set(rehearsed.status().values()) == {"succeeded"}
+    assert sorted(report["phases"]) == ["1", "2", "3", "4", "5"]
+    assert all(p["succeeded"] == p["steps"] for p in report["phases"].values())
+    steps = {s["id"]: s for s in report["steps"]}
+    assert all(s["attempts"] >= 1 and s["duration_s"] is not None for s in steps.values())
+    assert report["copied"]["rows"] > 1000 and report["copied"]["bytes"] > 100_000
+    assert report["gates_passed_count"] >= len(steps)
+    # The write-downtime window runs from the freeze to DNS verified on every authoritative server.
+    assert 0 < report["write_downtime_s"] < 120
+    assert (rehearsed.state_dir / "sandbox.report.md").read_text().startswith("# Rehearsal report: sandbox")
+
+
+def test_the_platform_moved(rehearsed: Rehearsal) -> None:
+    ref, before = rehearsed.reference, rehearsed.before
+    # DNS: every public record now points at the cluster's ingress.
+    flipped = [r for r in ref["dns"] if r.startswith(("rentguy ", "api.rentguy ", "auth ", "wpcs "))]
+    assert flipped and all("127.0.0.20" in r for r in flipped), flipped
+    # Databases: each StatefulSet's Postgres holds its data, replication removed.
+    for name in ("rentguy", "psra", "wpcs", "keycloak"):
+        db = ref["databases"][name]
+        assert db != "absent" and db["_subscriptions"] == []
+        assert sum(count for key, (count, _) in
+                   ((k, v) for k, v in db.items() if not k.startswith("_"))) > 0
+    assert before["databases"]["rentguy"] == "absent"
+    # OpenBao, Kubernetes, uploads, Keycloak's hostname, and the VPS decommissioned.
+    assert len(ref["openbao"]["secret"]) >= 10
+    assert any(k.startswith("statefulsets/rentguy/") for k in ref["kube"])
+    assert len(ref["uploads"]) > 100
+    assert ref["keycloak_hostname"] == "auth.sevensa.test"
+    assert ref["vps"] == []
+
+
+def test_resuming_a_finished_rehearsal_changes_nothing(rehearsed: Rehearsal) -> None:
+    from migrator.sandbox import snapshot
+    from tests.util import migrate
+
+    proc = migrate("run", "--yes", *rehearsed.args(), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "▶" not in proc.stdout  # every step already done
+    assert snapshot.differences(rehearsed.reference, snapshot.take()) == []
