@@ -40,6 +40,23 @@ def read(path: Path) -> dict[str, str]:
     return values
 
 
+def unseal_key_file(paths: Paths) -> Path:
+    return paths.openbao / "source-unseal.key"
+
+
+def ensure_unseal_key(paths: Paths) -> None:
+    """The VPS OpenBao's static auto-unseal key (32 random bytes, 0600): it comes back unsealed after
+    every restart, like a production OpenBao with a KMS seal, so `compose up` alone restores it."""
+    key = unseal_key_file(paths)
+    if key.exists():
+        return
+    paths.openbao.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.openbao, 0o700)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secrets.token_bytes(32))
+
+
 def ensure(paths: Paths) -> dict[str, str]:
     """Create or complete the env file; existing values are kept (idempotent)."""
     values = read(paths.env_file)
@@ -54,6 +71,10 @@ def ensure(paths: Paths) -> dict[str, str]:
             values[key] = spec + secrets.token_urlsafe(24)
         else:
             values[key] = spec
+    if values.get("OPENBAO_UNSEAL_KEY") != str(unseal_key_file(paths)):
+        values["OPENBAO_UNSEAL_KEY"] = str(unseal_key_file(paths))
+        changed = True
+    ensure_unseal_key(paths)
     if changed:
         paths.root.mkdir(parents=True, exist_ok=True)
         tmp = paths.env_file.with_suffix(".tmp")

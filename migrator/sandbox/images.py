@@ -87,6 +87,10 @@ api_addr      = "http://127.0.0.1:8200"
 cluster_addr  = "http://127.0.0.1:8201"
 disable_mlock = true
 ui            = false
+seal "static" {
+  current_key_id = "sandbox-1"
+  current_key    = "file:///etc/openbao/unseal/key"
+}
 """
 
 

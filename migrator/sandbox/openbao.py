@@ -109,14 +109,19 @@ def init_and_unseal(paths: Paths, side: str, url: str, log: Log) -> None:
     client = hvac.Client(url=url, timeout=10)
     keys_path = init_file(paths, side)
     if not client.sys.is_initialized():
-        result = client.sys.initialize(secret_shares=SHARES, secret_threshold=THRESHOLD)
+        if side == "source":  # static auto-unseal: recovery keys instead of unseal keys
+            result = client.adapter.put("/v1/sys/init", json={"recovery_shares": SHARES,
+                                                              "recovery_threshold": THRESHOLD})
+            result = result.json() if hasattr(result, "json") else dict(result)
+        else:
+            result = client.sys.initialize(secret_shares=SHARES, secret_threshold=THRESHOLD)
         _write_0600(keys_path, json.dumps(result, indent=2))
         _write_0600(token_file(paths, side), result["root_token"] + "\n")
         log(f"openbao {side}: initialized ({SHARES} shares, threshold {THRESHOLD})")
     elif not keys_path.exists():
         raise SandboxError(f"openbao {side} is initialized but {keys_path} is missing: cannot unseal")
-    if client.sys.is_sealed():
-        keys = json.loads(keys_path.read_text())["keys"]
+    keys = json.loads(keys_path.read_text()).get("keys") or []
+    if keys and client.sys.is_sealed():  # Shamir (the target); the source unseals itself
         client.sys.submit_unseal_keys(keys[:THRESHOLD])
         log(f"openbao {side}: unsealed")
 

@@ -297,7 +297,9 @@ class KeycloakMigrate(Step[MigrateParams]):
 
     def check(self) -> Check:
         current = self._setter().current()
-        if current == self.params.hostname:
+        # The hostname alone is not proof: manifests may set it already, and then Keycloak must still be
+        # restarted onto the copied database and the source's counts recorded. Done = both happened here.
+        if current == self.params.hostname and "source_counts" in self.ctx.facts and "hostname" in self.ctx.facts:
             return Check(True, f"the target's hostname is {current}")
         return Check(False, f"the target's hostname is {current or 'unset'}")
 
