@@ -161,6 +161,28 @@ class Step(Generic[P]):
         return {}
 
 
+class ReadOnlyStep(Step[P]):
+    """A step that changes nothing (checks, verifications, validations): always 'in place', so apply and
+    rollback are empty; its gate, `verify`, is the whole work."""
+
+    in_place: ClassVar[str] = "it changes nothing; its gate is the test"
+
+    def check(self) -> Check:
+        return Check(True, self.in_place)
+
+    def plan(self) -> Plan:
+        return Plan()
+
+    def apply(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def rollback_plan(self) -> Plan:
+        return Plan(changes=["nothing: it changed nothing"])
+
+
 _REGISTRY: dict[str, type[Step[Any]]] = {}
 
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from migrator.engine.checks import http_check, tcp_check
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import HttpCheck, TcpCheck
-from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type
 from migrator.store.atomic import write_atomic
 
 Command = str | list[str]
@@ -148,24 +148,8 @@ class HttpParams(HttpCheck):
     pass
 
 
-class _CheckStep:
-    """Checks change nothing: apply is empty, verify is the check, rollback has nothing to undo."""
-
-    def check(self) -> Check:
-        return Check(True, "a check changes nothing")
-
-    def plan(self) -> Plan:
-        return Plan()
-
-    def apply(self) -> None:
-        pass
-
-    def rollback(self) -> None:
-        pass
-
-
 @step_type("check.http")
-class CheckHttp(_CheckStep, Step[HttpParams]):  # type: ignore[misc]
+class CheckHttp(ReadOnlyStep[HttpParams]):
     def verify(self) -> None:
         http_check(self.params)
 
@@ -175,7 +159,7 @@ class TcpParams(TcpCheck):
 
 
 @step_type("check.tcp")
-class CheckTcp(_CheckStep, Step[TcpParams]):  # type: ignore[misc]
+class CheckTcp(ReadOnlyStep[TcpParams]):
     def verify(self) -> None:
         tcp_check(self.params)
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from migrator.errors import GateNotReady, PermanentError
-from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
+from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
 
 if TYPE_CHECKING:
     from migrator.adapters.keycloak import KeycloakClient
@@ -129,20 +129,8 @@ def source_snapshot(ctx: StepContext, realms: list[str]) -> tuple[dict[str, dict
 
 # -- keycloak.verify --------------------------------------------------------------------------------------
 @step_type("keycloak.verify")
-class KeycloakVerify(Step[VerifyParams]):
+class KeycloakVerify(ReadOnlyStep[VerifyParams]):
     """The gate: discovery answers on the new address with the new issuer; counts match; a token is issued."""
-
-    def check(self) -> Check:
-        return Check(True, "a check changes nothing")
-
-    def plan(self) -> Plan:
-        return Plan()
-
-    def apply(self) -> None:
-        pass
-
-    def rollback(self) -> None:
-        pass
 
     def verify(self) -> None:
         recorded = self.ctx.facts_of(self.params.counts_from) if self.params.counts_from else {}

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from migrator import redact
 from migrator.errors import PermanentError
-from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
+from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
 
 if TYPE_CHECKING:
     import hvac
@@ -168,25 +168,13 @@ def gate(params: CompareParams, source: hvac.Client, target: hvac.Client) -> Inv
 
 # -- openbao.verify ----------------------------------------------------------------------------------
 @step_type("openbao.verify")
-class OpenBaoVerify(Step[VerifyParams]):
+class OpenBaoVerify(ReadOnlyStep[VerifyParams]):
     """The gate: same paths, versions, metadata, policies and AppRole roles on both sides, by digest."""
-
-    def check(self) -> Check:
-        return Check(True, "a check changes nothing")
-
-    def plan(self) -> Plan:
-        return Plan()
-
-    def apply(self) -> None:
-        pass
 
     def verify(self) -> None:
         bao = Bao(self.ctx)
         inv = gate(self.params, bao.source(), bao.target(self.params.target_token))
         self.ctx.log.info("openbao parity", paths=len(inv.kv), policies=len(inv.policies), roles=len(inv.roles))
-
-    def rollback(self) -> None:
-        pass
 
 
 # -- openbao.migrate ----------------------------------------------------------------------------------

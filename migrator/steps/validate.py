@@ -16,30 +16,17 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, model_validator
 
 from migrator.errors import GateNotReady, PermanentError
-from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
+from migrator.steps.base import ReadOnlyStep, StepContext, StrictModel, step_type
 
 P = TypeVar("P", bound=StrictModel)
 Scheme = Literal["http", "https"]
 MAX_PARALLEL = 8  # smoke requests in flight at once
 
 
-class Validation(Step[P]):
+class Validation(ReadOnlyStep[P]):
     """Base of validate.*: the effect of a validation is nothing, so it is always 'in place'."""
 
-    def check(self) -> Check:
-        return Check(True, "a validation changes nothing; its gate is the test")
-
-    def plan(self) -> Plan:
-        return Plan()
-
-    def apply(self) -> None:
-        pass
-
-    def rollback(self) -> None:
-        pass
-
-    def rollback_plan(self) -> Plan:
-        return Plan(changes=["nothing: a validation changes nothing"])
+    in_place = "a validation changes nothing; its gate is the test"
 
 
 def journal(ctx: StepContext, event: str, **fields: Any) -> None:
