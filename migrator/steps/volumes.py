@@ -207,6 +207,9 @@ class VolumeCopy(Step[VolumeCopyParams]):
 
     def apply(self) -> None:
         dest = self._dest()
+        if "target_existed" not in self.ctx.facts:  # before the first byte lands: what rollback restores
+            self.ctx.record(target_existed=dest.exists(),
+                            target_was_empty=not dest.exists() or not any(dest.iterdir()))
         dest.mkdir(parents=True, exist_ok=True)
         for leftover in dest.rglob(f"*{TMP_SUFFIX}"):
             leftover.unlink()
@@ -325,10 +328,27 @@ class VolumeCopy(Step[VolumeCopyParams]):
         self.ctx.record(verified_files=len(sums), verified_at=time.time())
 
     def rollback(self) -> None:
-        pass  # the source volume was only read; the target copy is left for inspection
+        """The source was only read. The target is put back as it was when it held nothing before the copy;
+        a target that already held files (a final sync over an earlier copy) is left as it is."""
+        import shutil
+
+        f, dest = self.ctx.facts, self._dest()
+        if not f.get("target_was_empty") or not dest.exists():
+            return
+        if f.get("target_existed"):
+            for child in dest.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            shutil.rmtree(dest)
 
     def rollback_plan(self) -> Plan:
-        return Plan(changes=["nothing: the source volume was only read (the copy stays in the target)"])
+        f, dest = self.ctx.facts, self._dest()
+        if f.get("target_was_empty"):
+            return Plan(changes=[f"empty {dest} again (it held nothing before the copy)"])
+        return Plan(changes=[f"nothing: {dest} held files before the copy; the source was only read"])
 
     def report(self) -> dict[str, Any]:
         f = self.ctx.facts

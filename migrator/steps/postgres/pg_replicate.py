@@ -69,7 +69,7 @@ def subscription_exists(db: PgConn, name: str) -> bool:
                                  "(SELECT oid FROM pg_database WHERE datname = current_database())", name))
 
 
-def set_connection(ctx: StepContext, p: ReplicateParams, db: PgConn, create: bool) -> None:
+def set_connection(ctx: StepContext, p: ReplicateParams, db: PgConn, create: bool, copy_data: bool = True) -> None:
     """Create the subscription, or point it at the current tunnel (its port changes between runs)."""
     from migrator.adapters.postgres import connect, conninfo
 
@@ -87,7 +87,7 @@ def set_connection(ctx: StepContext, p: ReplicateParams, db: PgConn, create: boo
             pass
         if create:
             c.execute(f"CREATE SUBSCRIPTION {_id(name)} CONNECTION {_lit(info)} PUBLICATION {_id(name)} "
-                      f"WITH (copy_data = true, slot_name = {_lit(name)})".encode())
+                      f"WITH (copy_data = {'true' if copy_data else 'false'}, slot_name = {_lit(name)})".encode())
         else:
             c.execute(f"ALTER SUBSCRIPTION {_id(name)} CONNECTION {_lit(info)}".encode())
             c.execute(f"ALTER SUBSCRIPTION {_id(name)} ENABLE".encode())
@@ -335,11 +335,30 @@ class PostgresCatchup(Step[CatchupParams]):
             time.sleep(0.05)
 
     def rollback(self) -> None:
-        pass  # nothing to undo: it only removed the replication; the replicate step's rollback drops the copy
+        """Replication back as the replicate step left it, without copying again.
+
+        The engine rolls back in reverse order, so this runs before the writers are started again: the
+        source has not changed since the catchup, and `copy_data = false` loses nothing."""
+        ctx, rp = self.ctx, self._rp()
+        name = repl_name(rp)
+        db = target_conn(ctx, rp.target, "postgres").with_database(rp.target.database)
+        if subscription_exists(db, name):
+            return  # the catchup never got as far as removing it
+        source = source_of(ctx, rp.source)
+        by_label = {t.label: t for t in cat.tables(source.query)}
+        full = [by_label[x] for x in ctx.facts_of(self.params.replicate).get("replica_full") or [] if x in by_label]
+        if full:
+            source.execute("\n".join(f"ALTER TABLE ONLY {t.ident()} REPLICA IDENTITY FULL;" for t in full))
+        if not source.query(f"SELECT 1 FROM pg_publication WHERE pubname = {_lit(name)}"):
+            scope = ("FOR ALL TABLES" if cat.database(source.query).superuser
+                     else "FOR TABLE " + ", ".join(t.ident() for t in by_label.values()))
+            source.execute(f"CREATE PUBLICATION {_id(name)} {scope}")
+        set_connection(ctx, rp, db, create=True, copy_data=False)
 
     def rollback_plan(self) -> Plan:
-        return Plan(changes=["nothing: catchup only removed the replication (roll back the replicate step "
-                             "to drop the target database)"])
+        name = repl_name(self._rp())
+        return Plan(changes=[f"re-create publication {name} on the source and subscription {name} on the target "
+                             "(copy_data = false: the writers are still frozen), as the replicate step left them"])
 
     def report(self) -> dict[str, Any]:
         f = self.ctx.facts
