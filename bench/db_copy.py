@@ -1,10 +1,17 @@
 """Benchmark: copy one database three ways between the same two real PostgreSQL 15 servers.
 
-    python bench/db_copy.py --scale 70      # about 1 GB
+    python bench/db_copy.py --scale 70                 # about 1 GB; --via sandbox when the sandbox is up
+    python bench/db_copy.py --scale 70 --via local     # both servers throw-away clusters on this machine
 
 (a) pg_dump -Fc | pg_restore, streamed, (b) pgcopydb clone, (c) migrator's postgres.copy (the real step,
 driven by the engine, its cheap catalog gate included). The source is pgbench data (`pgbench -i -s N`)
-plus the tests' mixed-type tables. The last line is machine-readable:
+plus the tests' mixed-type tables. The target is a throw-away local cluster. The source is either
+- `--via sandbox`: a database `bench_copy` created for the run in the sandbox VPS's `rentguy-db` container
+  (see bench/sandbox_source.py) and dropped at the end; (a) runs pg_dump in the container through the
+  Docker exec stream over SSH, (b) reaches it through an SSH tunnel, (c) reads it by docker exec over SSH
+  with the sandbox runbook's environment; or
+- `--via local`: a second throw-away local cluster (pg tools against 127.0.0.1).
+The last line is machine-readable:
 
     db_copy scale=N bytes=B t_dump_restore=S t_pgcopydb=S t_migrator=S ratio_vs_dump_restore=R1 ratio_vs_pgcopydb=R2
 """
@@ -18,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -78,11 +86,11 @@ def migrator_copy(src: Cluster, dst: Cluster, db: str, target_db: str, jobs: int
     return dict(eng.state.steps["copy"].report)
 
 
-def parity(src: Cluster, dst: Cluster, db: str, target_db: str) -> list[str]:
+def parity(source_query: Callable[[str], list[list[str]]], dst: Cluster, target_db: str) -> list[str]:
     from migrator.steps.postgres import pg_schema
     from migrator.steps.postgres.pg_verify import compare
 
-    problems, _ = compare(PgSource.local(src.conn(db)).query, pg_schema.query_of(dst.conn(target_db)))
+    problems, _ = compare(source_query, pg_schema.query_of(dst.conn(target_db)))
     return problems
 
 
@@ -98,39 +106,85 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=int, default=70)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--via", choices=("auto", "sandbox", "local"), default="auto",
+                    help="where the source lives (auto: the sandbox when it is up, else local)")
     ap.add_argument("--no-parity", action="store_true", help="skip the (untimed) parity check of each copy")
     args = ap.parse_args()
-    src = Cluster("bench-src", PASSWORD, SETTINGS).start()
+    via = args.via
+    if via != "local":
+        from bench.sandbox_source import sandbox_up
+
+        why_not = sandbox_up()
+        if why_not and via == "sandbox":
+            raise SystemExit(f"--via sandbox: {why_not}")
+        via = "local" if why_not else "sandbox"
+        if why_not:
+            print(f"(sandbox not usable: {why_not})", flush=True)
     dst = Cluster("bench-dst", PASSWORD, SETTINGS).start()
     work = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
+    src: Cluster | None = None
+    sandbox = None
+    cleanup_error: Exception | None = None
+    summary = ""
     try:
-        print("path: local (no sandbox here: pg tools run on this machine against 127.0.0.1; through the sandbox "
-              "the source side would run by docker exec over SSH)", flush=True)
         t = time.monotonic()
-        size = build_source(src, "bench", args.scale)
+        if via == "sandbox":
+            from bench.sandbox_source import SandboxSource
+
+            sandbox = SandboxSource(work)
+            print(f"path: sandbox (source {sandbox.label}: pg tools run in the container by docker exec over "
+                  f"SSH {sandbox.ssh.label}; target: local cluster 127.0.0.1:{dst.port})", flush=True)
+            size = sandbox.build(args.scale)
+            source_query = sandbox.source().query
+            sb = sandbox
+            run_a = lambda: sb.dump_restore(dst.conn("t_dump"))  # noqa: E731
+            run_b = lambda: sb.pgcopydb(dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb")  # noqa: E731
+            run_c = lambda: sb.migrator_copy(dst.conn(), "t_migrator", args.jobs, work / "rb")  # noqa: E731
+            label_a = "(a) pg_dump -Fc in the container (docker exec over SSH) | pg_restore"
+            label_b = "(b) pgcopydb clone through an SSH tunnel"
+        else:
+            src = Cluster("bench-src", PASSWORD, SETTINGS).start()
+            print("path: local (pg tools run on this machine against two clusters on 127.0.0.1; no SSH, no docker "
+                  "exec)", flush=True)
+            size = build_source(src, "bench", args.scale)
+            s_conn = src.conn("bench")
+            source_query = PgSource.local(s_conn).query
+            sc = src
+            run_a = lambda: dump_restore(s_conn, dst.conn("t_dump"))  # noqa: E731
+            run_b = lambda: pgcopydb(s_conn, dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb")  # noqa: E731
+            run_c = lambda: migrator_copy(sc, dst, "bench", "t_migrator", args.jobs, work / "rb")  # noqa: E731
+            label_a = "(a) pg_dump -Fc | pg_restore"
+            label_b = "(b) pgcopydb clone"
         print(f"source: pgbench scale {args.scale} + mixed types, {size / 1e6:.0f} MB, built in "
               f"{time.monotonic() - t:.0f} s", flush=True)
-        s_conn = src.conn("bench")
         dst.create_db("t_dump")
         dst.create_db("t_pgcopydb")
-        t_a = timed("(a) pg_dump -Fc | pg_restore", lambda: dump_restore(s_conn, dst.conn("t_dump")))
-        t_b = timed(f"(b) pgcopydb clone --table-jobs {args.jobs} --index-jobs {args.jobs}",
-                    lambda: pgcopydb(s_conn, dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb"))
+        t_a = timed(label_a, run_a)
+        t_b = timed(f"{label_b} --table-jobs {args.jobs} --index-jobs {args.jobs}", run_b)
         report: dict[str, object] = {}
-        t_c = timed(f"(c) migrator postgres.copy jobs={args.jobs}",
-                    lambda: report.update(migrator_copy(src, dst, "bench", "t_migrator", args.jobs, work / "rb")))
+        t_c = timed(f"(c) migrator postgres.copy jobs={args.jobs}", lambda: report.update(run_c()))
         print(f"migrator report: {report}", flush=True)
         if not args.no_parity:
             for name in ("t_dump", "t_pgcopydb", "t_migrator"):
-                problems = parity(src, dst, "bench", name)
+                problems = parity(source_query, dst, name)
                 print(f"parity {name}: {'ok' if not problems else problems}", flush=True)
-        print(f"db_copy scale={args.scale} bytes={size} t_dump_restore={t_a:.2f} t_pgcopydb={t_b:.2f} "
-              f"t_migrator={t_c:.2f} ratio_vs_dump_restore={t_c / t_a:.2f} ratio_vs_pgcopydb={t_c / t_b:.2f}",
-              flush=True)
+        summary = (f"db_copy scale={args.scale} bytes={size} t_dump_restore={t_a:.2f} t_pgcopydb={t_b:.2f} "
+                   f"t_migrator={t_c:.2f} ratio_vs_dump_restore={t_c / t_a:.2f} ratio_vs_pgcopydb={t_c / t_b:.2f}")
     finally:
-        src.stop()
+        if sandbox is not None:
+            try:
+                sandbox.close()  # drops bench_copy (waits for the container if someone stopped it)
+                print("sandbox: bench_copy dropped", flush=True)
+            except Exception as exc:  # reported, never hiding why the run itself failed
+                cleanup_error = exc
+                print(f"sandbox: cleanup failed: {exc}", file=sys.stderr, flush=True)
+        if src is not None:
+            src.stop()
         dst.stop()
         shutil.rmtree(work, ignore_errors=True)
+    if cleanup_error is not None:
+        raise SystemExit(1)
+    print(summary, flush=True)  # the last line, after the cleanup's own lines
 
 
 if __name__ == "__main__":
