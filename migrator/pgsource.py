@@ -152,6 +152,43 @@ class DockerExecRunner:
             yield _ExecStream(s)
 
 
+class _Gunzip:
+    """The stream of `... | gzip -1` run in the container, decompressed as it is read."""
+
+    def __init__(self, inner: ProcStream) -> None:
+        import zlib
+
+        self.inner = inner
+        self._z = zlib.decompressobj(wbits=31)  # gzip framing
+        self._buf = bytearray()
+        self._eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._buf and not self._eof:
+            chunk = self.inner.read(CHUNK)
+            if not chunk:
+                self._buf += self._z.flush()
+                self._eof = True
+            else:
+                self._buf += self._z.decompress(chunk)
+        size = len(self._buf) if n < 0 else min(n, len(self._buf))
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
+
+    def write(self, data: bytes) -> int:
+        return self.inner.write(data)
+
+    def close_stdin(self) -> None:
+        self.inner.close_stdin()
+
+    def wait(self) -> int:
+        return self.inner.wait()
+
+    def stderr_tail(self) -> bytes:
+        return self.inner.stderr_tail()
+
+
 @dataclass
 class PgSource:
     """The source database, reached through a Runner. `env` is the libpq environment of the tools."""
@@ -159,6 +196,9 @@ class PgSource:
     runner: Runner
     database: str
     env: dict[str, str] = field(default_factory=dict)
+    # gzip the COPY stream where it is produced: table data is very compressible, and over docker exec
+    # through SSH the bytes, not the CPU, are what limit a copy (measured: bench/db_copy.py).
+    compress: bool = False
 
     @classmethod
     def local(cls, conn: PgConn) -> PgSource:
@@ -171,7 +211,7 @@ class PgSource:
                "PGAPPNAME": "migrator"}
         if password is not None:
             env["PGPASSWORD"] = password
-        return cls(DockerExecRunner(remote, container, os_user), database, env)
+        return cls(DockerExecRunner(remote, container, os_user), database, env, compress=True)
 
     @property
     def label(self) -> str:
@@ -214,8 +254,14 @@ class PgSource:
     @contextlib.contextmanager
     def copy_out(self, copy_sql: str) -> Iterator[ProcStream]:
         """A running `COPY ... TO STDOUT`; the caller reads the stream then calls `finish`."""
-        with self.runner.open([*PSQL, "-c", copy_sql], self.env) as s:
-            yield s
+        if not self.compress:
+            with self.runner.open([*PSQL, "-c", copy_sql], self.env) as s:
+                yield s
+            return
+        # "$@" keeps the SQL out of any shell quoting; pipefail keeps psql's exit status.
+        argv = ["sh", "-c", 'set -o pipefail; "$@" | gzip -1', "sh", *PSQL, "-c", copy_sql]
+        with self.runner.open(argv, self.env) as s:
+            yield _Gunzip(s)
 
     def finish(self, s: ProcStream, what: str) -> None:
         rc = s.wait()
