@@ -27,6 +27,10 @@ KEYS: dict[str, str | None] = {
 }
 
 
+# Keys of the env file whose values are not secrets (names and paths): the secret-leak checks skip them.
+NOT_SECRET = frozenset({"KC_HOSTNAME", "SANDBOX_DOMAIN", "KEYCLOAK_ADMIN_USER", "OPENBAO_UNSEAL_KEY"})
+
+
 def read(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if not path.exists():

@@ -32,6 +32,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 POLL_INTERVAL = 0.2
@@ -76,19 +77,43 @@ def load_environment(env_file: Path) -> None:
     os.environ[FILE_KEYS_ENV] = ",".join(sorted(values))
 
 
-def make_server(host: str, port: int, handler: type) -> ThreadingHTTPServer:
+def make_server(host: str, port: int, handler: type) -> DrainingServer:
     inherited = os.environ.pop(LISTEN_FD_ENV, "")
     if inherited.isdigit():
         sock = socket.socket(fileno=int(inherited))
-        httpd = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
+        httpd = DrainingServer((host, port), handler, bind_and_activate=False)
         httpd.socket.close()
         httpd.socket = sock
         httpd.server_address = sock.getsockname()[:2]
         httpd.server_name, httpd.server_port = host, port
     else:
-        httpd = ThreadingHTTPServer((host, port), handler)
-    httpd.daemon_threads = True
+        httpd = DrainingServer((host, port), handler)
     return httpd
+
+
+class DrainingServer(ThreadingHTTPServer):
+    """Counts the requests being served, so a re-execution waits for them instead of cutting a response."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inflight = 0
+        self.idle = threading.Condition()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self.idle:
+            self.inflight += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.idle:
+                self.inflight -= 1
+                self.idle.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.inflight == 0, timeout)
 
 
 class Watcher(threading.Thread):
@@ -153,6 +178,7 @@ def main(argv: list[str]) -> int:
     if not watcher.reload.is_set():
         httpd.server_close()
         return 0
+    httpd.drain(5.0)  # bounded: a kept-alive idle connection is cut after that, as any server restart does
     fd = httpd.socket.fileno()
     os.set_inheritable(fd, True)
     os.environ[LISTEN_FD_ENV] = str(fd)

@@ -35,7 +35,9 @@ class Rehearsal:
         return {s["id"]: s["status"] for s in json.loads(proc.stdout)["steps"]}
 
 
-@pytest.fixture(scope="session")
+# Package scope: torn down (rollback --all) as soon as the last e2e test ran, before the other suites that
+# share the session's sandbox and expect it pristine.
+@pytest.fixture(scope="package")
 def rehearsed(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     from migrator.sandbox import snapshot
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from migrator.sandbox.envfile import NOT_SECRET
 from tests.util import migrate, write_runbook
 
 pytestmark = pytest.mark.sandbox
@@ -29,7 +30,7 @@ def _environment(info: Any, pvc: Path) -> dict[str, Any]:
 def _secret_values(env_file: Path) -> list[str]:
     values = []
     for line in env_file.read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
+        if "=" in line and not line.startswith("#") and line.split("=", 1)[0].strip() not in NOT_SECRET:
             value = line.split("=", 1)[1].strip().strip("'\"")
             if len(value) >= 8:
                 values.append(value)
