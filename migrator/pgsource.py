@@ -64,6 +64,7 @@ class _LocalStream:
     def write(self, data: bytes) -> int:
         assert self.proc.stdin is not None
         self.proc.stdin.write(data)
+        self.proc.stdin.flush()  # a conversation (a kept-open psql) must not wait on a buffer
         return len(data)
 
     def close_stdin(self) -> None:
@@ -189,6 +190,47 @@ class _Gunzip:
         return self.inner.stderr_tail()
 
 
+class _Session:
+    """One psql kept open in the container for queries and small statements: a docker exec costs ~0.25 s,
+    a statement on an open session a few milliseconds (a copy or a verify runs dozens)."""
+
+    def __init__(self, runner: Runner, env: dict[str, str]) -> None:
+        self._stack = contextlib.ExitStack()
+        self._s = self._stack.enter_context(runner.open([*PSQL, "-f", "-"], env, stdin=True))
+        self._buf = bytearray()
+
+    def send(self, script: str) -> bytes:
+        """Run `script` (complete statements); its output up to a marker only this call knows."""
+        import secrets
+
+        marker = f"__migrator_end_{secrets.token_hex(8)}__".encode()
+        self._s.write(script.encode() + b"\n\\echo " + marker + b"\n")
+        end = b"\n" + marker + b"\n"
+        while True:
+            if self._buf.startswith(marker + b"\n"):
+                del self._buf[: len(marker) + 1]
+                return b""
+            i = self._buf.find(end)
+            if i >= 0:
+                out = bytes(self._buf[: i + 1])
+                del self._buf[: i + len(end)]
+                return out
+            chunk = self._s.read(CHUNK)
+            if not chunk:
+                raise EOFError
+            self._buf += chunk
+
+    def failure(self) -> tuple[int, bytes]:
+        self._s.close_stdin()
+        return self._s.wait(), self._s.stderr_tail()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._s.close_stdin()
+        with contextlib.suppress(Exception):
+            self._stack.close()
+
+
 @dataclass
 class PgSource:
     """The source database, reached through a Runner. `env` is the libpq environment of the tools."""
@@ -199,6 +241,10 @@ class PgSource:
     # gzip the COPY stream where it is produced: table data is very compressible, and over docker exec
     # through SSH the bytes, not the CPU, are what limit a copy (measured: bench/db_copy.py).
     compress: bool = False
+    # Queries go through one long-lived psql (see _Session) instead of one docker exec each.
+    persistent: bool = False
+    _session: _Session | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def local(cls, conn: PgConn) -> PgSource:
@@ -211,7 +257,7 @@ class PgSource:
                "PGAPPNAME": "migrator"}
         if password is not None:
             env["PGPASSWORD"] = password
-        return cls(DockerExecRunner(remote, container, os_user), database, env, compress=True)
+        return cls(DockerExecRunner(remote, container, os_user), database, env, compress=True, persistent=True)
 
     @property
     def label(self) -> str:
@@ -222,6 +268,25 @@ class PgSource:
         msg = f"source {self.label}: {what} exited {rc}: {tail or 'no message'}"
         # psql exits 2 when the connection failed or broke: worth another try.
         raise (TemporaryError(msg) if rc == 2 else PermanentError(msg))
+
+    def _session_run(self, script: str) -> bytes:
+        with self._lock:
+            if self._session is None:
+                self._session = _Session(self.runner, self.env)
+            try:
+                return self._session.send(script)
+            except EOFError:
+                session, self._session = self._session, None
+                rc, err = session.failure()
+                session.close()
+                self._fail("psql", rc or 2, err)
+                raise  # not reached: _fail raises
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
     def run(self, argv: list[str], script: str | None = None) -> bytes:
         """Run a tool to completion; stdout as bytes."""
@@ -239,11 +304,16 @@ class PgSource:
 
     def query(self, sql: str) -> list[list[str]]:
         """Rows of a query as text (NULL comes out as ''), through CSV so any value survives."""
-        out = self.run([*PSQL, "-f", "-"], f"COPY ({sql}) TO STDOUT WITH (FORMAT csv);\n")
+        script = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv);\n"
+        out = self._session_run(script) if self.persistent else self.run([*PSQL, "-f", "-"], script)
         return [list(r) for r in csv.reader(io.StringIO(out.decode()))]
 
     def execute(self, sql: str) -> None:
-        self.run([*PSQL, "-f", "-"], sql if sql.rstrip().endswith(";") else sql + ";\n")
+        script = sql if sql.rstrip().endswith(";") else sql + ";\n"
+        if self.persistent:
+            self._session_run(script)
+        else:
+            self.run([*PSQL, "-f", "-"], script)
 
     def dump_schema(self, section: str) -> str:
         """pg_dump of one section (pre-data, post-data) as SQL, without privileges or replication objects."""

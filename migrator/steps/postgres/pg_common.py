@@ -140,8 +140,11 @@ def source_of(ctx: StepContext, s: SourceParams) -> PgSource:
 
     if s.container:
         container = container_of(ctx, s.container)
-        return PgSource.container(docker_remote(ctx), container.name, s.database, s.user, s.password,
-                                  s.socket_dir, s.os_user)
+        # One per container, database and user for the whole run: it keeps a psql open in the container,
+        # which the engine closes with the run's other resources.
+        key = f"pgsource:{container.name}:{s.database}:{s.user}:{s.os_user}"
+        return ctx.resource(key, lambda: PgSource.container(docker_remote(ctx), container.name, s.database,  # type: ignore[no-any-return]
+                                                            s.user, s.password, s.socket_dir, s.os_user))
     if s.endpoint:
         host, port = endpoint_address(ctx, s.endpoint)
     else:
