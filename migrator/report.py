@@ -69,7 +69,11 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
                 return getattr(rec, field)  # type: ignore[no-any-return]
         return None
 
-    freeze_at = first(FREEZE_TYPES, "started_at")
+    # The writers' freeze: the last compose.freeze before the cutover (an earlier one, such as Keycloak's
+    # in phase 2, is that service's own window).
+    freezes = [at for s in runbook.steps if s.spec.uses in FREEZE_TYPES and s.id in state.steps
+               for at in [state.steps[s.id].started_at] if at is not None]
+    freeze_at = max(freezes) if freezes else None
     dns_verified_at = first(CUTOVER_TYPES, "finished_at")
     downtime = round(dns_verified_at - freeze_at, 3) if freeze_at and dns_verified_at else None
     events = journal.read()
