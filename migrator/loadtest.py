@@ -47,7 +47,7 @@ def loopback_ip(host: str) -> str:
 
 
 def tls_context(verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
-    """Verifying by default (system CAs, or `ca_file`); `verify=False` only for rehearsals."""
+    """Verifying by default (system CAs, or `ca_file`); turned off only by a rehearsal runbook's tls_verify: false."""
     context = ssl.create_default_context(cafile=ca_file)
     if not verify:
         context.check_hostname = False
