@@ -272,6 +272,9 @@ class DnsLowerTTL(_DnsStep[LowerTTLParams]):
         return Plan(changes=[f"{k.replace('|', ' ')} TTL back to {v['ttl']}s" for k, v in old.items() if v])
 
 
+SHORT_TTL_WAIT_S = 60  # a TTL wait at most this long is waited out by dns.cutover instead of refused
+
+
 @step_type("dns.cutover")
 class DnsCutover(_DnsStep[CutoverParams]):
     """Point the records at the new target once the old TTL has passed; verified on every authoritative server."""
@@ -371,6 +374,12 @@ class DnsCutover(_DnsStep[CutoverParams]):
         from migrator.adapters.dns import Change, RRSet, same, split_key
 
         left, why = self.ttl_wait()  # no --yes, no approval: a resolver's cache does not negotiate
+        if 0 < left <= min(SHORT_TTL_WAIT_S, self.ctx.remaining()):
+            # A few seconds (a rehearsal, or a resume right after lower-ttl): wait them out, still flipping
+            # only once the old TTL has passed; a long wait is the operator's to schedule.
+            self.ctx.log.info("waiting for the old TTL to pass", seconds=round(left, 1))
+            self.ctx.sleep(left + 0.05)
+            left, why = self.ttl_wait()
         if left > 0:
             raise PermanentError(f"{self.ctx.step_id}: refusing to flip before the old TTL has passed: {why}")
         cur = self._seen if self._seen is not None else self.observe(list(self.desired({})))

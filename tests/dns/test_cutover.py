@@ -111,6 +111,20 @@ def test_cutover_refuses_until_the_old_ttl_has_passed(tmp_path: Path, bind: Bind
     assert bind.axfr(without_serial=False) == before
 
 
+def test_cutover_waits_out_a_short_remaining_ttl_then_flips(tmp_path: Path, bind: BindPair) -> None:
+    from tests.util import migrate
+
+    rb = dns_runbook(tmp_path / "rb", bind, ttl=60, wait_override=2)
+    args = ["--runbook", str(rb), "--state-dir", str(tmp_path / "state")]
+    assert migrate("run", *args, "--step", "dns-lower-ttl").returncode == 0
+    started = time.monotonic()
+    proc = migrate("run", *args, "--step", "dns-cutover")  # right away: about 2 s of the wait are left
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started >= 1.0  # it waited rather than flipping early
+    flipped = [ips for _, ips in answers(bind).values() if ips]
+    assert flipped and all(ips == [NEW] for ips in flipped)
+
+
 def test_wrong_tsig_key_one_clear_line_and_nothing_changes(tmp_path: Path, bind: BindPair) -> None:
     from tests.dns.bind_fixture import bogus_key
     from tests.util import migrate
