@@ -246,6 +246,11 @@ def postgres_rootfs() -> RootFS:
     fs.add_tree(Path("/usr/share/zoneinfo"))
     elves = [p for p in PG_LIB.rglob("*") if p.is_file() and not skip(p) and "bitcode" not in p.parts
              and _is_elf(p)]
+    # The official postgres image installs zstd; postgres.copy compresses its COPY streams with it.
+    zstd = shutil.which("zstd")
+    if zstd:
+        fs.add_file(Path(zstd), "usr/bin/zstd", 0o755)
+        elves.append(Path(zstd))
     fs.add_libs_for(elves)
     fs.add_dir("var/lib/postgresql", 0o755, PG_UID, PG_UID)
     fs.add_dir("var/lib/postgresql/data", 0o700, PG_UID, PG_UID)

@@ -7,7 +7,7 @@ endpoint reachable from here); the target is a server reached through environmen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -29,6 +29,9 @@ class SourceParams(StrictModel):
     password: str | None = None  # ${secrets.NAME}; inside a container the unix socket usually trusts
     socket_dir: str = "/var/run/postgresql"
     os_user: str = "postgres"  # the OS user docker exec runs the pg tools as
+    # How a container's COPY streams are compressed on their way out: auto = zstd if the container has
+    # it, else gzip, else none.
+    compression: Literal["auto", "zstd", "gzip", "none"] = "auto"
     # Replication: where the VPS reaches this server (default: the container's address on its network).
     replication_host: str | None = None
     replication_port: int = Field(default=5432, ge=1, le=65535)
@@ -144,7 +147,8 @@ def source_of(ctx: StepContext, s: SourceParams) -> PgSource:
         # which the engine closes with the run's other resources.
         key = f"pgsource:{container.name}:{s.database}:{s.user}:{s.os_user}"
         return ctx.resource(key, lambda: PgSource.container(docker_remote(ctx), container.name, s.database,  # type: ignore[no-any-return]
-                                                            s.user, s.password, s.socket_dir, s.os_user))
+                                                            s.user, s.password, s.socket_dir, s.os_user,
+                                                            None if s.compression == "none" else s.compression))
     if s.endpoint:
         host, port = endpoint_address(ctx, s.endpoint)
     else:

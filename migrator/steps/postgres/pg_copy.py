@@ -5,12 +5,20 @@ Data goes `COPY (SELECT ...) TO STDOUT` on the source (inside its container) str
 is `TRUNCATE` + `COPY` in one target transaction: a table interrupted mid-copy is rolled back by the
 server and copied again on resume; completed tables are recorded in facts and skipped. Indexes and
 constraints are built once, after loading (faster than maintaining them row by row).
+
+A table larger than `split_mb` is read as block ranges (`ctid` ranges: a TID range scan, PostgreSQL 14+)
+by several sessions in parallel, all in one snapshot exported from a transaction held open on the source,
+so the pieces add up to exactly the table as of one instant even while it is being written. The target
+table is truncated first; a table whose pieces did not all finish is truncated and copied again on resume.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -32,26 +40,63 @@ CHUNK = 1 << 18
 class CopyParams(DbParams):
     jobs: int = Field(default=2, ge=1, le=16)
     analyze: bool = True  # ANALYZE after loading, so the planner has statistics from the first query
+    # Tables larger than this (on disk) are copied as up to `jobs` block ranges in parallel; 0: never.
+    split_mb: int = Field(default=256, ge=0)
 
 
-def copy_table(source: PgSource, target: PgConn, t: cat.TableInfo, on_bytes: Progress) -> tuple[int, int]:
-    """One table, atomically on the target. Returns (rows, bytes)."""
+@dataclass(frozen=True)
+class Piece:
+    """A table, or one block range of it."""
+
+    table: cat.TableInfo
+    count: int = 1  # how many pieces the table is cut into
+    first_block: int = 0
+    end_block: int | None = None  # exclusive; None: to the end (blocks added since the size was read)
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+
+def pieces_of(t: cat.TableInfo, parts: int, block_size: int) -> list[Piece]:
+    blocks = max(1, math.ceil(t.bytes / block_size))
+    parts = max(1, min(parts, blocks))
+    if parts == 1:
+        return [Piece(t)]
+    step = math.ceil(blocks / parts)
+    bounds = [i * step for i in range(parts) if i * step < blocks]
+    return [Piece(t, len(bounds), lo, bounds[i + 1] if i + 1 < len(bounds) else None) for i, lo in enumerate(bounds)]
+
+
+def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: str | None,
+               on_bytes: Progress) -> tuple[int, int]:
+    """A whole table atomically (TRUNCATE + COPY FREEZE in one transaction), or one block range of a
+    table truncated beforehand. Returns (rows, bytes)."""
     from psycopg import sql
 
     from migrator.adapters.postgres import connect
 
+    t = piece.table
     fmt = sql.SQL("binary" if t.binary_ok else "text")
     table = sql.Identifier(t.schema, t.name)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
-    src = sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT {})").format(cols, table, fmt)
-    dst = (sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(table, cols, fmt) if t.columns
-           else sql.SQL("COPY {} FROM STDIN (FORMAT {}, FREEZE)").format(table, fmt))
+    where: sql.Composable = sql.SQL("")
+    if not piece.whole:
+        where = sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({piece.first_block},0)"))
+        if piece.end_block is not None:
+            where += sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({piece.end_block},0)"))
+    src = sql.SQL("COPY (SELECT {} FROM ONLY {}{}) TO STDOUT (FORMAT {})").format(cols, table, where, fmt)
+    # FREEZE needs the table truncated in the same transaction: only a whole table can have it.
+    opts = sql.SQL("FORMAT {}, FREEZE" if piece.whole else "FORMAT {}").format(fmt)
+    dst = (sql.SQL("COPY {} ({}) FROM STDIN ({})").format(table, cols, opts) if t.columns
+           else sql.SQL("COPY {} FROM STDIN ({})").format(table, opts))
     moved = 0
     with connect(target, autocommit=False) as conn:
         with conn.cursor() as cur:
             cur.execute("SET synchronous_commit = off")
-            cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-            with cur.copy(dst) as cp, source.copy_out(src.as_string(None)) as s:
+            if piece.whole:
+                cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
+            with cur.copy(dst) as cp, source.copy_out(src.as_string(None), snapshot) as s:
                 while chunk := s.read(CHUNK):
                     cp.write(chunk)
                     moved += len(chunk)
@@ -60,6 +105,15 @@ def copy_table(source: PgSource, target: PgConn, t: cat.TableInfo, on_bytes: Pro
             rows = cur.rowcount
         conn.commit()
     return rows, moved
+
+
+def truncate(target: PgConn, t: cat.TableInfo) -> None:
+    from psycopg import sql
+
+    from migrator.adapters.postgres import connect
+
+    with connect(target) as c:
+        c.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(t.schema, t.name)))
 
 
 def apply_schema(ctx: StepContext, p: DbParams, source: PgSource, server: PgConn, section: str) -> None:
@@ -153,6 +207,10 @@ class PostgresCopy(Step[CopyParams]):
             plan.change(f"create extensions first: {', '.join(exts)}")
         if nopk:
             plan.change(f"tables without a primary key (copied as they are): {', '.join(nopk)}")
+        split = [t for t in tabs if self._parts(t) > 1]
+        if split:
+            plan.change("read in block ranges in parallel, in one snapshot: "
+                        + ", ".join(f"{t.label} ({_mb(t.bytes)}, {self._parts(t)} pieces)" for t in split))
         done = self.ctx.facts.get("tables_done") or []
         if done:
             plan.change(f"resume: {len(done)} table(s) already copied are skipped")
@@ -186,31 +244,73 @@ class PostgresCopy(Step[CopyParams]):
                 c.execute("ANALYZE")
         ctx.record(complete=time.time(), seconds=round(time.monotonic() - started, 3))
 
+    def _parts(self, t: cat.TableInfo) -> int:
+        split = self.params.split_mb * 1_000_000
+        if not split or self.params.jobs < 2:
+            return 1
+        return min(self.params.jobs, math.ceil(t.bytes / split))
+
+    def _split_supported(self, source: PgSource) -> tuple[bool, int]:
+        """TID range scans came with PostgreSQL 14: before, each piece would read the whole table."""
+        version, block_size = source.query("SELECT current_setting('server_version_num'), "
+                                           "current_setting('block_size')")[0]
+        return int(version) >= 140000, int(block_size)
+
     def _copy_tables(self, source: PgSource, db: PgConn, tabs: list[cat.TableInfo]) -> None:
         ctx = self.ctx
         done = set(ctx.facts.get("tables_done") or [])
         todo = sorted((t for t in tabs if t.label not in done), key=lambda t: -t.bytes)  # biggest first
         if not todo:
             return
+        pieces: list[Piece] = []
+        if any(self._parts(t) > 1 for t in todo):
+            supported, block_size = self._split_supported(source)
+            if not supported:
+                ctx.log.warning("source older than PostgreSQL 14: large tables are copied whole")
+            for t in todo:
+                pieces += pieces_of(t, self._parts(t), block_size) if supported else [Piece(t)]
+        else:
+            pieces = [Piece(t) for t in todo]
         total_b = sum(t.bytes for t in todo)
         bar = ctx.progress(f"copy {self.params.target.database}", total=total_b or None, unit="B")
         rows_bar = ctx.progress(f"rows {self.params.target.database}", total=sum(t.rows_est for t in todo) or None,
                                 unit="rows")
+        # One snapshot for every piece when a table is split: the pieces must see the same rows.
+        snap_cm = source.snapshot() if any(not p.whole for p in pieces) else contextlib.nullcontext(None)
+        with snap_cm as snapshot:
+            self._run_pieces(source, db, pieces, snapshot, bar, rows_bar)
+
+    def _run_pieces(self, source: PgSource, db: PgConn, pieces: list[Piece], snapshot: str | None,
+                    bar: Progress, rows_bar: Progress) -> None:
+        ctx = self.ctx
+        left = {p.table.label: p.count for p in pieces}  # pieces still to finish, per table
+        moved_so_far: dict[str, tuple[int, int]] = {}
         pool = ThreadPoolExecutor(max_workers=self.params.jobs, thread_name_prefix="pgcopy")
-        running: dict[Future[tuple[int, int]], cat.TableInfo] = {}
+        running: dict[Future[tuple[int, int]], Piece] = {}
+        truncated: set[str] = set()
         try:
-            queue = list(todo)
+            queue = list(pieces)
             while queue or running:
                 while queue and len(running) < self.params.jobs:
-                    t = queue.pop(0)
-                    running[pool.submit(copy_table, source, db, t, bar)] = t
+                    piece = queue.pop(0)
+                    if not piece.whole and piece.table.label not in truncated:
+                        truncate(db, piece.table)  # rows of an earlier, interrupted attempt
+                        truncated.add(piece.table.label)
+                    running[pool.submit(copy_piece, source, db, piece, snapshot, bar)] = piece
                 finished, _ = wait(list(running), timeout=max(1.0, ctx.remaining()), return_when=FIRST_COMPLETED)
                 if not finished:
-                    raise PermanentError(f"{ctx.step_id}: copy timed out ({len(running)} table(s) still copying)")
+                    raise PermanentError(f"{ctx.step_id}: copy timed out ({len(running)} piece(s) still copying)")
                 for fut in finished:
-                    t = running.pop(fut)
+                    t = running.pop(fut).table
                     rows, moved = fut.result()  # re-raises the worker's error here
                     rows_bar.advance(rows)
+                    prev = moved_so_far.get(t.label, (0, 0))
+                    moved_so_far[t.label] = (prev[0] + rows, prev[1] + moved)
+                    left[t.label] -= 1
+                    if left[t.label]:
+                        ctx.failpoint("after-piece")  # a split table part-way: resume must not duplicate
+                        continue
+                    rows, moved = moved_so_far.pop(t.label)
                     f = ctx.facts
                     ctx.record(tables_done=[*(f.get("tables_done") or []), t.label],
                                rows=int(f.get("rows") or 0) + rows, bytes=int(f.get("bytes") or 0) + moved)
