@@ -127,6 +127,9 @@ class SmokeParams(Endpoint):
     domain: str | None = None
     names: list[str] = Field(default_factory=list, max_length=500)  # "@" is the domain itself
     paths: list[str] = Field(default_factory=lambda: ["/health"], min_length=1, max_length=20)
+    # Paths for particular hosts instead of `paths` (a name under `domain`, or a full host name): OpenBao,
+    # Grafana, Prometheus... have their own health endpoints.
+    host_paths: dict[str, list[str]] = Field(default_factory=dict, max_length=500)
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     expect_body: str | None = None  # a substring every answer must contain
 
@@ -136,13 +139,35 @@ class SmokeParams(Endpoint):
             raise ValueError("`names` needs `domain`")
         if not self.hosts and not self.names:
             raise ValueError("give `hosts:` or `domain:` + `names:`")
-        if any(not p.startswith("/") for p in self.paths):
+        if any(not p.startswith("/") for p in [*self.paths, *(q for v in self.host_paths.values() for q in v)]):
             raise ValueError("every path starts with /")
+        if any(not v for v in self.host_paths.values()):
+            raise ValueError("host_paths: each host needs at least one path")
+        unknown = sorted(set(self._host_paths()) - set(self.all_hosts()))
+        if unknown:
+            raise ValueError(f"host_paths: {', '.join(unknown)} not among the hosts checked")
         return self
+
+    def _fqdn(self, name: str) -> str:
+        name = name.lower().rstrip(".")
+        if not self.domain:
+            return name
+        domain = self.domain.lower().rstrip(".")
+        if name in ("@", ""):
+            return domain
+        return name if name == domain or name.endswith("." + domain) else f"{name}.{domain}"
+
+    def _host_paths(self) -> dict[str, list[str]]:
+        return {self._fqdn(k): v for k, v in self.host_paths.items()}
 
     def all_hosts(self) -> list[str]:
         named = [self.domain if n in ("@", "") else f"{n}.{self.domain}" for n in self.names]
         return list(dict.fromkeys(h.lower().rstrip(".") for h in [*self.hosts, *named] if h))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(host, path) for every check."""
+        special = self._host_paths()
+        return [(h, path) for h in self.all_hosts() for path in special.get(h, self.paths)]
 
 
 @step_type("validate.smoke")
@@ -158,7 +183,7 @@ class Smoke(Validation[SmokeParams]):
     def verify(self) -> None:
         p = self.params
         target = resolve_target(self.ctx, p)
-        pairs = [(h, path) for h in p.all_hosts() for path in p.paths]
+        pairs = p.pairs()
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(pairs))) as pool:
             answers = list(pool.map(lambda hp: fetch(self.ctx, p, target, hp[1], hp[0]), pairs))
         hosts: dict[str, dict[str, Any]] = {}

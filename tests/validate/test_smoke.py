@@ -106,3 +106,26 @@ def test_through_the_kube_ingress_standin(tmp_path: Path, kubeapi: Any) -> None:
     journal = [json.loads(x) for x in (tmp_path / "state" / "test.journal.jsonl").read_text().splitlines()]
     smoke = [e for e in journal if e["event"] == "validate-smoke"]
     assert smoke and smoke[-1]["failed"] == ["api.psra.sevensa.test", "nope.sevensa.test"]
+
+
+def test_host_paths_replace_the_default_paths_for_those_hosts(tmp_path: Path, http_server: Any) -> None:
+    srv = http_server({"*": Route()})
+    rb = write_runbook(tmp_path, {4: [smoke_step(address="127.0.0.1", port=srv.port, scheme="http",
+                                                 domain="sevensa.test", names=["rentguy", "vault", "grafana"],
+                                                 host_paths={"vault": ["/v1/sys/health"],
+                                                             "grafana.sevensa.test": ["/api/health"]})]})
+    eng = engine(rb)
+    eng.run()
+    assert set(srv.hits) == {("rentguy.sevensa.test", "/health"), ("vault.sevensa.test", "/v1/sys/health"),
+                             ("grafana.sevensa.test", "/api/health")}
+
+
+def test_host_paths_for_a_host_not_checked_is_a_runbook_error(tmp_path: Path) -> None:
+    from tests.util import migrate
+
+    rb = write_runbook(tmp_path, {4: [smoke_step(address="127.0.0.1", port=1, scheme="http", domain="sevensa.test",
+                                                 names=["rentguy"], host_paths={"valt": ["/v1/sys/health"]})]})
+    proc = migrate("plan", "--runbook", str(rb))
+    assert proc.returncode == 2
+    assert "host_paths: valt.sevensa.test not among the hosts checked" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
