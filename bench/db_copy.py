@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,13 +74,33 @@ def pgcopydb(src: PgConn, dst: PgConn, jobs: int, work: Path) -> None:
             raise SystemExit(f"pgcopydb failed: {proc.stderr.decode()[-800:]}")
 
 
-def migrator_copy(src: Cluster, dst: Cluster, db: str, target_db: str, jobs: int, work: Path) -> dict[str, object]:
+def with_params(base: dict[str, Any], params: list[str]) -> dict[str, Any]:
+    """`base` with KEY=VALUE overrides (dotted keys reach into source/target; values parsed as YAML)."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(base)
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param {item!r}: expected KEY=VALUE, e.g. split_mb=0 or source.compression=gzip")
+        *path, last = key.split(".")
+        node = out
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
+def migrator_copy(src: Cluster, dst: Cluster, db: str, target_db: str, jobs: int, work: Path,
+                  params: list[str]) -> dict[str, object]:
     from tests.postgres.conftest import db_params, environment
     from tests.util import engine, write_runbook
 
     os.environ["PG_PASSWORD"] = PASSWORD
     rb = write_runbook(work, {1: [{"id": "copy", "uses": "postgres.copy",
-                                   "with": db_params(db, target_db, jobs=jobs)}]},
+                                   "with": with_params(db_params(db, target_db, jobs=jobs), params)}]},
                        environment=environment(src, dst), secrets={"pg": {"env": "PG_PASSWORD"}})
     eng = engine(rb)
     eng.run()
@@ -109,6 +130,8 @@ def main() -> None:
     ap.add_argument("--via", choices=("auto", "sandbox", "local"), default="auto",
                     help="where the source lives (auto: the sandbox when it is up, else local)")
     ap.add_argument("--no-parity", action="store_true", help="skip the (untimed) parity check of each copy")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a postgres.copy parameter for (c), e.g. split_mb=0 or source.compression=gzip")
     args = ap.parse_args()
     via = args.via
     if via != "local":
@@ -139,7 +162,7 @@ def main() -> None:
             sb = sandbox
             run_a = lambda: sb.dump_restore(dst.conn("t_dump"))  # noqa: E731
             run_b = lambda: sb.pgcopydb(dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb")  # noqa: E731
-            run_c = lambda: sb.migrator_copy(dst.conn(), "t_migrator", args.jobs, work / "rb")  # noqa: E731
+            run_c = lambda: sb.migrator_copy(dst.conn(), "t_migrator", args.jobs, work / "rb", args.param)  # noqa: E731
             label_a = "(a) pg_dump -Fc in the container (docker exec over SSH) | pg_restore"
             label_b = "(b) pgcopydb clone through an SSH tunnel"
         else:
@@ -152,7 +175,7 @@ def main() -> None:
             sc = src
             run_a = lambda: dump_restore(s_conn, dst.conn("t_dump"))  # noqa: E731
             run_b = lambda: pgcopydb(s_conn, dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb")  # noqa: E731
-            run_c = lambda: migrator_copy(sc, dst, "bench", "t_migrator", args.jobs, work / "rb")  # noqa: E731
+            run_c = lambda: migrator_copy(sc, dst, "bench", "t_migrator", args.jobs, work / "rb", args.param)  # noqa: E731
             label_a = "(a) pg_dump -Fc | pg_restore"
             label_b = "(b) pgcopydb clone"
         print(f"source: pgbench scale {args.scale} + mixed types, {size / 1e6:.0f} MB, built in "
@@ -162,7 +185,8 @@ def main() -> None:
         t_a = timed(label_a, run_a)
         t_b = timed(f"{label_b} --table-jobs {args.jobs} --index-jobs {args.jobs}", run_b)
         report: dict[str, object] = {}
-        t_c = timed(f"(c) migrator postgres.copy jobs={args.jobs}", lambda: report.update(run_c()))
+        t_c = timed(f"(c) migrator postgres.copy jobs={args.jobs} {' '.join(args.param)}".rstrip(),
+                    lambda: report.update(run_c()))
         print(f"migrator report: {report}", flush=True)
         if not args.no_parity:
             for name in ("t_dump", "t_pgcopydb", "t_migrator"):

@@ -209,7 +209,9 @@ class SandboxSource:
             raise SystemExit(f"pgcopydb failed: {proc.stderr.decode()[-800:]}")
 
     # -- (c) postgres.copy through the engine, with the sandbox runbook's environment ----------------
-    def migrator_copy(self, dst: PgConn, target_db: str, jobs: int, work: Path) -> dict[str, object]:
+    def migrator_copy(self, dst: PgConn, target_db: str, jobs: int, work: Path,
+                      params: list[str] | None = None) -> dict[str, object]:
+        from bench.db_copy import with_params
         from tests.util import engine, write_runbook
 
         env, secrets = sandbox_environment(dst)
@@ -219,6 +221,7 @@ class SandboxSource:
                          "target": {"endpoint": TARGET_ENDPOINT, "database": target_db, "user": dst.user,
                                     "password": "${secrets.bench_target_pg}"},
                          "jobs": jobs}}
+        step["with"] = with_params(step["with"], params or [])  # type: ignore[arg-type]
         rb = write_runbook(work, {1: [step]}, name="bench-db-copy", environment=env, secrets=secrets)
         eng = engine(rb)
         eng.run()
