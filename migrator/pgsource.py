@@ -242,20 +242,30 @@ class _Session:
 
     def send(self, script: str) -> bytes:
         """Run `script` (complete statements); its output up to a marker only this call knows."""
+        return self._until_marker(script, separator=False)
+
+    def send_data(self, script: str) -> bytes:
+        """Like `send`, for output of any bytes (a binary COPY need not end with a newline): a newline of
+        ours goes between the output and the marker and is not returned."""
+        return self._until_marker(script, separator=True)
+
+    def _until_marker(self, script: str, separator: bool) -> bytes:
         import secrets
 
         marker = f"__migrator_end_{secrets.token_hex(8)}__".encode()
-        self._s.write(script.encode() + b"\n\\echo " + marker + b"\n")
+        self._s.write(script.encode() + (b"\n\\echo" if separator else b"") + b"\n\\echo " + marker + b"\n")
         end = b"\n" + marker + b"\n"
+        searched = 0  # the buffer before this was searched already (a table's output can be megabytes)
         while True:
-            if self._buf.startswith(marker + b"\n"):
+            if not separator and self._buf.startswith(marker + b"\n"):
                 del self._buf[: len(marker) + 1]
                 return b""
-            i = self._buf.find(end)
+            i = self._buf.find(end, searched)
             if i >= 0:
-                out = bytes(self._buf[: i + 1])
+                out = bytes(self._buf[: i if separator else i + 1])
                 del self._buf[: i + len(end)]
                 return out
+            searched = max(0, len(self._buf) - len(end))
             chunk = self._s.read(CHUNK)
             if not chunk:
                 raise EOFError
@@ -364,9 +374,10 @@ class PgSource:
         return self.run(argv).decode()
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[str]:
-        """A snapshot exported from a transaction held open (its own psql) until the block ends, so that
-        several COPY sessions read one consistent view (the parts of a table split by block range)."""
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A snapshot exported from a transaction held open (its own psql) until the block ends: COPY
+        sessions that import it read one consistent view of the whole database (the pieces of a table
+        split by block range, and every table as of the same instant)."""
         session = _Session(self.runner, self.env)
         try:
             try:
@@ -376,20 +387,18 @@ class PgSource:
                 rc, err = session.failure()
                 self._fail("psql (snapshot)", rc or 2, err)
                 raise  # not reached: _fail raises
-            yield out.decode().strip()
+            yield Snapshot(out.decode().strip(), self, session)
         finally:
             session.close()
 
     @contextlib.contextmanager
-    def copy_out(self, copy_sql: str, snapshot: str | None = None) -> Iterator[ProcStream]:
+    def copy_out(self, copy_sql: str, snapshot: Snapshot | None = None) -> Iterator[ProcStream]:
         """A running `COPY ... TO STDOUT`, in the exported `snapshot` if given; the caller reads the
         stream then calls `finish`."""
         commands = [copy_sql]
         if snapshot is not None:
-            if not snapshot.replace("-", "").isalnum():
-                raise PermanentError(f"source {self.label}: unexpected snapshot id {snapshot!r}")
             commands = ["BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                        f"SET TRANSACTION SNAPSHOT '{snapshot}'", copy_sql]
+                        f"SET TRANSACTION SNAPSHOT '{snapshot.id}'", copy_sql]
         psql = [*PSQL]
         for c in commands:
             psql += ["-c", c]
@@ -405,3 +414,29 @@ class PgSource:
         rc = s.wait()
         if rc != 0:
             self._fail(what, rc, s.stderr_tail())
+
+
+class Snapshot:
+    """An exported snapshot and the session holding it open. Small tables are read through that session
+    (in the snapshot, and without a docker exec each: ~0.25 s and a process in the container saved)."""
+
+    def __init__(self, snapshot_id: str, source: PgSource, session: _Session) -> None:
+        if not snapshot_id or not snapshot_id.replace("-", "").isalnum():
+            raise PermanentError(f"source {source.label}: unexpected snapshot id {snapshot_id!r}")
+        self.id = snapshot_id
+        self._source = source
+        self._session: _Session | None = session
+        self._lock = threading.Lock()
+
+    def read_whole(self, copy_sql: str) -> bytes:
+        """The whole output of a `COPY ... TO STDOUT` (for small tables: it is held in memory)."""
+        with self._lock:
+            if self._session is None:
+                raise PermanentError(f"source {self._source.label}: the snapshot's session has ended")
+            try:
+                return self._session.send_data(copy_sql.rstrip().rstrip(";") + ";\n")
+            except EOFError:
+                session, self._session = self._session, None
+                rc, err = session.failure()
+                self._source._fail("psql (snapshot session)", rc or 2, err)
+                raise  # not reached: _fail raises

@@ -18,7 +18,7 @@ from tests.postgres.cluster import Cluster
 from tests.postgres.conftest import SECRETS, db_params, environment
 from tests.util import migrate, write_runbook
 
-ROWS = 60_000  # ~7 MB on disk: split_mb=1 cuts it into `jobs` pieces
+ROWS = 100_000  # ~12 MB on disk: over SMALL_TABLE_BYTES, and split_mb=1 cuts it into `jobs` pieces
 
 
 def _make_big(src: Cluster, db: str) -> None:
@@ -95,7 +95,7 @@ def test_a_piece_reads_the_exported_snapshot_not_later_commits(clusters: tuple[C
 
     with source.snapshot() as snap:
         src.sql("UPDATE public.ledger SET amount = amount + 1 WHERE id <= 10", "split_snap")
-        src.sql("DELETE FROM public.ledger WHERE id > 59990", "split_snap")
+        src.sql(f"DELETE FROM public.ledger WHERE id > {ROWS - 10}", "split_snap")
         assert read(snap) == f"{ROWS}\t{ROWS * 1000}\n".encode()
         assert read(None) == f"{ROWS - 10}\t{(ROWS - 10) * 1000 + 10}\n".encode()
 
@@ -188,3 +188,19 @@ def test_no_compressor_in_the_container_streams_plain(clusters: tuple[Cluster, C
     with source.copy_out(query) as s:
         assert s.read() == b"1\n2\n3\n"
         source.finish(s, "COPY")
+
+
+def test_small_table_read_through_the_snapshot_session_is_byte_identical(clusters: tuple[Cluster, Cluster]) -> None:
+    """Binary COPY output does not end with a newline: the session's end marker must still be found,
+    and nothing of ours may be left in the data."""
+    src, _ = clusters
+    _make_big(src, "split_session")
+    source = PgSource(LocalRunner(), "split_session", src.conn("split_session").env())
+    for query in ("COPY (SELECT * FROM public.ledger WHERE id <= 5000) TO STDOUT (FORMAT binary)",
+                  "COPY (SELECT * FROM public.small) TO STDOUT", "COPY (SELECT * FROM public.small WHERE false) TO STDOUT"):
+        with source.copy_out(query) as s:
+            expected = s.read()
+            source.finish(s, "COPY")
+        with source.snapshot() as snap:
+            assert snap.read_whole(query) == expected
+            assert snap.read_whole(query) == expected  # the session goes on after a read

@@ -6,10 +6,12 @@ is `TRUNCATE` + `COPY` in one target transaction: a table interrupted mid-copy i
 server and copied again on resume; completed tables are recorded in facts and skipped. Indexes and
 constraints are built once, after loading (faster than maintaining them row by row).
 
+Every table is read in one snapshot exported from a transaction held open on the source, so the copy is
+the whole database as of one instant even while it is being written (foreign keys hold on the target).
 A table larger than `split_mb` is read as block ranges (`ctid` ranges: a TID range scan, PostgreSQL 14+)
-by several sessions in parallel, all in one snapshot exported from a transaction held open on the source,
-so the pieces add up to exactly the table as of one instant even while it is being written. The target
-table is truncated first; a table whose pieces did not all finish is truncated and copied again on resume.
+by several sessions in parallel; its target table is truncated first, and a table whose pieces did not
+all finish is truncated and copied again on resume. Small tables are read through the session holding
+the snapshot, one after another, instead of a `docker exec` each.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
 
 if TYPE_CHECKING:
     from migrator.adapters.postgres import PgConn
-    from migrator.pgsource import PgSource
+    from migrator.pgsource import PgSource, Snapshot
     from migrator.steps.base import Progress, StepContext
 
 CHUNK = 1 << 18
+SMALL_TABLE_BYTES = 8 << 20  # on disk; read whole through the snapshot's session (held in memory)
 
 
 class CopyParams(DbParams):
@@ -52,6 +55,7 @@ class Piece:
     count: int = 1  # how many pieces the table is cut into
     first_block: int = 0
     end_block: int | None = None  # exclusive; None: to the end (blocks added since the size was read)
+    via_session: bool = False  # a small table, read whole through the snapshot's session
 
     @property
     def whole(self) -> bool:
@@ -68,7 +72,7 @@ def pieces_of(t: cat.TableInfo, parts: int, block_size: int) -> list[Piece]:
     return [Piece(t, len(bounds), lo, bounds[i + 1] if i + 1 < len(bounds) else None) for i, lo in enumerate(bounds)]
 
 
-def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: str | None,
+def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapshot | None,
                on_bytes: Progress) -> tuple[int, int]:
     """A whole table atomically (TRUNCATE + COPY FREEZE in one transaction), or one block range of a
     table truncated beforehand. Returns (rows, bytes)."""
@@ -96,12 +100,19 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: str | N
             cur.execute("SET synchronous_commit = off")
             if piece.whole:
                 cur.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
-            with cur.copy(dst) as cp, source.copy_out(src.as_string(None), snapshot) as s:
-                while chunk := s.read(CHUNK):
-                    cp.write(chunk)
-                    moved += len(chunk)
-                    on_bytes.advance(len(chunk))
-                source.finish(s, f"COPY {t.label}")
+            if piece.via_session and snapshot is not None:
+                data = snapshot.read_whole(src.as_string(None))
+                with cur.copy(dst) as cp:
+                    cp.write(data)
+                moved = len(data)
+                on_bytes.advance(moved)
+            else:
+                with cur.copy(dst) as cp, source.copy_out(src.as_string(None), snapshot) as s:
+                    while chunk := s.read(CHUNK):
+                        cp.write(chunk)
+                        moved += len(chunk)
+                        on_bytes.advance(len(chunk))
+                    source.finish(s, f"COPY {t.label}")
             rows = cur.rowcount
         conn.commit()
     return rows, moved
@@ -116,9 +127,11 @@ def truncate(target: PgConn, t: cat.TableInfo) -> None:
         c.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(t.schema, t.name)))
 
 
-def apply_schema(ctx: StepContext, p: DbParams, source: PgSource, server: PgConn, section: str) -> None:
-    """Dump one section from the source, map owners, apply it on the target in one transaction."""
-    script = source.dump_schema(section)
+def apply_schema(ctx: StepContext, p: DbParams, source: PgSource, server: PgConn, section: str,
+                 script: str | None = None) -> None:
+    """Dump one section from the source (unless given), map owners, apply it on the target in one
+    transaction."""
+    script = source.dump_schema(section) if script is None else script
     roles = {schema.map_role(r, p.owner_map, p.default_owner) for r in schema.owners_in(script)}
     ensure_roles(ctx, p, server, roles)
     schema.apply_script(server, schema.prepare(script, p.owner_map, p.default_owner))
@@ -231,11 +244,14 @@ class PostgresCopy(Step[CopyParams]):
             if not {t.label for t in tabs} <= have or not tabs:
                 apply_schema(ctx, p, source, db, "pre-data")
             ctx.record(pre_done=True, tables_done=[], rows=0, bytes=0)
-        self._copy_tables(source, db, tabs)
-        if not ctx.facts.get("post_done"):
-            if not post_data_present(source, db):
-                apply_schema(ctx, p, source, db, "post-data")
-            ctx.record(post_done=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgschema") as background:
+            # The post-data script is fetched while the data flows (a pg_dump in the container).
+            post = None if ctx.facts.get("post_done") else background.submit(source.dump_schema, "post-data")
+            self._copy_tables(source, db, tabs)
+            if post is not None:
+                if not post_data_present(source, db):
+                    apply_schema(ctx, p, source, db, "post-data", post.result())
+                ctx.record(post_done=True)
         set_sequences(source, db)
         if p.analyze:
             from migrator.adapters.postgres import connect
@@ -262,36 +278,55 @@ class PostgresCopy(Step[CopyParams]):
         todo = sorted((t for t in tabs if t.label not in done), key=lambda t: -t.bytes)  # biggest first
         if not todo:
             return
-        pieces: list[Piece] = []
-        if any(self._parts(t) > 1 for t in todo):
-            supported, block_size = self._split_supported(source)
-            if not supported:
-                ctx.log.warning("source older than PostgreSQL 14: large tables are copied whole")
-            for t in todo:
-                pieces += pieces_of(t, self._parts(t), block_size) if supported else [Piece(t)]
-        else:
-            pieces = [Piece(t) for t in todo]
         total_b = sum(t.bytes for t in todo)
         bar = ctx.progress(f"copy {self.params.target.database}", total=total_b or None, unit="B")
         rows_bar = ctx.progress(f"rows {self.params.target.database}", total=sum(t.rows_est for t in todo) or None,
                                 unit="rows")
-        # One snapshot for every piece when a table is split: the pieces must see the same rows.
-        snap_cm = source.snapshot() if any(not p.whole for p in pieces) else contextlib.nullcontext(None)
-        with snap_cm as snapshot:
+        with contextlib.ExitStack() as stack:
+            snapshot = self._snapshot(stack, source)
+            pieces = self._pieces(source, todo, snapshot is not None)
             self._run_pieces(source, db, pieces, snapshot, bar, rows_bar)
 
-    def _run_pieces(self, source: PgSource, db: PgConn, pieces: list[Piece], snapshot: str | None,
+    def _snapshot(self, stack: contextlib.ExitStack[Any], source: PgSource) -> Snapshot | None:
+        try:
+            return stack.enter_context(source.snapshot())
+        except PermanentError as exc:  # e.g. a server that cannot export snapshots: tables whole, one by one
+            self.ctx.log.warning("no exported snapshot: each table is read in its own transaction, none split",
+                                 error=str(exc))
+            return None
+
+    def _pieces(self, source: PgSource, todo: list[cat.TableInfo], in_snapshot: bool) -> list[Piece]:
+        if not in_snapshot:
+            return [Piece(t) for t in todo]
+        supported, block_size = True, 8192
+        if any(self._parts(t) > 1 for t in todo):
+            supported, block_size = self._split_supported(source)
+            if not supported:
+                self.ctx.log.warning("source older than PostgreSQL 14: large tables are copied whole")
+        pieces: list[Piece] = []
+        for t in todo:
+            if t.bytes <= SMALL_TABLE_BYTES:
+                pieces.append(Piece(t, via_session=True))
+            else:
+                pieces += pieces_of(t, self._parts(t), block_size) if supported else [Piece(t)]
+        return pieces
+
+    def _run_pieces(self, source: PgSource, db: PgConn, pieces: list[Piece], snapshot: Snapshot | None,
                     bar: Progress, rows_bar: Progress) -> None:
         ctx = self.ctx
         left = {p.table.label: p.count for p in pieces}  # pieces still to finish, per table
         moved_so_far: dict[str, tuple[int, int]] = {}
         pool = ThreadPoolExecutor(max_workers=self.params.jobs, thread_name_prefix="pgcopy")
+        # Small tables: one after another through the snapshot's session, beside the streams.
+        serial = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgcopy-small")
         running: dict[Future[tuple[int, int]], Piece] = {}
         truncated: set[str] = set()
         try:
-            queue = list(pieces)
+            for piece in (p for p in pieces if p.via_session):
+                running[serial.submit(copy_piece, source, db, piece, snapshot, bar)] = piece
+            queue = [p for p in pieces if not p.via_session]
             while queue or running:
-                while queue and len(running) < self.params.jobs:
+                while queue and sum(not p.via_session for p in running.values()) < self.params.jobs:
                     piece = queue.pop(0)
                     if not piece.whole and piece.table.label not in truncated:
                         truncate(db, piece.table)  # rows of an earlier, interrupted attempt
@@ -317,6 +352,7 @@ class PostgresCopy(Step[CopyParams]):
                     ctx.log.info("table copied", table=t.label, rows=rows, bytes=moved)
                     ctx.failpoint("after-table")
         finally:
+            serial.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
 
     def verify(self) -> None:
