@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,11 +116,27 @@ def parity(source_query: Callable[[str], list[list[str]]], dst: Cluster, target_
     return problems
 
 
+def settle(dst: Cluster) -> None:
+    """Each method starts from a quiet disk: the previous one's dirty pages and WAL are written out first
+    (otherwise their writeback lands on whichever method runs next)."""
+    dst.sql("CHECKPOINT")
+    os.sync()
+
+
+def cpu_busy() -> float:
+    """Seconds of CPU the whole machine spent busy (all processes: both servers, the container, us)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(label: str, fn: object) -> float:
-    t = time.monotonic()
+    t, busy = time.monotonic(), cpu_busy()
     fn()  # type: ignore[operator]
-    s = time.monotonic() - t
-    print(f"{label}: {s:.2f} s", flush=True)
+    s, cpu = time.monotonic() - t, cpu_busy() - busy
+    # On a small machine both servers share the cores: a method can only be as fast as its CPU allows.
+    print(f"{label}: {s:.2f} s (machine CPU busy {cpu:.1f} s, {100 * cpu / (s * (os.cpu_count() or 1)):.0f}% "
+          f"of {os.cpu_count()} cores)", flush=True)
     return s
 
 
@@ -130,9 +147,12 @@ def main() -> None:
     ap.add_argument("--via", choices=("auto", "sandbox", "local"), default="auto",
                     help="where the source lives (auto: the sandbox when it is up, else local)")
     ap.add_argument("--no-parity", action="store_true", help="skip the (untimed) parity check of each copy")
+    ap.add_argument("--repeat", type=int, default=1, help="run each method N times (1-9); the medians are compared")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="a postgres.copy parameter for (c), e.g. split_mb=0 or source.compression=gzip")
     args = ap.parse_args()
+    if not 1 <= args.repeat <= 9:
+        ap.error("--repeat: expected 1 to 9")
     via = args.via
     if via != "local":
         from bench.sandbox_source import sandbox_up
@@ -161,8 +181,9 @@ def main() -> None:
             source_query = sandbox.source().query
             sb = sandbox
             run_a = lambda: sb.dump_restore(dst.conn("t_dump"))  # noqa: E731
-            run_b = lambda: sb.pgcopydb(dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb")  # noqa: E731
-            run_c = lambda: sb.migrator_copy(dst.conn(), "t_migrator", args.jobs, work / "rb", args.param)  # noqa: E731
+            run_b = lambda i: sb.pgcopydb(dst.conn("t_pgcopydb"), args.jobs, work / f"pgcopydb{i}")  # noqa: E731
+            run_c = lambda i: sb.migrator_copy(dst.conn(), "t_migrator", args.jobs, work / f"rb{i}",  # noqa: E731
+                                               args.param)
             label_a = "(a) pg_dump -Fc in the container (docker exec over SSH) | pg_restore"
             label_b = "(b) pgcopydb clone through an SSH tunnel"
         else:
@@ -174,19 +195,31 @@ def main() -> None:
             source_query = PgSource.local(s_conn).query
             sc = src
             run_a = lambda: dump_restore(s_conn, dst.conn("t_dump"))  # noqa: E731
-            run_b = lambda: pgcopydb(s_conn, dst.conn("t_pgcopydb"), args.jobs, work / "pgcopydb")  # noqa: E731
-            run_c = lambda: migrator_copy(sc, dst, "bench", "t_migrator", args.jobs, work / "rb", args.param)  # noqa: E731
+            run_b = lambda i: pgcopydb(s_conn, dst.conn("t_pgcopydb"), args.jobs, work / f"pgcopydb{i}")  # noqa: E731
+            run_c = lambda i: migrator_copy(sc, dst, "bench", "t_migrator", args.jobs, work / f"rb{i}",  # noqa: E731
+                                            args.param)
             label_a = "(a) pg_dump -Fc | pg_restore"
             label_b = "(b) pgcopydb clone"
         print(f"source: pgbench scale {args.scale} + mixed types, {size / 1e6:.0f} MB, built in "
               f"{time.monotonic() - t:.0f} s", flush=True)
-        dst.create_db("t_dump")
-        dst.create_db("t_pgcopydb")
-        t_a = timed(label_a, run_a)
-        t_b = timed(f"{label_b} --table-jobs {args.jobs} --index-jobs {args.jobs}", run_b)
         report: dict[str, object] = {}
-        t_c = timed(f"(c) migrator postgres.copy jobs={args.jobs} {' '.join(args.param)}".rstrip(),
-                    lambda: report.update(run_c()))
+        times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        for i in range(args.repeat):
+            rnd = f" [run {i + 1}/{args.repeat}]" if args.repeat > 1 else ""
+            dst.create_db("t_dump")
+            dst.create_db("t_pgcopydb")
+            dst.sql('DROP DATABASE IF EXISTS "t_migrator" WITH (FORCE)')
+            settle(dst)
+            times["a"].append(timed(label_a + rnd, run_a))
+            settle(dst)
+            times["b"].append(timed(f"{label_b} --table-jobs {args.jobs} --index-jobs {args.jobs}{rnd}",
+                                    lambda i=i: run_b(i)))
+            settle(dst)
+            times["c"].append(timed(f"(c) migrator postgres.copy jobs={args.jobs} {' '.join(args.param)}".rstrip()
+                                    + rnd, lambda i=i: report.update(run_c(i))))
+        t_a, t_b, t_c = (statistics.median(times[k]) for k in "abc")
+        if args.repeat > 1:
+            print(f"medians of {args.repeat} runs: a={t_a:.2f} b={t_b:.2f} c={t_c:.2f}", flush=True)
         print(f"migrator report: {report}", flush=True)
         if not args.no_parity:
             for name in ("t_dump", "t_pgcopydb", "t_migrator"):

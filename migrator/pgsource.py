@@ -185,7 +185,8 @@ class _Decompressing:
         self.inner = inner
         self._z: Any = None  # the decompressor, once the tag is read (None: plain)
         self._tagged = False
-        self._buf = bytearray()
+        self._out = b""  # decompressed, not yet returned: handed out in slices (one copy, not three)
+        self._pos = 0
         self._eof = False
 
     @staticmethod
@@ -203,20 +204,21 @@ class _Decompressing:
         raise PermanentError(f"the COPY stream from the source starts with {tag!r}: expected z, g or n")
 
     def read(self, n: int = -1) -> bytes:
-        while not self._buf and not self._eof:
+        while self._pos >= len(self._out) and not self._eof:
             chunk = self.inner.read(CHUNK)
             if not chunk:
-                if self._z is not None and hasattr(self._z, "flush"):
-                    self._buf += self._z.flush()
+                self._out = self._z.flush() if self._z is not None and hasattr(self._z, "flush") else b""
+                self._pos = 0
                 self._eof = True
                 break
             if not self._tagged:
                 self._z, self._tagged, chunk = self._decoder(chunk[:1]), True, chunk[1:]
-            self._buf += chunk if self._z is None else self._z.decompress(chunk)
-        size = len(self._buf) if n < 0 else min(n, len(self._buf))
-        out = bytes(self._buf[:size])
-        del self._buf[:size]
-        return out
+            self._out = chunk if self._z is None else self._z.decompress(chunk)
+            self._pos = 0
+        end = len(self._out) if n < 0 else min(len(self._out), self._pos + n)
+        piece = self._out[self._pos:end]
+        self._pos = end
+        return piece
 
     def write(self, data: bytes) -> int:
         return self.inner.write(data)
