@@ -55,3 +55,13 @@ SECRETS = {"pg": {"env": "PG_PASSWORD"}}
 def no_pg_env() -> None:
     for key in [k for k in os.environ if k.startswith("PG") and k != "PG_PASSWORD"]:
         os.environ.pop(key)
+
+
+def parity_problems(src: Cluster, dst: Cluster, source_db: str, target_db: str) -> list[str]:
+    """postgres.verify's comparison of a source and a target database (empty: identical)."""
+    from migrator.pgsource import PgSource
+    from migrator.steps.postgres import pg_schema
+    from migrator.steps.postgres.pg_verify import compare
+
+    problems, _ = compare(PgSource.local(src.conn(source_db)).query, pg_schema.query_of(dst.conn(target_db)))
+    return problems

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.steps.postgres import pg_schema as schema
-from migrator.steps.postgres.pg_verify import compare
 from tests.postgres.cluster import Cluster
-from tests.postgres.conftest import CANARY, SECRETS, db_params, environment
+from tests.postgres.conftest import CANARY, SECRETS, db_params, environment, parity_problems
 from tests.postgres.seed import seed
 from tests.util import engine, migrate, status_json, write_runbook
 
@@ -27,12 +25,6 @@ def _runbook(tmp: Path, src: Cluster, dst: Cluster, source_db: str, target_db: s
     ]}, environment=environment(src, dst), secrets=SECRETS)
 
 
-def _compare(src: Cluster, dst: Cluster, source_db: str, target_db: str) -> list[str]:
-    from migrator.pgsource import PgSource
-
-    problems, _ = compare(PgSource.local(src.conn(source_db)).query, schema.query_of(dst.conn(target_db)))
-    return problems
-
 
 def test_copy_parity_every_type_then_rollback(clusters: tuple[Cluster, Cluster], tmp_path: Path,
                                               pgenv: dict[str, str]) -> None:
@@ -40,7 +32,7 @@ def test_copy_parity_every_type_then_rollback(clusters: tuple[Cluster, Cluster],
     seed(src, "shop")
     eng = engine(_runbook(tmp_path, src, dst, "shop", "shop_copy"))
     assert eng.run() == 2
-    assert _compare(src, dst, "shop", "shop_copy") == []
+    assert parity_problems(src, dst, "shop", "shop_copy") == []
     # Names, owners, extensions, enums, sequences came along.
     assert dst.sql('SELECT count(*) FROM "Sales"."Order Line"', "shop_copy") == [(4000,)]
     assert dst.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'Customer'", "shop_copy") == [("app_rw",)]
@@ -74,7 +66,7 @@ def test_gate_fails_and_names_the_changed_table(clusters: tuple[Cluster, Cluster
     assert "Customer" not in str(err.value)
     dst.sql("DELETE FROM public.audit_log WHERE ctid = (SELECT min(ctid) FROM public.audit_log WHERE who = 'dup')",
             "shop_gate_copy")
-    problems = _compare(src, dst, "shop_gate", "shop_gate_copy")
+    problems = parity_problems(src, dst, "shop_gate", "shop_gate_copy")
     assert "public.audit_log (rows 603 vs 602)" in problems[0]
 
 
@@ -91,7 +83,7 @@ def test_crash_mid_copy_resumes_without_duplicates(clusters: tuple[Cluster, Clus
     assert len(facts["tables_done"]) == 3 and not facts.get("complete")
     resumed = migrate("resume", *args, env=pgenv)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert _compare(src, dst, "shop_crash", "shop_crash_copy") == []
+    assert parity_problems(src, dst, "shop_crash", "shop_crash_copy") == []
     status = status_json(rb, state, env=pgenv)
     assert json.dumps(status).count("succeeded") >= 2
 

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from migrator.pgsource import LocalRunner, PgSource, compress_script, local_tool
-from migrator.steps.postgres import pg_schema as schema
-from migrator.steps.postgres.pg_verify import compare
 from tests.postgres.cluster import Cluster
-from tests.postgres.conftest import SECRETS, db_params, environment
+from tests.postgres.conftest import SECRETS, db_params, environment, parity_problems
 from tests.util import migrate, write_runbook
 
 ROWS = 100_000  # ~12 MB on disk: over SMALL_TABLE_BYTES, and split_mb=1 cuts it into `jobs` pieces
@@ -41,10 +39,6 @@ def _runbook(tmp: Path, src: Cluster, dst: Cluster, source_db: str, target_db: s
     return write_runbook(tmp, {1: steps}, environment=environment(src, dst), secrets=SECRETS)
 
 
-def _compare(src: Cluster, dst: Cluster, source_db: str, target_db: str) -> list[str]:
-    problems, _ = compare(PgSource.local(src.conn(source_db)).query, schema.query_of(dst.conn(target_db)))
-    return problems
-
 
 def test_split_copy_has_parity_and_says_so_in_the_plan(clusters: tuple[Cluster, Cluster], tmp_path: Path,
                                                        pgenv: dict[str, str]) -> None:
@@ -58,7 +52,7 @@ def test_split_copy_has_parity_and_says_so_in_the_plan(clusters: tuple[Cluster, 
     assert "public.small (" not in plan.stdout  # small tables are copied whole
     run = migrate("run", *args, env=pgenv)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert _compare(src, dst, "split_plain", "split_plain_copy") == []
+    assert parity_problems(src, dst, "split_plain", "split_plain_copy") == []
     assert dst.sql("SELECT count(*), count(DISTINCT id) FROM public.ledger", "split_plain_copy") == [(ROWS, ROWS)]
 
 
@@ -78,7 +72,7 @@ def test_crash_between_pieces_resumes_without_duplicates(clusters: tuple[Cluster
     assert "public.ledger" not in facts["tables_done"]
     resumed = migrate("resume", *args, env=pgenv)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert _compare(src, dst, "split_crash", "split_crash_copy") == []
+    assert parity_problems(src, dst, "split_crash", "split_crash_copy") == []
     assert dst.sql("SELECT count(*), count(DISTINCT id) FROM public.ledger", "split_crash_copy") == [(ROWS, ROWS)]
 
 
