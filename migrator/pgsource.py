@@ -233,6 +233,10 @@ class _Decompressing:
         return self.inner.stderr_tail()
 
 
+class SessionGone(Exception):
+    """A kept-open psql that had ended before a script could be sent (e.g. its channel closed while idle)."""
+
+
 class _Session:
     """One psql kept open in the container for queries and small statements: a docker exec costs ~0.25 s,
     a statement on an open session a few milliseconds (a copy or a verify runs dozens)."""
@@ -255,7 +259,10 @@ class _Session:
         import secrets
 
         marker = f"__migrator_end_{secrets.token_hex(8)}__".encode()
-        self._s.write(script.encode() + (b"\n\\echo" if separator else b"") + b"\n\\echo " + marker + b"\n")
+        try:
+            self._s.write(script.encode() + (b"\n\\echo" if separator else b"") + b"\n\\echo " + marker + b"\n")
+        except OSError as exc:  # the psql (or its channel) is gone: nothing of this script was run
+            raise SessionGone(str(exc)) from exc
         end = b"\n" + marker + b"\n"
         searched = 0  # the buffer before this was searched already (a table's output can be megabytes)
         while True:
@@ -325,16 +332,25 @@ class PgSource:
 
     def _session_run(self, script: str) -> bytes:
         with self._lock:
-            if self._session is None:
-                self._session = _Session(self.runner, self.env)
-            try:
-                return self._session.send(script)
-            except EOFError:
+            for attempt in (1, 2):
+                if self._session is None:
+                    self._session = _Session(self.runner, self.env)
+                try:
+                    return self._session.send(script)
+                except SessionGone as exc:
+                    # Nothing was sent: a session that died while idle is replaced once, transparently.
+                    self._session.close()
+                    self._session = None
+                    if attempt == 2:
+                        raise TemporaryError(f"source {self.label}: psql session ended: {exc}") from None
+                except EOFError:
+                    break
+            if self._session is not None:
                 session, self._session = self._session, None
                 rc, err = session.failure()
                 session.close()
                 self._fail("psql", rc or 2, err)
-                raise  # not reached: _fail raises
+            raise TemporaryError(f"source {self.label}: psql session ended")  # not reached: _fail raises
 
     def close(self) -> None:
         with self._lock:
@@ -385,7 +401,7 @@ class PgSource:
             try:
                 out = session.send("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
                                    "COPY (SELECT pg_export_snapshot()) TO STDOUT;\n")
-            except EOFError:
+            except (EOFError, SessionGone):
                 rc, err = session.failure()
                 self._fail("psql (snapshot)", rc or 2, err)
                 raise  # not reached: _fail raises
@@ -437,7 +453,7 @@ class Snapshot:
                 raise PermanentError(f"source {self._source.label}: the snapshot's session has ended")
             try:
                 return self._session.send_data(copy_sql.rstrip().rstrip(";") + ";\n")
-            except EOFError:
+            except (EOFError, SessionGone):  # the snapshot went with the session: the step is retried
                 session, self._session = self._session, None
                 rc, err = session.failure()
                 self._source._fail("psql (snapshot session)", rc or 2, err)

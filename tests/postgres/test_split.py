@@ -198,3 +198,21 @@ def test_small_table_read_through_the_snapshot_session_is_byte_identical(cluster
         with source.snapshot() as snap:
             assert snap.read_whole(query) == expected
             assert snap.read_whole(query) == expected  # the session goes on after a read
+
+
+def test_a_kept_open_session_that_died_idle_is_replaced(clusters: tuple[Cluster, Cluster]) -> None:
+    """The source's kept-open psql (one docker exec for all the catalog queries) can lose its channel
+    while idle; the next query must open a new one instead of failing the step."""
+    src, _ = clusters
+    source = PgSource(LocalRunner(), "postgres", src.conn("postgres").env(), persistent=True)
+    try:
+        assert source.query("SELECT 1") == [["1"]]
+        session = source._session
+        assert session is not None
+        proc = session._s.proc  # type: ignore[attr-defined]
+        proc.kill()
+        proc.wait()
+        assert source.query("SELECT 2") == [["2"]]
+        assert source._session is not session
+    finally:
+        source.close()
