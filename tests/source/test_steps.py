@@ -204,7 +204,8 @@ def test_decommission_tolerates_a_network_dockerd_will_not_remove(vps: VPS, tmp_
     rb = runbook(tmp_path, vps, {1: [
         {"id": "dns-cutover", "uses": "shell.run", "with": {"command": "true"}},
         {"id": "decommission", "uses": "compose.decommission", "needs": ["dns-cutover"], "retries": 0,
-         "with": {"retention_s": 0, "stop_timeout_s": 1, "quiet": {"services": ["web"], "match": "response:"}}},
+         "with": {"retention_s": 0, "stop_timeout_s": 1,
+                  "quiet": {"services": ["web"], "match": "response:", "ignore": "127\\.0\\.0\\.1"}}},
     ]})
     sd = tmp_path / "state"
     foreign = "mgtest-foreign"
