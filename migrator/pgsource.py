@@ -153,8 +153,9 @@ class DockerExecRunner:
             yield _ExecStream(s)
 
 
-# The compressors the container may have, best first: zstd -1 compresses table data ~7x faster than
-# gzip -1 at a better ratio (the official postgres image installs zstd); gzip is almost everywhere.
+# The compressors the container may have, best first: zstd -1 compressed pgbench data 10x faster than
+# busybox gzip -1 (0.04 s against 0.40 s for 57 MB) to half the size (the official postgres image
+# installs zstd); gzip is almost everywhere.
 # The script writes one tag byte first (z, g, or n for none) so the reader knows the format.
 COMPRESSORS = {"zstd": ("z", "zstd -1 -q -c"), "gzip": ("g", "gzip -1")}
 
