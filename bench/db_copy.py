@@ -123,6 +123,44 @@ def settle(dst: Cluster) -> None:
     os.sync()
 
 
+def target_floor(dst: Cluster, db: str) -> dict[str, Any]:
+    """The target's own share of the work, with no source and no transport: the largest table copied by
+    (c), loaded again from a file on the target's disk (server-side COPY FROM, one transaction with
+    FREEZE), its primary key built and ANALYZE run. No streaming method can finish the whole database
+    faster than this part of it on the same target."""
+    table, pk = dst.sql("""SELECT format('%I.%I', n.nspname, c.relname),
+                                  (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.i)
+                                     FROM pg_constraint x, unnest(x.conkey) WITH ORDINALITY k(att, i), pg_attribute a
+                                    WHERE x.conrelid = c.oid AND x.contype = 'p' AND a.attrelid = c.oid
+                                      AND a.attnum = k.att)
+                             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                            ORDER BY pg_relation_size(c.oid) DESC LIMIT 1""", db)[0]
+    data = dst.root / "floor.bin"  # the cluster's own directory: the server may write there
+    try:
+        dst.sql(f"COPY {table} TO '{data}' (FORMAT binary)", db)
+        size = data.stat().st_size
+        dst.sql(f"CREATE TABLE floor_load (LIKE {table}) WITH (autovacuum_enabled = off)", db)
+        # The 7M rows (c) just loaded would be vacuumed during the measurement: not the target's load work.
+        for (name,) in dst.sql("SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                               "c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', "
+                               "'information_schema')", db):
+            dst.sql(f"ALTER TABLE {name} SET (autovacuum_enabled = off)", db)
+        dst.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+        settle(dst)
+        t0 = time.monotonic()
+        dst.sql(f"BEGIN; TRUNCATE floor_load; COPY floor_load FROM '{data}' (FORMAT binary, FREEZE); COMMIT", db)
+        t1 = time.monotonic()
+        if pk:
+            dst.sql(f"ALTER TABLE floor_load ADD PRIMARY KEY ({pk})", db)
+        t2 = time.monotonic()
+        dst.sql("ANALYZE floor_load", db)
+        t3 = time.monotonic()
+    finally:
+        data.unlink(missing_ok=True)
+    return {"table": table, "bytes": size, "copy": t1 - t0, "pk": t2 - t1, "analyze": t3 - t2, "total": t3 - t0}
+
+
 def cpu_busy() -> float:
     """Seconds of CPU the whole machine spent busy (all processes: both servers, the container, us)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -147,12 +185,18 @@ def main() -> None:
     ap.add_argument("--via", choices=("auto", "sandbox", "local"), default="auto",
                     help="where the source lives (auto: the sandbox when it is up, else local)")
     ap.add_argument("--no-parity", action="store_true", help="skip the (untimed) parity check of each copy")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the target-only reference load of the largest table (after the last run of c)")
     ap.add_argument("--repeat", type=int, default=1, help="run each method N times (1-9); the medians are compared")
+    ap.add_argument("--methods", default="abc", help="which of a, b, c to run (e.g. c while tuning; the summary "
+                    "line needs all three)")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="a postgres.copy parameter for (c), e.g. split_mb=0 or source.compression=gzip")
     args = ap.parse_args()
     if not 1 <= args.repeat <= 9:
         ap.error("--repeat: expected 1 to 9")
+    if not args.methods or set(args.methods) - set("abc"):
+        ap.error("--methods: expected letters among a, b, c")
     via = args.via
     if via != "local":
         from bench.sandbox_source import sandbox_up
@@ -204,13 +248,14 @@ def main() -> None:
               f"{time.monotonic() - t:.0f} s", flush=True)
         report: dict[str, object] = {}
         times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        floor: dict[str, Any] = {}
         methods = [("a", "t_dump", label_a, lambda i: run_a()),
                    ("b", "t_pgcopydb", f"{label_b} --table-jobs {args.jobs} --index-jobs {args.jobs}", run_b),
                    ("c", "t_migrator", f"(c) migrator postgres.copy jobs={args.jobs} {' '.join(args.param)}".rstrip(),
                     lambda i: report.update(run_c(i)))]
         for i in range(args.repeat):
             rnd = f" [run {i + 1}/{args.repeat}]" if args.repeat > 1 else ""
-            for key, db, label, run in methods:
+            for key, db, label, run in (m for m in methods if m[0] in args.methods):
                 if key == "c":
                     dst.sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')  # postgres.copy creates it
                 else:
@@ -220,14 +265,29 @@ def main() -> None:
                 if i == args.repeat - 1 and not args.no_parity:
                     problems = parity(source_query, dst, db)
                     print(f"parity {db}: {'ok' if not problems else problems}", flush=True)
+                if i == args.repeat - 1 and key == "c" and not args.no_floor:
+                    floor = target_floor(dst, db)
+                    print(f"floor: the target alone loads {floor['table']} ({floor['bytes'] / 1e6:.0f} MB) from a "
+                          f"file on its own disk in {floor['total']:.2f} s (COPY FREEZE {floor['copy']:.2f}, "
+                          f"primary key {floor['pk']:.2f}, ANALYZE {floor['analyze']:.2f}): no source, no "
+                          "transport, one table", flush=True)
                 # Dropped before the next method: the autovacuum of 7M fresh rows would run during it.
                 dst.sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        t_a, t_b, t_c = (statistics.median(times[k]) for k in "abc")
+        med = {k: statistics.median(v) for k, v in times.items() if v}
         if args.repeat > 1:
-            print(f"medians of {args.repeat} runs: a={t_a:.2f} b={t_b:.2f} c={t_c:.2f}", flush=True)
+            print("medians of {} runs: {}".format(args.repeat, " ".join(f"{k}={v:.2f}" for k, v in med.items())),
+                  flush=True)
         print(f"migrator report: {report}", flush=True)
-        summary = (f"db_copy scale={args.scale} bytes={size} t_dump_restore={t_a:.2f} t_pgcopydb={t_b:.2f} "
-                   f"t_migrator={t_c:.2f} ratio_vs_dump_restore={t_c / t_a:.2f} ratio_vs_pgcopydb={t_c / t_b:.2f}")
+        if "a" in med and floor:
+            print(f"0.8 x t_dump_restore = {0.8 * med['a']:.2f} s; the target-only floor for the largest table "
+                  f"= {floor['total']:.2f} s", flush=True)
+        if len(med) == 3:
+            t_a, t_b, t_c = med["a"], med["b"], med["c"]
+            summary = (f"db_copy scale={args.scale} bytes={size} t_dump_restore={t_a:.2f} t_pgcopydb={t_b:.2f} "
+                       f"t_migrator={t_c:.2f} ratio_vs_dump_restore={t_c / t_a:.2f} "
+                       f"ratio_vs_pgcopydb={t_c / t_b:.2f}")
+        else:
+            summary = f"db_copy scale={args.scale} bytes={size} methods={args.methods} (partial: no ratios)"
     finally:
         if sandbox is not None:
             try:

@@ -42,6 +42,9 @@ def test_copy_parity_every_type_then_rollback(clusters: tuple[Cluster, Cluster],
         ("Shipped Out", ["paid", "Shipped Out"])]
     rec = eng.state.steps["copy-step"]
     assert rec.report["tables"] == 6 and rec.report["rows"] == 1500 + 4000 + 800 + 603 + 3
+    # Where the time went, by part, for an operator asking why a copy was slow.
+    assert set(rec.report["phases"]) == {"pre_data", "data", "post_data", "sequences", "analyze"}
+    assert sum(rec.report["phases"].values()) <= rec.report["seconds"] + 0.01
     # The plan of a fresh copy names the tables without a primary key.
     plan = engine(_runbook(tmp_path / "p", src, dst, "shop", "shop_other")).plan()
     text = json.dumps(plan)

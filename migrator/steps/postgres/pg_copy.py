@@ -236,6 +236,7 @@ class PostgresCopy(Step[CopyParams]):
         p, ctx = self.params, self.ctx
         source, server, db = self._ends()
         started = time.monotonic()
+        lap = _Laps()
         prepare_database(ctx, p, source, server)
         tabs = cat.tables(source.query)
         if not ctx.facts.get("pre_done"):
@@ -244,21 +245,26 @@ class PostgresCopy(Step[CopyParams]):
             if not {t.label for t in tabs} <= have or not tabs:
                 apply_schema(ctx, p, source, db, "pre-data")
             ctx.record(pre_done=True, tables_done=[], rows=0, bytes=0)
+        lap("pre_data")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgschema") as background:
             # The post-data script is fetched while the data flows (a pg_dump in the container).
             post = None if ctx.facts.get("post_done") else background.submit(source.dump_schema, "post-data")
             self._copy_tables(source, db, tabs)
+            lap("data")
             if post is not None:
                 if not post_data_present(source, db):
                     apply_schema(ctx, p, source, db, "post-data", post.result())
                 ctx.record(post_done=True)
+            lap("post_data")
         set_sequences(source, db)
+        lap("sequences")
         if p.analyze:
             from migrator.adapters.postgres import connect
 
             with connect(db) as c:
                 c.execute("ANALYZE")
-        ctx.record(complete=time.time(), seconds=round(time.monotonic() - started, 3))
+            lap("analyze")
+        ctx.record(complete=time.time(), seconds=round(time.monotonic() - started, 3), phases=lap.seconds)
 
     def _parts(self, t: cat.TableInfo) -> int:
         split = self.params.split_mb * 1_000_000
@@ -381,7 +387,20 @@ class PostgresCopy(Step[CopyParams]):
     def report(self) -> dict[str, Any]:
         f = self.ctx.facts
         return {"tables": len(f.get("tables_done") or []), "rows": f.get("rows"), "bytes": f.get("bytes"),
-                "seconds": f.get("seconds")}
+                "seconds": f.get("seconds"), "phases": f.get("phases")}
+
+
+class _Laps:
+    """Seconds spent in each part of apply(), for the report (where a slow copy spent its time)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
 
 
 def _mb(n: int) -> str:
