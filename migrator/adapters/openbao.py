@@ -26,7 +26,10 @@ from migrator.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
     from migrator.runbook.environment import OpenBaoEndpoint
+    from migrator.runbook.model import Runbook
     from migrator.runbook.secrets import SecretResolver
+
+    Resource = Callable[[str, Callable[[], Any]], Any]
 
 PLACEHOLDER = {"_migrator": "placeholder for a version destroyed (or unreadable) on the source"}
 META_FIELDS = ("max_versions", "cas_required", "delete_version_after", "custom_metadata")
@@ -45,6 +48,37 @@ class _PinnedHostAdapter(HTTPAdapter):
         kwargs["assert_hostname"] = self._hostname
         kwargs["server_hostname"] = self._hostname
         super().init_poolmanager(*args, **kwargs)
+
+
+class _Tunnel:
+    """An SSH tunnel kept open for the run (closed by the engine with the other resources)."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+        self.local: tuple[str, int] = manager.__enter__()
+
+    def close(self) -> None:
+        self._manager.__exit__(None, None, None)
+
+
+def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | None:
+    """The local end of the SSH tunnel to the source OpenBao (environment.openbao.source_via_ssh), opened
+    once per run through the run's shared SSH session; None when the source is reached directly.
+
+    The steps and the secret references ({openbao: ...}) both come this way: once DNS has been cut over,
+    the source's public name points at the cluster, so only the tunnel still reaches the VPS's OpenBao."""
+    env = runbook.environment.openbao
+    hop = env.source_via_ssh if env is not None else None
+    if hop is None:
+        return None
+    src = runbook.environment.source
+    if src is None:
+        raise PermanentError("environment.openbao.source_via_ssh: the runbook has no environment.source.ssh")
+    from migrator.adapters.ssh import SSHSession
+
+    ssh = resource("ssh", lambda: SSHSession.from_config(src.ssh, runbook.dir))
+    tunnel = resource(f"openbao:tunnel:{hop.host}:{hop.port}", lambda: _Tunnel(ssh.tunnel(hop.host, hop.port)))
+    return tunnel.local  # type: ignore[no-any-return]
 
 
 def client_for(endpoint: OpenBaoEndpoint, secrets: SecretResolver | None,

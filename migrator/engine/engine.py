@@ -102,9 +102,10 @@ class Session:
         env = self.runbook.environment.openbao
         if env is None:
             raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
-        from migrator.adapters.openbao import client_for
+        from migrator.adapters.openbao import client_for, source_tunnel
 
-        return self.resource("openbao:source", lambda: client_for(env.source, self.secrets, via_ssh=None))
+        return self.resource("openbao:source", lambda: client_for(env.source, self.secrets,
+                                                                  via_ssh=source_tunnel(self.resource, self.runbook)))
 
     @contextmanager
     def locked(self, command: str) -> Iterator[None]:

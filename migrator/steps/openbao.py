@@ -80,17 +80,6 @@ def keys_of(value: Keys) -> list[str]:
 
 
 # -- connections -----------------------------------------------------------------------------------
-class _Tunnel:
-    """An SSH tunnel kept open for the run (closed by the engine with the other resources)."""
-
-    def __init__(self, manager: Any) -> None:
-        self._manager = manager
-        self.local: tuple[str, int] = manager.__enter__()
-
-    def close(self) -> None:
-        self._manager.__exit__(None, None, None)
-
-
 class Bao:
     """The clients a step needs, shared through ctx.resource for the run."""
 
@@ -102,21 +91,9 @@ class Bao:
         self.env: OpenBaoConfig = env
 
     def _via(self) -> tuple[str, int] | None:
-        hop = self.env.source_via_ssh
-        if hop is None:
-            return None
-        try:
-            from migrator.adapters.ssh import SSHSession
-        except ImportError:
-            raise PermanentError("environment.openbao.source_via_ssh needs the SSH adapter (migrator.adapters.ssh), "
-                                 "which this build lacks; give a direct source address instead") from None
-        src = self.ctx.runbook.environment.source
-        if src is None:
-            raise PermanentError("environment.openbao.source_via_ssh: the runbook has no environment.source.ssh")
-        ssh = self.ctx.resource("ssh", lambda: SSHSession.from_config(src.ssh, self.ctx.runbook.dir))
-        tunnel = self.ctx.resource(f"openbao:tunnel:{hop.host}:{hop.port}",
-                                   lambda: _Tunnel(ssh.tunnel(hop.host, hop.port)))
-        return tunnel.local  # type: ignore[no-any-return]
+        from migrator.adapters.openbao import source_tunnel
+
+        return source_tunnel(self.ctx.resource, self.ctx.runbook)
 
     def _client(self, key: str, endpoint: OpenBaoEndpoint, token_secret: str | None,
                 via: tuple[str, int] | None) -> hvac.Client:

@@ -69,3 +69,46 @@ def test_target_is_initialized_unsealed_and_empty(sandbox: SandboxInfo) -> None:
     assert c.sys.is_initialized() and not c.sys.is_sealed()
     assert c.is_authenticated()
     assert "secret/" not in c.sys.list_mounted_secrets_engines()["data"]
+
+
+def _secret_runbook(sandbox: SandboxInfo, directory: Path, tunnel: bool) -> Path:
+    """A runbook whose source OpenBao address answers nothing directly (a closed loopback port, as the
+    VPS's public name does once DNS points at the cluster) and is reachable only through the SSH hop."""
+    from tests.source.conftest import free_port
+    from tests.util import write_runbook
+
+    f = sandbox.facts
+    ssh, bao = f["ssh"], f["openbao"]
+    openbao_env: dict[str, object] = {
+        "source": {"address": f"http://127.0.0.1:{free_port()}", "token": "bao_source_token", "timeout_s": 3},
+        "target": {"address": bao["target"]["address"], "token": "bao_target_token"}}
+    if tunnel:
+        openbao_env["source_via_ssh"] = bao["source"]["vps_loopback"]
+    environment = {"source": {"ssh": {"host": ssh["host"], "port": ssh["port"], "user": ssh["user"],
+                                      "key_file": ssh["key"], "known_hosts": ssh["known_hosts"]},
+                              "address": f["dns"]["vps_address"], "compose_project": f["compose"]["project"]},
+                   "openbao": openbao_env}
+    secrets = {"bao_source_token": {"file": bao["source"]["root_token_file"]},
+               "bao_target_token": {"file": bao["target"]["root_token_file"]},
+               "rentguy_db_user": {"openbao": {"path": "rentguy/db", "key": "username"}}}
+    # The secret reaches the command through its environment (never argv); the command checks its value.
+    step = {"id": "use-secret", "uses": "shell.run", "retries": 0,
+            "with": {"command": 'test "$DB_USER" = rentguy', "env": {"DB_USER": "${secrets.rentguy_db_user}"}}}
+    return write_runbook(directory, {1: [step]}, environment=environment, secrets=secrets)
+
+
+def test_secret_references_are_read_through_the_ssh_tunnel(sandbox: SandboxInfo, tmp_path: Path) -> None:
+    """{openbao: ...} secrets take environment.openbao.source_via_ssh, like the OpenBao steps do."""
+    from tests.util import engine
+
+    eng = engine(_secret_runbook(sandbox, tmp_path / "tunnel", tunnel=True))
+    eng.run()
+    assert eng.state.steps["use-secret"].status == "succeeded"
+    # The same runbook without the hop asks the address itself, where nothing answers.
+    from migrator.errors import TemporaryError
+
+    eng = engine(_secret_runbook(sandbox, tmp_path / "direct", tunnel=False))
+    with pytest.raises(TemporaryError, match="OpenBao unreachable"):
+        eng.run()
+    rec = eng.state.steps["use-secret"]
+    assert rec.status == "failed" and "OpenBao unreachable" in (rec.error or "")
