@@ -37,6 +37,7 @@ from typing import Any
 
 import docker
 import paramiko
+import requests
 import urllib3
 import urllib3.connection
 import urllib3.connectionpool
@@ -87,7 +88,21 @@ class _DialPool(urllib3.connectionpool.HTTPConnectionPool):
         except queue.Empty:
             if self.block:
                 raise urllib3.exceptions.EmptyPoolError(self, "Pool reached maximum size.") from None
+        if conn is not None and _dropped(conn):
+            # Its dial-stdio ended while pooled (the daemon closed an idle connection): a request sent
+            # on it would fail with "Remote end closed connection without response".
+            conn.close()
+            conn = None
         return conn or self._new_conn()
+
+
+def _dropped(conn: Any) -> bool:
+    """urllib3's own check polls the socket's fileno(), which for an SSH channel makes a pipe each time;
+    the channel says itself whether its far end is gone."""
+    channel = getattr(conn, "sock", None)
+    if channel is None:
+        return False  # not connected yet: connects on first use
+    return bool(channel.closed or channel.eof_received or channel.exit_status_ready())
 
 
 class _SessionAdapter(BaseHTTPAdapter):  # type: ignore[misc]
@@ -252,14 +267,7 @@ class DockerRemote:
                     user: str | None = None, stdin: bool = False, timeout: float = 300) -> Iterator[ExecStream]:
         api = self.client.api
         what = f"docker exec {argv[0]} in {container} on {self.host}"
-        try:
-            created = api.exec_create(container, argv, stdout=True, stderr=True, stdin=stdin, tty=False,
-                                      environment=env or None, user=user or "")
-        except docker.errors.NotFound:
-            raise PermanentError(f"{what}: no such container") from None
-        except docker.errors.APIError as exc:
-            raise PermanentError(f"{what}: {exc.explanation or exc}") from None
-        exec_id = created["Id"]
+        exec_id = self._exec_create(container, argv, env, user, stdin, what)
         channel = self._start_channel(timeout)
         body = json.dumps({"Detach": False, "Tty": False}).encode()
         request = (f"POST /v{api._version}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
@@ -281,6 +289,24 @@ class DockerRemote:
             yield stream
         finally:
             stream.close()
+
+    def _exec_create(self, container: str, argv: list[str], env: dict[str, str] | None, user: str | None,
+                     stdin: bool, what: str) -> str:
+        for attempt in (1, 2):
+            try:
+                created = self.client.api.exec_create(container, argv, stdout=True, stderr=True, stdin=stdin,
+                                                      tty=False, environment=env or None, user=user or "")
+                return str(created["Id"])
+            except docker.errors.NotFound:
+                raise PermanentError(f"{what}: no such container") from None
+            except docker.errors.APIError as exc:
+                raise PermanentError(f"{what}: {exc.explanation or exc}") from None
+            except requests.exceptions.ConnectionError as exc:
+                # Once more on a new connection: an exec created but never started does nothing.
+                if attempt == 2:
+                    raise TemporaryError(f"{what}: the Docker API connection failed twice "
+                                         f"({exc.__class__.__name__})") from None
+        raise AssertionError("not reached")
 
     def exec_run(self, container: str, argv: list[str], *, env: dict[str, str] | None = None,
                  user: str | None = None, input: bytes | None = None) -> tuple[int, bytes, bytes]:

@@ -151,6 +151,61 @@ def test_docker_remote(vps: VPS, tmp_path: Path) -> None:
         dr.close()
 
 
+def _dial_stdio_under(sshd_pid: int) -> list[int]:
+    """`docker system dial-stdio` processes served by this VPS's sshd (never another sshd's)."""
+    parents: dict[int, int] = {}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        if b"dial-stdio" in cmdline:
+            found.append(int(entry.name))
+
+    def under(pid: int) -> bool:
+        for _ in range(64):
+            if pid == sshd_pid:
+                return True
+            if pid <= 1 or pid not in parents:
+                return False
+            pid = parents[pid]
+        return False
+
+    return [pid for pid in found if under(pid)]
+
+
+def test_docker_remote_replaces_a_pooled_connection_that_died(vps: VPS, tmp_path: Path) -> None:
+    """A pooled Docker API connection whose far end went away while idle (dockerd closing it ends its
+    dial-stdio) is replaced, not reused: reusing it failed a copy with "Remote end closed connection"."""
+    import os
+    import signal
+    import time
+
+    dr = DockerRemote.from_config(SourceConfig(**vps.ssh_environment()), tmp_path)
+    try:
+        web = next(c for c in dr.project_containers(PROJECT) if c.labels["com.docker.compose.service"] == "web")
+        assert dr.exec_run(web.id, ["true"])[0] == 0  # connections now pooled, a spare exec channel ready
+        victims = _dial_stdio_under(vps.sshd_pid)
+        assert victims, "no dial-stdio process found under the VPS's sshd"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _dial_stdio_under(vps.sshd_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the channels' close reaches paramiko
+        # A plain API call first (no retry around it: only the pool's check can save it), then execs.
+        assert dr.client.api.version()["ApiVersion"]
+        for _ in range(3):
+            assert dr.exec_run(web.id, ["sh", "-c", "echo ok"])[:2] == (0, b"ok\n")
+    finally:
+        dr.close()
+
+
 def test_docker_not_answering(vps: VPS, tmp_path: Path) -> None:
     env = vps.ssh_environment()
     env["ssh"]["docker_host"] = "unix:///nonexistent/docker.sock"
