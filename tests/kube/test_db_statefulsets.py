@@ -135,3 +135,22 @@ def test_the_phases_create_the_superuser_secret_before_the_statefulset(
     for step in targets:
         target = step.spec.with_["target"]
         assert (target["user"], target["password"], target["database"]) == ("postgres", SUPERUSER_SECRET, db), step.id
+
+
+def test_waiting_for_the_database_uses_the_database_image(objects: dict[str, list[dict[str, Any]]],
+                                                          production: Runbook) -> None:
+    """An init container that waits for its database runs the database's image and its pg_isready: the
+    application's image need not have nc or any client (a python:slim image has neither)."""
+    target = production.environment.target
+    images = render.variables(production.file.vars, target.storage_class if target else None)["images"]
+    waits = []
+    for name, statefulset, _ in DATABASES:
+        for obj in objects[name]:
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for init in spec.get("initContainers") or []:
+                script = " ".join(init.get("command") or []) + " ".join(init.get("args") or [])
+                if statefulset in script:
+                    waits.append(obj["metadata"]["name"])
+                    assert init["image"] == images[statefulset], (obj["metadata"]["name"], init["image"])
+                    assert "pg_isready" in script and "nc " not in script
+    assert waits == ["rentguy-api"]
