@@ -100,8 +100,14 @@ class KeycloakClient:
 
     def admin(self, path: str) -> Any:
         what = f"GET /admin{path}"
-        headers = {"Authorization": f"Bearer {self._admin_token()}"}
-        return self._json(self._request("GET", f"/admin{path}", what, headers=headers), what)
+        resp = self._request("GET", f"/admin{path}", what, headers={"Authorization": f"Bearer {self._admin_token()}"})
+        if resp.status_code == 401:
+            # Admin tokens are short-lived (60 s in the master realm by default) and a restarted server may
+            # not know an old one: log in again, once.
+            self._token = None
+            resp = self._request("GET", f"/admin{path}", what,
+                                 headers={"Authorization": f"Bearer {self._admin_token()}"})
+        return self._json(resp, what)
 
     def realms(self) -> list[str]:
         return sorted(str(r["realm"]) for r in self.admin("/realms"))

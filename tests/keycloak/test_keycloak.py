@@ -108,3 +108,25 @@ def test_refuses_without_the_database_step_in_needs(keycloaks: KeycloakPair, tmp
         engine(runbook(tmp_path / "rb", kc, s[:3])).run()
     assert "add kc-db to `needs:`" in str(err.value)
     assert "KC_HOSTNAME=auth.old.test" in kc.target.env_file.read_text()
+
+
+def test_admin_token_is_renewed_when_the_server_no_longer_accepts_it(keycloaks: KeycloakPair) -> None:
+    """A run keeps its admin client for hours, while Keycloak's admin tokens live 60 s and a restarted
+    server (the VPS's, thawed after phase 2) does not know the old one: a 401 logs in again, once."""
+    import signal
+    import time
+
+    from migrator.adapters.keycloak import KeycloakClient
+    from migrator.runbook.environment import KeycloakEndpoint
+
+    client = KeycloakClient(KeycloakEndpoint(url=keycloaks.source.url), ADMIN_PASSWORD)
+    try:
+        before = client.counts("sevensa")
+        old = client._token
+        keycloaks.source.proc.send_signal(signal.SIGHUP)  # the stand-in restarts: new keys, old tokens void
+        time.sleep(0.5)
+        keycloaks.source.wait()
+        assert client.counts("sevensa") == before
+        assert client._token != old
+    finally:
+        client.close()
