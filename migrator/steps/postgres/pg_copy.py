@@ -21,12 +21,13 @@ import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, Step, step_type
+from migrator.steps.postgres import pg_aside as aside
 from migrator.steps.postgres import pg_catalog as cat
 from migrator.steps.postgres import pg_schema as schema
 from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
@@ -45,6 +46,10 @@ class CopyParams(DbParams):
     analyze: bool = True  # ANALYZE after loading, so the planner has statistics from the first query
     # Tables larger than this (on disk) are copied as up to `jobs` block ranges in parallel; 0: never.
     split_mb: int = Field(default=256, ge=0)
+    # A target database that already has tables: refuse it, or set it aside (renamed
+    # <db>_before_<step id>, kept; rollback puts it back) and copy into a new one, with the application's
+    # logins kept out until the copy is complete (see pg_aside).
+    existing: Literal["refuse", "set-aside"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,10 @@ class PostgresCopy(Step[CopyParams]):
         if split:
             plan.change("read in block ranges in parallel, in one snapshot: "
                         + ", ".join(f"{t.label} ({_mb(t.bytes)}, {self._parts(t)} pieces)" for t in split))
+        if p.existing == "set-aside" and exists and "set_aside" not in self.ctx.facts:
+            kept = aside.aside_name(p.target.database, self.ctx.step_id)
+            plan.change(f"if {p.target.database} has tables: rename it {kept} (kept; rollback puts it back), "
+                        "then copy into a new one; the application's logins kept out until the copy is complete")
         done = self.ctx.facts.get("tables_done") or []
         if done:
             plan.change(f"resume: {len(done)} table(s) already copied are skipped")
@@ -237,7 +246,12 @@ class PostgresCopy(Step[CopyParams]):
         source, server, db = self._ends()
         started = time.monotonic()
         lap = _Laps()
+        if p.existing == "set-aside":
+            aside.set_aside(ctx, server, p.target.database)
         prepare_database(ctx, p, source, server)
+        if p.existing == "set-aside" and "logins_out" not in ctx.facts:
+            aside.keep_logins_out(server, p.target.database, ctx.facts["db_owner"])
+            ctx.record(logins_out=True)
         tabs = cat.tables(source.query)
         if not ctx.facts.get("pre_done"):
             # A crash after the commit but before the record leaves the tables there: do not apply twice.
@@ -264,6 +278,9 @@ class PostgresCopy(Step[CopyParams]):
             with connect(db) as c:
                 c.execute("ANALYZE")
             lap("analyze")
+        if ctx.facts.get("logins_out"):
+            aside.let_logins_in(server, p.target.database, ctx.facts["db_owner"])
+            ctx.record(logins_out=False)
         ctx.record(complete=time.time(), seconds=round(time.monotonic() - started, 3), phases=lap.seconds)
 
     def _parts(self, t: cat.TableInfo) -> int:
@@ -374,6 +391,7 @@ class PostgresCopy(Step[CopyParams]):
     def rollback(self) -> None:
         _, server, _ = self._ends()
         schema.rollback_database(self.ctx, server)
+        aside.put_back(self.ctx, server, self.params.target.database)
 
     def rollback_plan(self) -> Plan:
         f = self.ctx.facts
@@ -382,6 +400,7 @@ class PostgresCopy(Step[CopyParams]):
         name = f["target_database"]
         return Plan(changes=[f"drop database {name} on the target"
                              + (" and recreate it empty (it existed before)" if f["db_existed"] else "")]
+                    + ([f"put back {f['set_aside']} as {name}"] if f.get("set_aside") else [])
                     + ([f"drop roles created: {', '.join(f['created_roles'])}"] if f.get("created_roles") else []))
 
     def report(self) -> dict[str, Any]:

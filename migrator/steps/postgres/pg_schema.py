@@ -148,7 +148,8 @@ def ensure_database(ctx: Any, server: PgConn, name: str, owner: str, info: cat.D
             n = user_table_count(server.with_database(name))
             if n:
                 raise PermanentError(f"target database {name} on {server.host}:{server.port} already has {n} "
-                                     "table(s); the copy needs an empty database (drop it or roll back first)")
+                                     "table(s); the copy needs an empty database (drop it, roll back first, or set "
+                                 "`existing: set-aside` to keep it aside)")
         ctx.record(db_existed=exists, db_owner=owner, target_database=name)
     if not exists:
         create_database(server, name, owner, info)
