@@ -165,6 +165,70 @@ class ComposeFreeze(Step[FreezeParams]):
         return Plan(changes=[f"start {n}" for n in self.ctx.facts.get("was_running", [])])
 
 
+# -- compose.thaw ---------------------------------------------------------------------------------
+
+class ThawParams(StrictModel):
+    freeze_step: str  # the compose.freeze step whose services start again
+
+
+@step_type("compose.thaw")
+class ComposeThaw(Step[ThawParams]):
+    """Start again what a compose.freeze step stopped, once what needed the freeze is done (Keycloak on
+    the VPS after its database was copied: the VPS keeps serving logins until the cutover). Rollback stops
+    again those this step started."""
+
+    def _frozen(self) -> list[str]:
+        sid = self.params.freeze_step
+        spec = self.ctx.runbook.step(sid).spec if sid in self.ctx.runbook.step_ids() else None
+        if spec is None or spec.uses != "compose.freeze":
+            raise PermanentError(f"{self.ctx.step_id}.with.freeze_step: {sid} is not a compose.freeze step of "
+                                 "this runbook")
+        facts = self.ctx.facts_of(sid)
+        if "was_running" not in facts:
+            raise PermanentError(f"{self.ctx.step_id}: {sid} has not stopped anything yet ({self.ctx.status_of(sid)})")
+        return list(facts["was_running"])
+
+    def _stopped(self) -> list[str]:
+        dr = _docker(self.ctx)
+        return [n for n in self._frozen() if dr.client.containers.get(n).status != "running"]
+
+    def check(self) -> Check:
+        stopped = self._stopped()
+        return Check(not stopped, f"stopped: {', '.join(stopped)}" if stopped else "running again")
+
+    def plan(self) -> Plan:
+        return Plan(changes=[f"start {n}" for n in self._stopped()])
+
+    def apply(self) -> None:
+        dr = _docker(self.ctx)
+        stopped = self._stopped()
+        self.ctx.record(started=sorted(set(self.ctx.facts.get("started") or []) | set(stopped)))
+        for name in stopped:
+            self.ctx.log.info("starting", container=name)
+            dr.client.containers.get(name).start()
+
+    def verify(self) -> None:
+        dr = _docker(self.ctx)
+        pending = []
+        for name in self._frozen():
+            ok, why = _healthy(dr.client.containers.get(name))
+            if not ok:
+                pending.append(f"{name}: {why}")
+        if pending:
+            raise GateNotReady(f"not running and healthy yet: {'; '.join(pending)}")
+
+    def rollback(self) -> None:
+        dr = _docker(self.ctx)
+        for name in self.ctx.facts.get("started") or []:
+            c = dr.client.containers.get(name)
+            if c.status == "running":
+                self.ctx.log.info("stopping", container=name)
+                c.stop()
+
+    def rollback_plan(self) -> Plan:
+        return Plan(changes=[f"stop {n}" for n in self.ctx.facts.get("started") or []])
+
+
 def _wait_running(ctx: Any, dr: DockerRemote, names: list[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + min(timeout, max(5.0, ctx.remaining()))
     while True:

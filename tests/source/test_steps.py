@@ -73,6 +73,44 @@ def test_freeze_then_rollback(vps: VPS, tmp_path: Path) -> None:
         assert json.loads(vps.docker("inspect", container(vps, svc)).stdout)[0]["State"]["Status"] == "running"
 
 
+def test_thaw_starts_what_the_freeze_stopped_and_rolls_back(vps: VPS, tmp_path: Path) -> None:
+    """Freeze, then thaw once the frozen service's data is copied: the VPS serves again until the cutover.
+    Rolling back the thaw stops it again; rolling back the freeze starts it."""
+
+    def status(svc: str) -> str:
+        return str(json.loads(vps.docker("inspect", container(vps, svc)).stdout)[0]["State"]["Status"])
+
+    rb = runbook(tmp_path, vps, {1: [
+        {"id": "freeze", "uses": "compose.freeze", "with": {"services": ["worker"], "stop_timeout_s": 1}},
+        {"id": "copied", "uses": "shell.run", "needs": ["freeze"], "with": {"command": "true", "undo": "true"}},
+        {"id": "thaw", "uses": "compose.thaw", "needs": ["copied"], "with": {"freeze_step": "freeze"},
+         "gate": {"timeout": 30, "interval": 0.2}},
+    ]})
+    eng = engine(rb)
+    eng.run(step_ids=["freeze", "copied"])
+    assert status("worker") == "exited"
+    plan = json.dumps(engine(rb).plan())
+    assert f"start {container(vps, 'worker')}" in plan
+    eng = engine(rb)
+    eng.run()
+    assert status("worker") == "running"
+    assert eng.state.step("thaw").facts["started"] == [container(vps, "worker")]
+    assert engine(rb).run() == 0  # all done: nothing runs again
+    engine(rb).rollback(step_id="thaw")
+    assert status("worker") == "exited"
+    engine(rb).rollback(step_id="freeze", cascade=True)
+    assert status("worker") == "running"
+
+
+def test_thaw_names_a_wrong_freeze_step(vps: VPS, tmp_path: Path) -> None:
+    rb = runbook(tmp_path, vps, {1: [
+        {"id": "copied", "uses": "shell.run", "with": {"command": "true"}},
+        {"id": "thaw", "uses": "compose.thaw", "needs": ["copied"], "retries": 0, "with": {"freeze_step": "copied"}},
+    ]})
+    with pytest.raises(Exception, match="thaw.with.freeze_step: copied is not a compose.freeze step"):
+        engine(rb).run()
+
+
 def test_decommission_waits_for_window_and_quiet(vps: VPS, tmp_path: Path) -> None:
     rb = runbook(tmp_path, vps, {1: [
         {"id": "dns-cutover", "uses": "shell.run", "with": {"command": "true"}},
