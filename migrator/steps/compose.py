@@ -189,8 +189,18 @@ class ComposeThaw(Step[ThawParams]):
         return list(facts["was_running"])
 
     def _stopped(self) -> list[str]:
+        import docker.errors
+
         dr = _docker(self.ctx)
-        return [n for n in self._frozen() if dr.client.containers.get(n).status != "running"]
+        stopped = []
+        for name in self._frozen():
+            try:
+                if dr.client.containers.get(name).status != "running":
+                    stopped.append(name)
+            except docker.errors.NotFound:
+                raise PermanentError(f"{self.ctx.step_id}: container {name} is gone; bring it back with "
+                                     "`docker compose up -d` on the VPS") from None
+        return stopped
 
     def check(self) -> Check:
         stopped = self._stopped()
@@ -209,18 +219,29 @@ class ComposeThaw(Step[ThawParams]):
 
     def verify(self) -> None:
         dr = _docker(self.ctx)
+        import docker.errors
+
         pending = []
         for name in self._frozen():
-            ok, why = _healthy(dr.client.containers.get(name))
+            try:
+                ok, why = _healthy(dr.client.containers.get(name))
+            except docker.errors.NotFound:
+                ok, why = False, "gone"
             if not ok:
                 pending.append(f"{name}: {why}")
         if pending:
             raise GateNotReady(f"not running and healthy yet: {'; '.join(pending)}")
 
     def rollback(self) -> None:
+        import docker.errors
+
         dr = _docker(self.ctx)
         for name in self.ctx.facts.get("started") or []:
-            c = dr.client.containers.get(name)
+            try:
+                c = dr.client.containers.get(name)
+            except docker.errors.NotFound:  # removed since (compose down): not running, as rollback wants
+                self.ctx.log.info("already gone", container=name)
+                continue
             if c.status == "running":
                 self.ctx.log.info("stopping", container=name)
                 c.stop()
