@@ -76,6 +76,7 @@ def set_aside(ctx: Any, server: PgConn, name: str) -> None:
             break
         except Exception as exc:  # ObjectInUse: a backend not gone yet
             if attempt == 19:
+                _exec(server, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(ident))  # as it was
                 raise PermanentError(f"{ctx.step_id}: cannot rename {name} to {aside}: "
                                      f"{str(exc).strip().splitlines()[0]}") from None
             time.sleep(0.1)
