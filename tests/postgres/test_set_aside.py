@@ -22,14 +22,14 @@ KEPT = "kc_copy_before_copy-step"
 
 def _runbook(tmp: Path, src: Cluster, dst: Cluster, existing: str) -> Path:
     return write_runbook(tmp, {1: [{"id": "copy-step", "uses": "postgres.copy",
-                                    "with": db_params("kc", "kc_copy", owner_map={"app_owner": "app_rw"},
+                                    "with": db_params("kc", "kc_copy", owner_map={"app_owner": "kc_app"},
                                                       existing=existing)}]},
                          environment=environment(src, dst), secrets=SECRETS)
 
 
 def _app_can_connect(dst: Cluster, database: str) -> bool:
     try:
-        psycopg.connect(host="127.0.0.1", port=dst.port, user="app_rw", password=APP_PASSWORD, dbname=database,
+        psycopg.connect(host="127.0.0.1", port=dst.port, user="kc_app", password=APP_PASSWORD, dbname=database,
                         connect_timeout=5).close()
         return True
     except psycopg.OperationalError as exc:
@@ -39,8 +39,9 @@ def _app_can_connect(dst: Cluster, database: str) -> bool:
 
 def _self_initialised(dst: Cluster) -> None:
     """What Keycloak does on an empty database: its own schema and a first row."""
-    dst.sql(f"CREATE ROLE app_rw LOGIN PASSWORD '{APP_PASSWORD}'")
-    dst.sql("CREATE DATABASE kc_copy OWNER app_rw")
+    # Its own role name: the session's servers are shared with the other copy tests (which map to app_rw).
+    dst.sql(f"CREATE ROLE kc_app LOGIN PASSWORD '{APP_PASSWORD}'")
+    dst.sql("CREATE DATABASE kc_copy OWNER kc_app")
     dst.sql("CREATE TABLE realm_by_itself (id text PRIMARY KEY); INSERT INTO realm_by_itself VALUES ('master')",
             "kc_copy")
 
@@ -56,7 +57,7 @@ def test_refuses_a_database_with_tables_unless_told(clusters: tuple[Cluster, Clu
         assert dst.sql("SELECT id FROM realm_by_itself", "kc_copy") == [("master",)]  # untouched
     finally:
         dst.sql("DROP DATABASE IF EXISTS kc_copy WITH (FORCE)")
-        dst.sql("DROP ROLE IF EXISTS app_rw")
+        dst.sql("DROP ROLE IF EXISTS kc_app")
         src.sql("DROP DATABASE IF EXISTS kc WITH (FORCE)")
 
 
@@ -93,5 +94,5 @@ def test_set_aside_crash_resume_rollback(clusters: tuple[Cluster, Cluster], tmp_
     finally:
         for name in ("kc_copy", KEPT):
             dst.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        dst.sql("DROP ROLE IF EXISTS app_rw")
+        dst.sql("DROP ROLE IF EXISTS kc_app")
         src.sql("DROP DATABASE IF EXISTS kc WITH (FORCE)")
