@@ -193,7 +193,10 @@ def test_docker_remote_replaces_a_pooled_connection_that_died(vps: VPS, tmp_path
         victims = _dial_stdio_under(vps.sshd_pid)
         assert victims, "no dial-stdio process found under the VPS's sshd"
         for pid in victims:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # a short-lived one (an exec's own channel) already ended
+                pass
         deadline = time.monotonic() + 10
         while _dial_stdio_under(vps.sshd_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
