@@ -175,3 +175,31 @@ def test_production_refuses_without_yes_and_without_a_terminal(tmp_path: Path, v
     assert "Traceback" not in proc.stderr
     assert not state.exists()  # refused before any state, journal or lock was written
     assert "▶" not in proc.stdout  # no step started
+
+
+# Step types that read the VPS (its containers, databases, OpenBao or Keycloak).
+READS_THE_VPS = ("compose.", "postgres.", "openbao.", "keycloak.", "volume.")
+
+
+@pytest.mark.parametrize("name", ["sandbox", "kind", "sevensa"])
+def test_rolling_back_a_step_that_reads_the_vps_also_undoes_the_decommission(name: str) -> None:
+    """After the cutover the Compose stack is down. `rollback --step X --cascade` undoes X's dependents
+    first; unless the decommission is among them (its rollback is `compose up -d`), running X again would
+    find no VPS to read. A chaos run found openbao-verify that way: nothing needed it."""
+    rb = load_runbook(REPO / "runbooks" / f"{name}.yaml", check_secrets=False)
+    dependents: dict[str, set[str]] = {s.id: set() for s in rb.steps}
+    for s in rb.steps:
+        for n in s.spec.needs:
+            dependents[n].add(s.id)
+
+    def closure(step_id: str) -> set[str]:
+        seen, todo = set(), [step_id]
+        while todo:
+            for d in dependents[todo.pop()] - seen:
+                seen.add(d)
+                todo.append(d)
+        return seen
+
+    orphans = [s.id for s in rb.steps if s.spec.uses.startswith(READS_THE_VPS) and s.id != "decommission"
+               and "decommission" not in closure(s.id)]
+    assert orphans == []
