@@ -50,17 +50,6 @@ class _PinnedHostAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-class _Tunnel:
-    """An SSH tunnel kept open for the run (closed by the engine with the other resources)."""
-
-    def __init__(self, manager: Any) -> None:
-        self._manager = manager
-        self.local: tuple[str, int] = manager.__enter__()
-
-    def close(self) -> None:
-        self._manager.__exit__(None, None, None)
-
-
 def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | None:
     """The local end of the SSH tunnel to the source OpenBao (environment.openbao.source_via_ssh), opened
     once per run through the run's shared SSH session; None when the source is reached directly.
@@ -74,11 +63,12 @@ def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | Non
     src = runbook.environment.source
     if src is None:
         raise PermanentError("environment.openbao.source_via_ssh: the runbook has no environment.source.ssh")
+    from migrator.adapters.held import Held
     from migrator.adapters.ssh import SSHSession
 
     ssh = resource("ssh", lambda: SSHSession.from_config(src.ssh, runbook.dir))
-    tunnel = resource(f"openbao:tunnel:{hop.host}:{hop.port}", lambda: _Tunnel(ssh.tunnel(hop.host, hop.port)))
-    return tunnel.local  # type: ignore[no-any-return]
+    tunnel = resource(f"openbao:tunnel:{hop.host}:{hop.port}", lambda: Held(ssh.tunnel(hop.host, hop.port)))
+    return tunnel.value  # type: ignore[no-any-return]
 
 
 def client_for(endpoint: OpenBaoEndpoint, secrets: SecretResolver | None,

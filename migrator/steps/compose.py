@@ -188,61 +188,55 @@ class ComposeThaw(Step[ThawParams]):
             raise PermanentError(f"{self.ctx.step_id}: {sid} has not stopped anything yet ({self.ctx.status_of(sid)})")
         return list(facts["was_running"])
 
-    def _stopped(self) -> list[str]:
+    def _get(self, name: str) -> Any:
+        """The container, or None when it was removed since (compose down)."""
         import docker.errors
 
-        dr = _docker(self.ctx)
-        stopped = []
-        for name in self._frozen():
-            try:
-                if dr.client.containers.get(name).status != "running":
-                    stopped.append(name)
-            except docker.errors.NotFound:
-                raise PermanentError(f"{self.ctx.step_id}: container {name} is gone; bring it back with "
-                                     "`docker compose up -d` on the VPS") from None
-        return stopped
+        try:
+            return _docker(self.ctx).client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _containers(self) -> dict[str, Any]:
+        return {name: self._get(name) for name in self._frozen()}
+
+    def _stopped(self) -> list[Any]:
+        found = self._containers()
+        gone = [name for name, c in found.items() if c is None]
+        if gone:
+            raise PermanentError(f"{self.ctx.step_id}: container {', '.join(gone)} is gone; bring it back with "
+                                 "`docker compose up -d` on the VPS")
+        return [c for c in found.values() if c.status != "running"]
 
     def check(self) -> Check:
-        stopped = self._stopped()
+        stopped = [c.name for c in self._stopped()]
         return Check(not stopped, f"stopped: {', '.join(stopped)}" if stopped else "running again")
 
     def plan(self) -> Plan:
-        return Plan(changes=[f"start {n}" for n in self._stopped()])
+        return Plan(changes=[f"start {c.name}" for c in self._stopped()])
 
     def apply(self) -> None:
-        dr = _docker(self.ctx)
         stopped = self._stopped()
-        self.ctx.record(started=sorted(set(self.ctx.facts.get("started") or []) | set(stopped)))
-        for name in stopped:
-            self.ctx.log.info("starting", container=name)
-            dr.client.containers.get(name).start()
+        self.ctx.record(started=sorted(set(self.ctx.facts.get("started") or []) | {c.name for c in stopped}))
+        for c in stopped:
+            self.ctx.log.info("starting", container=c.name)
+            c.start()
 
     def verify(self) -> None:
-        dr = _docker(self.ctx)
-        import docker.errors
-
         pending = []
-        for name in self._frozen():
-            try:
-                ok, why = _healthy(dr.client.containers.get(name))
-            except docker.errors.NotFound:
-                ok, why = False, "gone"
+        for name, c in self._containers().items():
+            ok, why = _healthy(c) if c is not None else (False, "gone")
             if not ok:
                 pending.append(f"{name}: {why}")
         if pending:
             raise GateNotReady(f"not running and healthy yet: {'; '.join(pending)}")
 
     def rollback(self) -> None:
-        import docker.errors
-
-        dr = _docker(self.ctx)
         for name in self.ctx.facts.get("started") or []:
-            try:
-                c = dr.client.containers.get(name)
-            except docker.errors.NotFound:  # removed since (compose down): not running, as rollback wants
+            c = self._get(name)
+            if c is None:  # removed since (compose down): not running, as rollback wants
                 self.ctx.log.info("already gone", container=name)
-                continue
-            if c.status == "running":
+            elif c.status == "running":
                 self.ctx.log.info("stopping", container=name)
                 c.stop()
 

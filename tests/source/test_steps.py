@@ -111,13 +111,18 @@ def test_thaw_names_a_wrong_freeze_step(vps: VPS, tmp_path: Path) -> None:
         engine(rb).run()
 
 
-def test_decommission_waits_for_window_and_quiet(vps: VPS, tmp_path: Path) -> None:
-    rb = runbook(tmp_path, vps, {1: [
+def _decommission_runbook(tmp_path: Path, vps: VPS, retention_s: float) -> Path:
+    """A cutover stand-in, then the decommission of the VPS's web service (loopback requests ignored)."""
+    return runbook(tmp_path, vps, {1: [
         {"id": "dns-cutover", "uses": "shell.run", "with": {"command": "true"}},
         {"id": "decommission", "uses": "compose.decommission", "needs": ["dns-cutover"], "retries": 0,
-         "with": {"retention_s": 8, "stop_timeout_s": 1,
+         "with": {"retention_s": retention_s, "stop_timeout_s": 1,
                   "quiet": {"services": ["web"], "match": "response:", "ignore": "127\\.0\\.0\\.1"}}},
     ]})
+
+
+def test_decommission_waits_for_window_and_quiet(vps: VPS, tmp_path: Path) -> None:
+    rb = _decommission_runbook(tmp_path, vps, retention_s=8)
     sd = tmp_path / "state"
     assert migrate("run", "--step", "dns-cutover", "--runbook", str(rb), "--state-dir", str(sd)).returncode == 0
     early = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
@@ -239,12 +244,7 @@ def test_connection_errors_are_one_line(vps: VPS, tmp_path: Path, problem: str) 
 def test_decommission_tolerates_a_network_dockerd_will_not_remove(vps: VPS, tmp_path: Path) -> None:
     """A container outside the project still attached to one of its networks: compose down removes every
     container but not that network. The stack is down and the volumes kept: the decommission succeeds."""
-    rb = runbook(tmp_path, vps, {1: [
-        {"id": "dns-cutover", "uses": "shell.run", "with": {"command": "true"}},
-        {"id": "decommission", "uses": "compose.decommission", "needs": ["dns-cutover"], "retries": 0,
-         "with": {"retention_s": 0, "stop_timeout_s": 1,
-                  "quiet": {"services": ["web"], "match": "response:", "ignore": "127\\.0\\.0\\.1"}}},
-    ]})
+    rb = _decommission_runbook(tmp_path, vps, retention_s=0)
     sd = tmp_path / "state"
     foreign = "mgtest-foreign"
     vps.docker("run", "-d", "--name", foreign, "--network", f"{PROJECT}_front", "mgtest/busybox:1", "sleep", "600")

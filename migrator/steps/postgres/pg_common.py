@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
+from migrator.adapters.held import Held
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel
 
@@ -57,17 +58,6 @@ class DbParams(StrictModel):
     owner_map: dict[str, str] = Field(default_factory=dict)  # source role -> target role
     default_owner: str | None = None  # for source roles not in owner_map (else they must exist)
     create_roles: bool = True  # create missing target roles (NOLOGIN: passwords are managed elsewhere)
-
-
-class _Tunnel:
-    """An SSH tunnel kept open for the rest of the run (closed with the run's resources)."""
-
-    def __init__(self, cm: Any) -> None:
-        self._cm = cm
-        self.address: tuple[str, int] = cm.__enter__()
-
-    def close(self) -> None:
-        self._cm.__exit__(None, None, None)
 
 
 def _source_env(ctx: StepContext) -> Any:
@@ -126,8 +116,8 @@ def endpoint_address(ctx: StepContext, name: str) -> tuple[str, int]:
     kube = ctx.resource("kube", lambda: KubeCluster(target, ctx.runbook.dir))
     namespace, pod, port = ep.namespace, ep.pod, ep.remote_port or 5432
     tunnel = ctx.resource(f"port-forward:{namespace}/{pod}:{port}",
-                          lambda: _Tunnel(kube.port_forward(namespace, pod, port)))
-    return tunnel.address  # type: ignore[no-any-return]
+                          lambda: Held(kube.port_forward(namespace, pod, port)))
+    return tunnel.value  # type: ignore[no-any-return]
 
 
 def target_conn(ctx: StepContext, t: TargetParams, database: str | None = None) -> PgConn:
@@ -178,5 +168,5 @@ def replication_address(ctx: StepContext, s: SourceParams) -> tuple[str, int]:
         host = str(addrs[0])
     ssh = ssh_session(ctx)
     port = s.replication_port
-    tunnel = ctx.resource(f"tunnel:{host}:{port}", lambda: _Tunnel(ssh.tunnel(host, port)))
-    return tunnel.address  # type: ignore[no-any-return]
+    tunnel = ctx.resource(f"tunnel:{host}:{port}", lambda: Held(ssh.tunnel(host, port)))
+    return tunnel.value  # type: ignore[no-any-return]

@@ -149,7 +149,7 @@ def ensure_database(ctx: Any, server: PgConn, name: str, owner: str, info: cat.D
             if n:
                 raise PermanentError(f"target database {name} on {server.host}:{server.port} already has {n} "
                                      "table(s); the copy needs an empty database (drop it, roll back first, or set "
-                                 "`existing: set-aside` to keep it aside)")
+                                     "`existing: set-aside` to keep it aside)")
         ctx.record(db_existed=exists, db_owner=owner, target_database=name)
     if not exists:
         create_database(server, name, owner, info)
