@@ -282,7 +282,8 @@ class _Session:
             self._buf += chunk
 
     def failure(self) -> tuple[int, bytes]:
-        self._s.close_stdin()
+        with contextlib.suppress(OSError, EOFError):  # its channel may be closed already: nothing to end
+            self._s.close_stdin()
         return self._s.wait(), self._s.stderr_tail()
 
     def close(self) -> None:
@@ -319,7 +320,12 @@ class PgSource:
                "PGAPPNAME": "migrator"}
         if password is not None:
             env["PGPASSWORD"] = password
-        return cls(DockerExecRunner(remote, container, os_user), database, env, compress=compression, persistent=True)
+        source = cls(DockerExecRunner(remote, container, os_user), database, env, compress=compression,
+                     persistent=True)
+        ssh = getattr(remote, "ssh", None)
+        if ssh is not None:  # the kept-open psql holds an SSH session: given back when all are in use
+            ssh.add_idle_releaser(source.release_idle)
+        return source
 
     @property
     def label(self) -> str:
@@ -353,7 +359,21 @@ class PgSource:
                 self._fail("psql", rc or 2, err)
             raise TemporaryError(f"source {self.label}: psql session ended")  # not reached: _fail raises
 
+    def release_idle(self) -> None:
+        """Close the kept-open psql unless a query is using it (the next query opens another)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
+        ssh = getattr(getattr(self.runner, "remote", None), "ssh", None)
+        if ssh is not None:
+            ssh.remove_idle_releaser(self.release_idle)
         with self._lock:
             if self._session is not None:
                 self._session.close()
@@ -362,15 +382,21 @@ class PgSource:
     def run(self, argv: list[str], script: str | None = None) -> bytes:
         """Run a tool to completion; stdout as bytes."""
         with self.runner.open(argv, self.env, stdin=script is not None) as s:
+            lost = None
             if script is not None:
-                s.write(script.encode())
-                s.close_stdin()
+                try:
+                    s.write(script.encode())
+                    s.close_stdin()
+                except OSError as exc:  # the tool ended early, or its stream did (paramiko: "Socket is closed")
+                    lost = exc
             out = bytearray()
             while chunk := s.read(CHUNK):
                 out += chunk
             rc = s.wait()
             if rc != 0:
                 self._fail(argv[0], rc, s.stderr_tail())
+            if lost is not None:  # "success" on part of a script: not to be trusted
+                raise TemporaryError(f"source {self.label}: {argv[0]}'s input was cut short: {lost}")
         return bytes(out)
 
     def query(self, sql: str) -> list[list[str]]:

@@ -108,7 +108,7 @@ def _dropped(conn: Any) -> bool:
 class _SessionAdapter(BaseHTTPAdapter):  # type: ignore[misc]
     """A requests adapter whose connections are SSH channels of one SSHSession."""
 
-    def __init__(self, ssh: SSHSession, command: str, timeout: float = API_TIMEOUT, maxsize: int = 10) -> None:
+    def __init__(self, ssh: SSHSession, command: str, timeout: float = API_TIMEOUT, maxsize: int = 4) -> None:
         self.ssh, self.command, self.timeout, self.maxsize = ssh, command, timeout, maxsize
         self.pools: dict[str, _DialPool] = {}
         self._transport: Any = None
@@ -126,10 +126,28 @@ class _SessionAdapter(BaseHTTPAdapter):  # type: ignore[misc]
             self.pools[key] = _DialPool(self.ssh, self.command, self.timeout, self.maxsize)
         return self.pools[key]
 
+    def release_idle(self) -> None:
+        """Close the pooled connections not in use (each holds an SSH session); they reconnect on next use."""
+        for pool in list(self.pools.values()):
+            idle = []
+            with contextlib.suppress(queue.Empty, AttributeError):  # AttributeError: the pool was closed
+                while True:
+                    idle.append(pool.pool.get(block=False))  # type: ignore[union-attr]
+            for conn in idle:
+                if conn is not None:
+                    conn.close()
+            for _ in idle:
+                with contextlib.suppress(queue.Full, AttributeError):
+                    pool.pool.put(None, block=False)  # type: ignore[union-attr]
+
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
+
+
+class _StartLost(Exception):
+    """The channel of an exec ended before the Docker API answered its start."""
 
 
 class ExecStream:
@@ -226,6 +244,7 @@ class DockerRemote:
         self.client.api = api
         self._spare: Any = None  # a dial-stdio channel opened ahead of the next exec
         self._spare_lock = threading.Lock()
+        ssh.add_idle_releaser(self.release_idle)
         self._connect()
 
     @classmethod
@@ -265,30 +284,48 @@ class DockerRemote:
     @contextlib.contextmanager
     def exec_stream(self, container: str, argv: list[str], *, env: dict[str, str] | None = None,
                     user: str | None = None, stdin: bool = False, timeout: float = 300) -> Iterator[ExecStream]:
-        api = self.client.api
         what = f"docker exec {argv[0]} in {container} on {self.host}"
-        exec_id = self._exec_create(container, argv, env, user, stdin, what)
-        channel = self._start_channel(timeout)
-        body = json.dumps({"Detach": False, "Tty": False}).encode()
-        request = (f"POST /v{api._version}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
-                   "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        channel.sendall(request)
-        head = bytearray()
-        while b"\r\n\r\n" not in head:
-            chunk = channel.recv(4096)
-            if not chunk:
-                raise TemporaryError(f"{what}: the Docker API closed the exec stream before answering")
-            head += chunk
-        header, _, leftover = bytes(head).partition(b"\r\n\r\n")
-        status = header.split(b"\r\n", 1)[0].decode(errors="replace")
-        if " 101 " not in status and " 200 " not in status:
-            raise PermanentError(f"{what}: exec start refused: {status}")
+        for attempt in (1, 2):
+            exec_id = self._exec_create(container, argv, env, user, stdin, what)
+            # The second attempt opens its own channel: the spare may be what ended.
+            channel = self._start_channel(timeout, spare=attempt == 1)
+            try:
+                leftover = self._start_exec(channel, exec_id, what)
+                break
+            except _StartLost as exc:
+                channel.close()
+                # A new exec, not this one again: it may have started with its stream gone (stdin at EOF,
+                # output unread), and a second start of one exec is refused.
+                if attempt == 2:
+                    raise TemporaryError(f"{what}: the exec stream ended before the Docker API answered, "
+                                         f"twice ({exc})") from None
         stream = ExecStream(self, exec_id, channel, leftover, what)
         try:
             yield stream
         finally:
             stream.close()
+
+    def _start_exec(self, channel: paramiko.Channel, exec_id: str, what: str) -> bytes:
+        """Start the exec on `channel` (HTTP Upgrade); the bytes read past the response head."""
+        body = json.dumps({"Detach": False, "Tty": False}).encode()
+        request = (f"POST /v{self.client.api._version}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
+                   "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        head = bytearray()
+        try:
+            channel.sendall(request)
+            while b"\r\n\r\n" not in head:
+                chunk = channel.recv(4096)
+                if not chunk:
+                    raise _StartLost("closed")
+                head += chunk
+        except (OSError, EOFError, paramiko.SSHException) as exc:  # paramiko: "Socket is closed"
+            raise _StartLost(str(exc) or exc.__class__.__name__) from None
+        header, _, leftover = bytes(head).partition(b"\r\n\r\n")
+        status = header.split(b"\r\n", 1)[0].decode(errors="replace")
+        if " 101 " not in status and " 200 " not in status:
+            raise PermanentError(f"{what}: exec start refused: {status}")
+        return leftover
 
     def _exec_create(self, container: str, argv: list[str], env: dict[str, str] | None, user: str | None,
                      stdin: bool, what: str) -> str:
@@ -312,18 +349,28 @@ class DockerRemote:
                  user: str | None = None, input: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Run to completion and collect: (exit code, stdout, stderr tail)."""
         with self.exec_stream(container, argv, env=env, user=user, stdin=input is not None) as s:
+            lost = None
             if input is not None:
-                s.write(input)
-                s.close_stdin()
+                try:
+                    s.write(input)
+                    s.close_stdin()
+                except OSError as exc:  # paramiko: "Socket is closed": the command ended early, or its channel
+                    lost = exc
             out = s.read()
-            return s.exit_code(), out, s.stderr_tail()
+            rc = s.exit_code()
+            if lost is not None and rc == 0:  # a failing command explains itself; a "success" that did not
+                raise TemporaryError(f"docker exec {argv[0]} in {container} on {self.host}: its input "
+                                     f"was cut short: {lost}")
+            return rc, out, s.stderr_tail()
 
-    def _start_channel(self, timeout: float) -> paramiko.Channel:
+    def _start_channel(self, timeout: float, spare: bool = True) -> paramiko.Channel:
         """A dial-stdio channel for an exec's hijacked stream. Starting `docker system dial-stdio` on the VPS
         costs ~0.13 s, so the next one is opened in the background while this one is used: a copy runs
         dozens of short execs (catalog queries, one COPY per table) one after another."""
-        with self._spare_lock:
-            channel, self._spare = self._spare, None
+        channel = None
+        if spare:
+            with self._spare_lock:
+                channel, self._spare = self._spare, None
         if channel is None or channel.closed or channel.exit_status_ready():
             channel = self.ssh.open_exec_channel(self.command, timeout=timeout)
         threading.Thread(target=self._prepare_spare, args=(timeout,), daemon=True).start()
@@ -332,8 +379,8 @@ class DockerRemote:
     def _prepare_spare(self, timeout: float) -> None:
         channel: paramiko.Channel | None
         try:
-            channel = self.ssh.open_exec_channel(self.command, timeout=timeout)
-        except Exception:  # only an optimisation: the next exec opens its own
+            channel = self.ssh.open_exec_channel(self.command, timeout=timeout, spare=True)
+        except Exception:  # only an optimisation (and never worth a session another needs)
             return
         with self._spare_lock:
             if self._spare is None:
@@ -341,7 +388,16 @@ class DockerRemote:
         if channel is not None:
             channel.close()
 
+    def release_idle(self) -> None:
+        """Give back the SSH sessions held idle: the spare exec channel and the unused API connections."""
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+        self.adapter.release_idle()
+
     def close(self) -> None:
+        self.ssh.remove_idle_releaser(self.release_idle)
         with self._spare_lock:
             spare, self._spare = self._spare, None
         if spare is not None:

@@ -28,6 +28,11 @@ Behaviour:
 - Secrets never go into argv: `env` is sent on the command's stdin as a small shell script that a
   POSIX `sh` on the VPS reads (up to a random end marker), evaluates, then `exec`s the argv, so the
   remaining stdin belongs to the command.
+- Sessions: sshd refuses a connection's sessions (channels running a command) past its MaxSessions
+  (OpenSSH: 10) with "open failed: Connect failed". At most `max_sessions` are open at once; past that,
+  holders of idle ones (pooled Docker API connections, kept-open psql sessions: see
+  `add_idle_releaser`) give theirs up, else the opener waits (up to `SESSION_WAIT_S`). A refused session
+  is never taken for a dead connection: the other channels on it carry on.
 - Errors (unreachable, refused auth, unknown key) are one line naming the host and what to do.
 """
 
@@ -41,7 +46,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +57,7 @@ from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SSHConfig
 
 STDERR_TAIL = 64 * 1024
+SESSION_WAIT_S = 120.0  # how long an opener waits for a free session before the step is retried
 
 
 @dataclass(frozen=True)
@@ -212,8 +218,14 @@ class SSHSession:
     """A paramiko connection to the VPS, re-opened on demand after a drop."""
 
     def __init__(self, target: Target, *, accept_unknown: bool = False, keepalive_s: int = 15,
-                 connect_timeout_s: float = 10, reconnect_attempts: int = 3, base_dir: Path | None = None) -> None:
+                 connect_timeout_s: float = 10, reconnect_attempts: int = 3, base_dir: Path | None = None,
+                 max_sessions: int = 10) -> None:
         self.target = target
+        self.max_sessions = max_sessions
+        self.session_wait_s = SESSION_WAIT_S
+        self._sessions: list[paramiko.Channel] = []  # session channels opened here, pruned when closed
+        self._sessions_lock = threading.Lock()
+        self._idle_releasers: list[Callable[[], None]] = []
         self.accept_unknown = accept_unknown
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
@@ -228,7 +240,7 @@ class SSHSession:
     def from_config(cls, cfg: SSHConfig, base_dir: Path) -> SSHSession:
         return cls(resolve_target(cfg, base_dir), accept_unknown=cfg.accept_unknown_host_key,
                    keepalive_s=cfg.keepalive_s, connect_timeout_s=cfg.connect_timeout_s,
-                   reconnect_attempts=cfg.reconnect_attempts, base_dir=base_dir)
+                   reconnect_attempts=cfg.reconnect_attempts, base_dir=base_dir, max_sessions=cfg.max_sessions)
 
     # -- connection ------------------------------------------------------------------------------
     @property
@@ -356,16 +368,96 @@ class SSHSession:
     def _open(self, argv: list[str], env: dict[str, str] | None, timeout: float | None) -> tuple[paramiko.Channel, bytes]:
         """Open a channel running argv; returns it and the env preamble to send on its stdin first."""
         command, preamble = command_line(argv, env)
-        try:
-            channel = self.transport().open_session(timeout=self.connect_timeout_s)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self._drop()
-            raise TemporaryError(f"ssh {self.label}: could not start {argv[0]}: {exc or 'connection lost'}") from None
+        channel = self._exec(command, timeout, f"could not start {argv[0]}")
         if preamble:
-            channel.sendall(preamble)
+            try:
+                channel.sendall(preamble)
+            except (OSError, EOFError, paramiko.SSHException) as exc:  # ended at once: "Socket is closed"
+                channel.close()
+                raise TemporaryError(f"ssh {self.label}: {argv[0]} ended before its input was sent: "
+                                     f"{exc or 'connection lost'}") from None
         return channel, preamble
+
+    def _exec(self, command: str, timeout: float | None, what: str, spare: bool = False) -> paramiko.Channel:
+        deadline = time.monotonic() + self.session_wait_s
+        while True:
+            channel = self.open_session(spare=spare)
+            try:
+                channel.settimeout(timeout)
+                channel.exec_command(command)
+                return channel
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                channel.close()
+                if not self.transport_alive():
+                    self._drop()
+                    raise TemporaryError(f"ssh {self.label}: {what}: {exc or 'connection lost'}") from None
+                # sshd closed this channel at the exec request (as it does when its sessions are all in
+                # use): another channel, once one is free.
+                if spare or time.monotonic() > deadline:
+                    raise TemporaryError(f"ssh {self.label}: {what}: {exc or 'channel closed'}") from None
+                self._release_idle()
+                time.sleep(0.1)
+
+    # -- sessions --------------------------------------------------------------------------------
+    def add_idle_releaser(self, release: Callable[[], None]) -> None:
+        """`release` closes the idle session channels its owner keeps (they reopen on next use); called
+        when every session is in use."""
+        with self._sessions_lock:
+            self._idle_releasers.append(release)
+
+    def remove_idle_releaser(self, release: Callable[[], None]) -> None:
+        with self._sessions_lock:
+            with contextlib.suppress(ValueError):
+                self._idle_releasers.remove(release)
+
+    def sessions_open(self) -> int:
+        with self._sessions_lock:
+            self._sessions = [c for c in self._sessions if not c.closed]
+            return len(self._sessions)
+
+    def _release_idle(self) -> None:
+        with self._sessions_lock:
+            releasers = list(self._idle_releasers)
+        for release in releasers:
+            with contextlib.suppress(Exception):  # freeing is best effort: waiting is the fallback
+                release()
+
+    def open_session(self, spare: bool = False) -> paramiko.Channel:
+        """A new session channel, within max_sessions; waits for one to free up if need be. A `spare` (one
+        opened ahead of need) is only opened when two are free, and never waits: TemporaryError at once."""
+        if spare and self.sessions_open() >= self.max_sessions - 1:
+            raise TemporaryError(f"ssh {self.label}: no session to spare")
+        deadline = time.monotonic() + self.session_wait_s
+        delay = 0.02
+        refused = ""
+        while True:
+            if self.sessions_open() < self.max_sessions:
+                transport = self.transport()
+                try:
+                    channel = transport.open_session(timeout=self.connect_timeout_s)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    if not transport.is_active():
+                        self._drop()
+                        raise TemporaryError(f"ssh {self.label}: could not open a channel: "
+                                             f"{exc or 'connection lost'}") from None
+                    # Refused by sshd (MaxSessions lower than max_sessions, or a slot not yet freed on its
+                    # side; paramiko may report it as a bare SSHException when several threads open at
+                    # once): the connection itself is fine.
+                    refused = f"; sshd refused one: {exc!r}"
+                else:
+                    with self._sessions_lock:
+                        self._sessions.append(channel)
+                    return channel
+            if spare:
+                raise TemporaryError(f"ssh {self.label}: no session to spare{refused}")
+            self._release_idle()
+            if time.monotonic() > deadline:
+                raise TemporaryError(
+                    f"ssh {self.label}: all {self.max_sessions} sessions of the connection stayed in use for "
+                    f"{self.session_wait_s:g}s{refused}; environment.source.ssh.max_sessions must not exceed the "
+                    "VPS sshd's MaxSessions (OpenSSH default 10); fewer parallel jobs need fewer")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def _drop(self) -> None:
         with self._lock:
@@ -434,20 +526,16 @@ class SSHSession:
             if not self.transport_alive():
                 self._drop()
                 raise TemporaryError(f"ssh {self.label}: connection dropped during {argv[0]}: {exc}") from None
+            if channel.closed:  # the remote end closed this channel; a local error is re-raised as it is
+                raise TemporaryError(f"ssh {self.label}: {argv[0]}'s channel closed: {exc}") from None
             raise
         finally:
             channel.close()
 
-    def open_exec_channel(self, command: str, timeout: float | None = None) -> paramiko.Channel:
-        """A raw channel running a shell command string (for adapters such as Docker's dial-stdio)."""
-        try:
-            channel = self.transport().open_session(timeout=self.connect_timeout_s)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-            return channel
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self._drop()
-            raise TemporaryError(f"ssh {self.label}: could not open a channel: {exc or 'connection lost'}") from None
+    def open_exec_channel(self, command: str, timeout: float | None = None, spare: bool = False) -> paramiko.Channel:
+        """A raw channel running a shell command string (for adapters such as Docker's dial-stdio);
+        `spare`: opened ahead of need (see open_session)."""
+        return self._exec(command, timeout, "could not open a channel", spare=spare)
 
     # -- tunnels ---------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -36,6 +36,9 @@ class SSHConfig(StrictModel):
     docker_host: str | None = None
     proxy_jump: str | None = None  # [user@]host[:port]; default: ProxyJump from ~/.ssh/config
     reconnect_attempts: int = Field(default=3, ge=0, le=20)  # per use, with backoff, after a dropped connection
+    # Sessions (channels running a command) open at once on the connection: at most the VPS sshd's
+    # MaxSessions (OpenSSH default 10), which refuses the rest.
+    max_sessions: int = Field(default=10, ge=4, le=1000)
 
 
 class SourceConfig(StrictModel):

@@ -74,8 +74,10 @@ def run_once(runbook: Path, state_dir: Path, seed: int, reference: dict[str, Any
     crash = migrate("run", "--yes", *args, env={"MIGRATE_FAILPOINTS": f"{step}:{when}=crash"})
     out.crashed = crash.returncode == -9
     out.log.append(f"run with {step}:{when}=crash: exit {crash.returncode} {crash.stderr.strip()[-300:]}")
-    resume = migrate("resume", "--yes", *args)
-    out.log.append(f"resume: exit {resume.returncode} {resume.stderr.strip()[-300:]}")
+    # An internal error's stack goes to the log: a chaos failure is often a one-off, seen once in CI.
+    resume = migrate("resume", "--yes", *args, env={"MIGRATE_TRACEBACK": "1"})
+    tail = 300 if resume.returncode == 0 else 4000
+    out.log.append(f"resume: exit {resume.returncode} {resume.stderr.strip()[-tail:]}")
     status = migrate("status", "--json", *args)
     done = status.returncode == 0 and all(s["status"] == "succeeded" for s in json.loads(status.stdout)["steps"])
     out.resumed = resume.returncode == 0 and done

@@ -65,9 +65,11 @@ def test_crash_between_pieces_resumes_without_duplicates(clusters: tuple[Cluster
     args = ["--runbook", str(rb), "--state-dir", str(state)]
     crashed = migrate("run", *args, env={**pgenv, "MIGRATE_FAILPOINTS": "copy-step:after-piece@1=crash"})
     assert crashed.returncode != 0
-    # One piece of the ledger committed on the target, the table not recorded as done.
+    # One piece of the ledger committed on the target, the table not recorded as done. (On a loaded
+    # machine the other piece may have committed too before the crash, unrecorded: resume must still
+    # not duplicate. Seen once in a full local run.)
     partial = dst.sql("SELECT count(*) FROM public.ledger", "split_crash_copy")[0][0]
-    assert 0 < partial < ROWS
+    assert 0 < partial <= ROWS
     facts = json.loads((state / "test.state.json").read_text())["steps"]["copy-step"]["facts"]
     assert "public.ledger" not in facts["tables_done"]
     resumed = migrate("resume", *args, env=pgenv)

@@ -209,7 +209,7 @@ def _write_sshd(root: Path, port: int, sock: Path, docker_config: Path) -> tuple
         "ListenAddress 127.0.0.1", f"Port {port}", f"HostKey {host_key}", f"PidFile {ssh / 'sshd.pid'}",
         f"AuthorizedKeysFile {ssh / 'authorized_keys'}", "PermitRootLogin prohibit-password",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-        "AllowTcpForwarding yes", "PrintMotd no", "MaxSessions 50", "MaxStartups 50:30:100",
+        "AllowTcpForwarding yes", "PrintMotd no", "MaxStartups 50:30:100",  # MaxSessions: the default, 10
         f"SetEnv DOCKER_HOST=unix://{sock} DOCKER_CONFIG={docker_config}", "Subsystem sftp internal-sftp", ""]))
     return ssh, user_key, known
 

@@ -57,6 +57,65 @@ def test_stream_and_reconnect(vps: VPS, tmp_path: Path) -> None:
         ssh.close()
 
 
+def _hold(ssh: SSHSession, n: int) -> list[object]:
+    return [ssh.open_exec_channel("cat >/dev/null") for _ in range(n)]  # ends when closed
+
+
+def test_sessions_past_maxsessions_wait_and_keep_the_connection(vps: VPS, tmp_path: Path) -> None:
+    """sshd (MaxSessions, default 10) refuses a connection's 11th session with "open failed: Connect
+    failed". That once dropped the whole connection, and with it a copy's other channels ("Socket is
+    closed"): a resume failed in CI. Now a session past the limit waits for one to end, idle holders
+    give theirs back, and the channels in use carry on."""
+    import threading
+    import time
+
+    # max_sessions above sshd's own limit: sshd's refusal must be survived, not just our own count.
+    ssh = SSHSession.from_config(ssh_cfg(vps, max_sessions=14), tmp_path)
+    try:
+        held = _hold(ssh, 10)
+        got: list[object] = []
+        opener = threading.Thread(target=lambda: got.append(ssh.open_exec_channel("echo late")))
+        opener.start()
+        time.sleep(1.5)
+        assert not got, "an 11th session opened while sshd allows 10"
+        held.pop().close()  # type: ignore[attr-defined]
+        opener.join(timeout=15)
+        assert got, "no session after one ended"
+        assert got[0].makefile("rb").read() == b"late\n"  # type: ignore[attr-defined]
+        assert all(not c.closed for c in held), "the channels in use were closed"  # type: ignore[attr-defined]
+        assert ssh.connects == 1
+
+        # An idle holder gives its session back at once.
+        idle = held.pop()
+        ssh.add_idle_releaser(idle.close)  # type: ignore[attr-defined]
+        held.append(ssh.open_exec_channel("cat >/dev/null"))
+        assert idle.closed  # type: ignore[attr-defined]
+
+        held += _hold(ssh, 10 - len(held))  # sshd's 10 in use again
+        ssh.session_wait_s = 1
+        with pytest.raises(TemporaryError, match="sessions of the connection stayed in use .*MaxSessions"):
+            ssh.open_exec_channel("true")
+        assert ssh.connects == 1
+    finally:
+        ssh.close()
+
+
+def test_docker_execs_past_maxsessions(vps: VPS, tmp_path: Path) -> None:
+    """More execs at once than sshd allows sessions: each waits its turn instead of failing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dr = DockerRemote.from_config(SourceConfig(**vps.ssh_environment()), tmp_path)
+    try:
+        web = next(c for c in dr.project_containers(PROJECT) if c.labels["com.docker.compose.service"] == "web")
+        with ThreadPoolExecutor(14) as pool:
+            results = list(pool.map(lambda i: dr.exec_run(web.id, ["sh", "-c", f"sleep 1; echo {i}"])[:2],
+                                    range(14)))
+        assert results == [(0, f"{i}\n".encode()) for i in range(14)]
+        assert dr.ssh.connects == 1
+    finally:
+        dr.close()
+
+
 def test_tunnel(vps: VPS, tmp_path: Path) -> None:
     ssh = SSHSession.from_config(ssh_cfg(vps), tmp_path)
     try:
@@ -205,6 +264,44 @@ def test_docker_remote_replaces_a_pooled_connection_that_died(vps: VPS, tmp_path
         assert dr.client.api.version()["ApiVersion"]
         for _ in range(3):
             assert dr.exec_run(web.id, ["sh", "-c", "echo ok"])[:2] == (0, b"ok\n")
+    finally:
+        dr.close()
+
+
+def _ended_channel(dr: DockerRemote) -> object:
+    """An SSH exec channel whose remote command has ended and closed it, as a spare dial-stdio can be."""
+    import time
+
+    channel = dr.ssh.open_exec_channel("true")
+    deadline = time.monotonic() + 10
+    while not channel.closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert channel.closed
+    return channel
+
+
+def test_exec_started_on_a_channel_that_ended_is_started_again(vps: VPS, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spare dial-stdio channel can end between the check in _start_channel and the exec's start
+    request; paramiko then raises a bare OSError("Socket is closed"), which once failed a resume in CI as
+    an internal error. The exec is created and started again on a channel of its own."""
+    dr = DockerRemote.from_config(SourceConfig(**vps.ssh_environment()), tmp_path)
+    try:
+        web = next(c for c in dr.project_containers(PROJECT) if c.labels["com.docker.compose.service"] == "web")
+        real = dr._start_channel
+        given: list[bool] = []
+
+        def first_ended(timeout: float, spare: bool = True) -> object:
+            given.append(spare)
+            return _ended_channel(dr) if len(given) == 1 else real(timeout, spare=spare)
+
+        monkeypatch.setattr(dr, "_start_channel", first_ended)
+        assert dr.exec_run(web.id, ["sh", "-c", "echo ok"])[:2] == (0, b"ok\n")
+        assert given == [True, False]  # the second attempt did not take the spare
+
+        monkeypatch.setattr(dr, "_start_channel", lambda timeout, spare=True: _ended_channel(dr))
+        with pytest.raises(TemporaryError, match="ended before the Docker API answered, twice"):
+            dr.exec_run(web.id, ["true"])
     finally:
         dr.close()
 

@@ -192,6 +192,12 @@ class PostgresCopy(Step[CopyParams]):
 
     def _ends(self) -> tuple[PgSource, PgConn, PgConn]:
         p = self.params
+        env = self.ctx.runbook.environment.source
+        # In a container, the copy holds a session per job, one for its snapshot and one for the API.
+        if p.source.container and env is not None and p.jobs + 2 > env.ssh.max_sessions:
+            raise PermanentError(f"{self.ctx.step_id}: with.jobs {p.jobs} needs {p.jobs + 2} SSH sessions at "
+                                 f"once; environment.source.ssh.max_sessions is {env.ssh.max_sessions} (at most "
+                                 "the VPS sshd's MaxSessions): lower jobs or raise both")
         server = target_conn(self.ctx, p.target, "postgres")
         return source_of(self.ctx, p.source), server, server.with_database(p.target.database)
 
