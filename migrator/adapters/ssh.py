@@ -226,6 +226,8 @@ class SSHSession:
         self._sessions: list[paramiko.Channel] = []  # session channels opened here, pruned when closed
         self._sessions_lock = threading.Lock()
         self._idle_releasers: list[Callable[[], None]] = []
+        self.sessions_peak = 0  # most sessions open at once (the log line at close; tests)
+        self.session_waits = 0  # opens that found every session in use, or were refused by sshd
         self.accept_unknown = accept_unknown
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
@@ -356,6 +358,12 @@ class SSHSession:
         return client
 
     def close(self) -> None:
+        if self.connects:
+            import structlog
+
+            structlog.get_logger("migrator.ssh").info("ssh connection closed", host=self.label,
+                                                      connects=self.connects, sessions_peak=self.sessions_peak,
+                                                      max_sessions=self.max_sessions, session_waits=self.session_waits)
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -430,6 +438,7 @@ class SSHSession:
         deadline = time.monotonic() + self.session_wait_s
         delay = 0.02
         refused = ""
+        waited = False
         while True:
             if self.sessions_open() < self.max_sessions:
                 transport = self.transport()
@@ -447,9 +456,13 @@ class SSHSession:
                 else:
                     with self._sessions_lock:
                         self._sessions.append(channel)
+                        self.sessions_peak = max(self.sessions_peak, len(self._sessions))
+                        if waited:
+                            self.session_waits += 1
                     return channel
             if spare:
                 raise TemporaryError(f"ssh {self.label}: no session to spare{refused}")
+            waited = True
             self._release_idle()
             if time.monotonic() > deadline:
                 raise TemporaryError(
