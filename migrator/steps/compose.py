@@ -400,11 +400,19 @@ class ComposeDecommission(Step[DecommissionParams]):
 def networks_only_failure(stderr: str) -> list[str]:
     """From `docker compose down`'s stderr: the networks it failed to remove, if every error line is one of
     those (else []: something else failed too)."""
-    failed = [line for line in stderr.splitlines() if "error" in line.lower() or "failed" in line.lower()]
-    networks = re.findall(r"failed to remove network (\S+?):", stderr)
-    if not networks or any("failed to remove network" not in line for line in failed):
+    networks = set(re.findall(r"failed to remove network (\S+?):", stderr))
+    if not networks:
         return []
-    return sorted(set(networks))
+    for line in stderr.splitlines():
+        if "error" not in line.lower() and "failed" not in line.lower():
+            continue
+        if "failed to remove network" in line:
+            continue
+        # compose's progress line for the same network (" Network sevensa_ai  Error") is part of it too
+        progress = re.fullmatch(r"\s*Network (\S+)\s+Error\s*", line)
+        if progress is None or progress.group(1) not in networks:
+            return []
+    return sorted(networks)
 
 
 def _ssh(ctx: Any) -> Any:

@@ -274,3 +274,11 @@ def test_networks_only_failure_is_recognised() -> None:
     other = stale + "Error response from daemon: cannot stop container: permission denied\n"
     assert networks_only_failure(other) == []
     assert networks_only_failure(" Container shop-web-1  Removed\n") == []
+    # The whole stderr, as CI's rehearsal got it: compose's progress line says "Error" for that network
+    # too (the test above had only the last lines, and that line failed a whole CI run's decommissions).
+    whole = (" Container sevensa-ai-n8n-1  Removed\n Network sevensa_ai  Removing\n Network sevensa_wpcs  Removing\n"
+             " Network sevensa_ai  Error\n Network sevensa_wpcs  Removed\n"
+             "failed to remove network sevensa_ai: Error response from daemon: error while removing network: "
+             "network sevensa_ai id c50dd1e6 has active endpoints\n")
+    assert networks_only_failure(whole) == ["sevensa_ai"]
+    assert networks_only_failure(whole.replace(" Network sevensa_wpcs  Removed", " Network sevensa_wpcs  Error")) == []
