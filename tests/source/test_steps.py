@@ -282,3 +282,20 @@ def test_networks_only_failure_is_recognised() -> None:
              "network sevensa_ai id c50dd1e6 has active endpoints\n")
     assert networks_only_failure(whole) == ["sevensa_ai"]
     assert networks_only_failure(whole.replace(" Network sevensa_wpcs  Removed", " Network sevensa_wpcs  Error")) == []
+
+
+def test_decommission_stops_dependents_first() -> None:
+    from types import SimpleNamespace
+
+    from migrator.steps.compose import dependents_first
+
+    def c(service: str, depends_on: str = "") -> SimpleNamespace:
+        return SimpleNamespace(name=f"p-{service}-1", labels={"com.docker.compose.service": service,
+                                                              "com.docker.compose.depends_on": depends_on})
+
+    db, api, web, logs = c("db"), c("api", "db:service_healthy:false"), c("web", "api:service_started:false"), c("logs")
+    order = [x.labels["com.docker.compose.service"] for x in dependents_first([db, api, web, logs])]
+    assert order.index("web") < order.index("api") < order.index("db")
+    assert sorted(order) == ["api", "db", "logs", "web"]
+    a, b = c("a", "b:service_started:false"), c("b", "a:service_started:false")  # a cycle: kept, not lost
+    assert dependents_first([a, b, db]) == [db, a, b]
