@@ -306,6 +306,7 @@ class PgSource:
     # Queries go through one long-lived psql (see _Session) instead of one docker exec each.
     persistent: bool = False
     _session: _Session | None = field(default=None, repr=False, compare=False)
+    _ssh: Any = field(default=None, repr=False, compare=False)  # where release_idle is registered
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -322,9 +323,9 @@ class PgSource:
             env["PGPASSWORD"] = password
         source = cls(DockerExecRunner(remote, container, os_user), database, env, compress=compression,
                      persistent=True)
-        ssh = getattr(remote, "ssh", None)
-        if ssh is not None:  # the kept-open psql holds an SSH session: given back when all are in use
-            ssh.add_idle_releaser(source.release_idle)
+        source._ssh = getattr(remote, "ssh", None)
+        if source._ssh is not None:  # the kept-open psql holds an SSH session: given back when all are in use
+            source._ssh.add_idle_releaser(source.release_idle)
         return source
 
     @property
@@ -371,9 +372,8 @@ class PgSource:
             self._lock.release()
 
     def close(self) -> None:
-        ssh = getattr(getattr(self.runner, "remote", None), "ssh", None)
-        if ssh is not None:
-            ssh.remove_idle_releaser(self.release_idle)
+        if self._ssh is not None:
+            self._ssh.remove_idle_releaser(self.release_idle)
         with self._lock:
             if self._session is not None:
                 self._session.close()

@@ -389,7 +389,7 @@ class SSHSession:
     def _exec(self, command: str, timeout: float | None, what: str, spare: bool = False) -> paramiko.Channel:
         deadline = time.monotonic() + self.session_wait_s
         while True:
-            channel = self.open_session(spare=spare)
+            channel = self.open_session(spare=spare, deadline=deadline)
             try:
                 channel.settimeout(timeout)
                 channel.exec_command(command)
@@ -430,12 +430,14 @@ class SSHSession:
             with contextlib.suppress(Exception):  # freeing is best effort: waiting is the fallback
                 release()
 
-    def open_session(self, spare: bool = False) -> paramiko.Channel:
-        """A new session channel, within max_sessions; waits for one to free up if need be. A `spare` (one
-        opened ahead of need) is only opened when two are free, and never waits: TemporaryError at once."""
+    def open_session(self, spare: bool = False, deadline: float | None = None) -> paramiko.Channel:
+        """A new session channel, within max_sessions; waits for one to free up if need be (until
+        `deadline`, a time.monotonic(); default session_wait_s from now). A `spare` (one opened ahead of
+        need) is only opened when two are free, and never waits: TemporaryError at once."""
         if spare and self.sessions_open() >= self.max_sessions - 1:
             raise TemporaryError(f"ssh {self.label}: no session to spare")
-        deadline = time.monotonic() + self.session_wait_s
+        if deadline is None:
+            deadline = time.monotonic() + self.session_wait_s
         delay = 0.02
         refused = ""
         waited = False

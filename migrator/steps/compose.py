@@ -137,10 +137,7 @@ class ComposeFreeze(Step[FreezeParams]):
         containers = self._containers()
         if "was_running" not in self.ctx.facts:  # first attempt: later ones would see our own stops
             self.ctx.record(was_running=[c.name for c in containers if c.status == "running"])
-        for c in containers:
-            if c.status == "running":
-                self.ctx.log.info("stopping", container=c.name)
-                c.stop(timeout=self.params.stop_timeout_s)
+        _stop_running(self.ctx, containers, self.params.stop_timeout_s)
 
     def verify(self) -> None:
         running = [c.name for c in self._containers() if c.status == "running"]
@@ -364,9 +361,7 @@ class ComposeDecommission(Step[DecommissionParams]):
             self.ctx.record(containers=sorted(c.name for c in containers), volumes=volumes,
                             was_running=sorted(c.name for c in containers if c.status == "running"))
         if self.params.stop_one_by_one:
-            for c in dependents_first([c for c in containers if c.status == "running"]):
-                self.ctx.log.info("stopping", container=c.name)
-                c.stop(timeout=self.params.stop_timeout_s)
+            _stop_running(self.ctx, dependents_first(containers), self.params.stop_timeout_s)
         res = _ssh(self.ctx).run(self._compose("down", "--timeout", str(self.params.stop_timeout_s)),
                                  timeout=max(30.0, self.ctx.remaining()))
         if res.rc != 0:
@@ -406,6 +401,14 @@ class ComposeDecommission(Step[DecommissionParams]):
 
     def rollback_plan(self) -> Plan:
         return Plan(changes=[f"on the VPS: {' '.join(self._compose('up', '-d'))}"])
+
+
+def _stop_running(ctx: Any, containers: list[Any], timeout_s: int) -> None:
+    """Stop the running ones among `containers`, one at a time, in the order given."""
+    for c in containers:
+        if c.status == "running":
+            ctx.log.info("stopping", container=c.name)
+            c.stop(timeout=timeout_s)
 
 
 def dependents_first(containers: list[Any]) -> list[Any]:
