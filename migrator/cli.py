@@ -133,9 +133,12 @@ def _register_extensions() -> None:
 
 
 def main() -> None:
-    _register_extensions()
     try:
-        app(standalone_mode=False)
+        _register_extensions()
+        # Non-standalone mode returns the code of a typer.Exit (and Typer turns a KeyboardInterrupt inside
+        # a command into Exit(130)) instead of exiting: dropping it made a Ctrl-C or a failed
+        # `rehearse --kind` exit 0.
+        returned = app(standalone_mode=False)
     except errors.InputError as exc:
         for problem in exc.problems:
             # Compiler-style: one `FILE:LINE: field: problem` line each, nothing else.
@@ -164,7 +167,10 @@ def main() -> None:
               "(run with --traceback for the stack)", file=sys.stderr)
         _maybe_traceback()
         sys.exit(errors.EXIT_FAILED)
-    sys.exit(0)
+    code = returned if isinstance(returned, int) and not isinstance(returned, bool) else errors.EXIT_OK
+    if code == errors.EXIT_INTERRUPTED:
+        print("FAILED: interrupted", file=sys.stderr)
+    sys.exit(code)
 
 
 def _redact(text: str) -> str:
