@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 
 from . import errors, fields
+from .crd import CRD, check_crd, established, no_strategic_merge, remove_instances, validate_custom
 from .defaults import apply_defaults
 from .patch import json_patch, merge_patch, strategic_merge
-from .resources import NAMESPACE, RESOURCES, Resource
+from .resources import NAMESPACE, Resource
 from .selectors import Matcher
 from .store import Store
 from .validation import validate
@@ -122,8 +123,14 @@ class Api:
                     meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
         if meta.get("labels") == {}:
             meta.pop("labels")
-        apply_defaults(new)
-        validate(res, new)
+        if res.custom:
+            validate_custom(res, new)  # no built-in defaulting or kind checks for a CRD's objects
+        else:
+            if res is CRD:
+                check_crd(res, new)
+                established(new)
+            apply_defaults(new)
+            validate(res, new)
         return new
 
     def _save(self, res: Resource, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:
@@ -192,6 +199,8 @@ class Api:
         kind = PATCH_TYPES.get(content_type.split(";")[0].strip())
         if kind is None:
             raise errors.unsupported_media(content_type)
+        if kind == "strategic":
+            no_strategic_merge(res)  # custom resources have no patch strategy to merge by, as on a real server
         body = decode_body(raw, "yaml" if kind == "apply" else "json")
         if kind == "apply":
             return self.apply(res, ns, name, body, dry_run=dry_run, manager=manager, force=force,
@@ -256,13 +265,14 @@ class Api:
                 obj["metadata"]["deletionTimestamp"] = fields.now()
                 obj.setdefault("status", {})["phase"] = "Terminating"
                 if not dry_run:
-                    for other in RESOURCES:
-                        if other.namespaced:
-                            for item in self.store.select(other.key, name):
-                                self.store.remove(other.key, name, item["metadata"]["name"])
+                    for key in list(self.store.objects):  # built-in and custom resources alike
+                        for item in self.store.select(key, name):
+                            self.store.remove(key, name, item["metadata"]["name"])
                     self.store.remove(res.key, "", name)
                 return obj
             if not dry_run:
+                if res is CRD:
+                    remove_instances(self.store, obj)
                 self.store.remove(res.key, ns if res.namespaced else "", name)
                 self._collect_dependents(obj["metadata"]["uid"])
             if res.kind == "Pod":

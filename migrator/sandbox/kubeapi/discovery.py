@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from .resources import VERBS, groups
+from .crd import version_priority
+from .resources import RESOURCES, VERBS, Resource, groups
 
 SERVER_VERSION = {
     "major": "1",
@@ -24,24 +26,31 @@ def api_versions(address: str) -> dict[str, Any]:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]}
 
 
-def _group(name: str) -> dict[str, Any]:
-    version = groups()[name][0].version
-    gv = {"groupVersion": f"{name}/{version}", "version": version}
-    return {"name": name, "versions": [gv], "preferredVersion": gv}
+def _versions(members: Sequence[Resource]) -> list[str]:
+    # custom groups can serve several versions; the preferred one sorts first (GA > beta > alpha)
+    seen = dict.fromkeys(r.version for r in members)
+    return sorted(seen, key=version_priority, reverse=True)
 
 
-def api_group_list() -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups() if g]}
+def _group(name: str, members: Sequence[Resource]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in _versions(members)]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def api_group(name: str) -> dict[str, Any] | None:
-    if not name or name not in groups():
+def api_group_list(resources: Sequence[Resource] = RESOURCES) -> dict[str, Any]:
+    return {"kind": "APIGroupList", "apiVersion": "v1",
+            "groups": [_group(g, m) for g, m in groups(resources).items() if g]}
+
+
+def api_group(name: str, resources: Sequence[Resource] = RESOURCES) -> dict[str, Any] | None:
+    members = groups(resources).get(name)
+    if not name or not members:
         return None
-    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, members)}
 
 
-def resource_list(group: str, version: str) -> dict[str, Any] | None:
-    members = [r for r in groups().get(group, []) if r.version == version]
+def resource_list(group: str, version: str, resources: Sequence[Resource] = RESOURCES) -> dict[str, Any] | None:
+    members = [r for r in groups(resources).get(group, []) if r.version == version]
     if not members:
         return None
     out: list[dict[str, Any]] = []

@@ -4,10 +4,11 @@ downloading schemas for client-side validation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .discovery import SERVER_VERSION
-from .resources import Resource, groups
+from .resources import RESOURCES, Resource, groups
 
 HASH = "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -16,10 +17,10 @@ def _gv_path(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
-def root() -> dict[str, Any]:
+def root(resources: Sequence[Resource] = RESOURCES) -> dict[str, Any]:
     paths = {}
-    for group, members in groups().items():
-        gv = _gv_path(group, members[0].version)
+    for r in resources:
+        gv = _gv_path(r.group, r.version)
         paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={HASH}"}
     return {"paths": paths}
 
@@ -38,9 +39,10 @@ def _operation(res: Resource, verb: str) -> dict[str, Any]:
     }
 
 
-def group_version(path: str) -> dict[str, Any] | None:
-    for group, members in groups().items():
-        if _gv_path(group, members[0].version) != path:
+def group_version(path: str, resources: Sequence[Resource] = RESOURCES) -> dict[str, Any] | None:
+    for group, all_members in groups(resources).items():
+        members = [r for r in all_members if _gv_path(group, r.version) == path]
+        if not members:
             continue
         paths: dict[str, Any] = {}
         for res in members:

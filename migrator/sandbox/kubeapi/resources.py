@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -18,6 +19,8 @@ class Resource:
     has_status: bool = False
     # generation is bumped on spec changes only for kinds the real API tracks it for
     tracks_generation: bool = False
+    # defined by a CustomResourceDefinition (crd.py): no built-in defaulting, validation or strategic merge
+    custom: bool = False
 
     @property
     def api_version(self) -> str:
@@ -51,6 +54,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
     Resource("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+    Resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
+             ("crd", "crds"), has_status=True),
 )
 
 BY_KEY: dict[str, Resource] = {r.key: r for r in RESOURCES}
@@ -67,10 +72,11 @@ def by_kind(kind: str) -> Resource | None:
     return next((r for r in RESOURCES if r.kind == kind), None)
 
 
-def groups() -> dict[str, list[Resource]]:
-    """Group name -> resources; '' is the core (legacy /api) group."""
+def groups(resources: Sequence[Resource] = RESOURCES) -> dict[str, list[Resource]]:
+    """Group name -> resources; '' is the core (legacy /api) group. Pass `crd.all_resources(store)` to
+    include the custom resources the store's CRDs define."""
     out: dict[str, list[Resource]] = {}
-    for r in RESOURCES:
+    for r in resources:
         out.setdefault(r.group, []).append(r)
     return out
 

@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import discovery, errors, openapi, scale
+from . import crd, discovery, errors, openapi, scale
 from .api import Api, decode_body
-from .resources import Resource, lookup
+from .resources import Resource
 from .selectors import field_selector, label_selector
 from .store import Store
 from .tables import table
@@ -104,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- routing --------------------------------------------------------------------------------------
     def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         parts = [p for p in path.split("/") if p]
+        served = crd.all_resources(self.server.store)
         if path in ("/healthz", "/livez", "/readyz"):
             self._send(200, b"ok", "text/plain")
             return
@@ -111,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, discovery.SERVER_VERSION)
             return
         if parts[:2] == ["openapi", "v3"]:
-            doc = openapi.root() if len(parts) == 2 else openapi.group_version("/".join(parts[2:]))
+            doc = openapi.root(served) if len(parts) == 2 else openapi.group_version("/".join(parts[2:]), served)
             if doc is None:
                 raise errors.path_not_found(path)
             self._json(200, doc)
@@ -122,14 +123,14 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, discovery.api_versions(f"{addr}:{port}"))
             return
         if parts == ["apis"]:
-            self._json(200, discovery.api_group_list())
+            self._json(200, discovery.api_group_list(served))
             return
         if len(parts) >= 2 and parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
             group, version, rest = parts[1], parts[2], parts[3:]
         elif len(parts) == 2 and parts[0] == "apis":
-            doc = discovery.api_group(parts[1])
+            doc = discovery.api_group(parts[1], served)
             if doc is None:
                 raise errors.path_not_found(path)
             self._json(200, doc)
@@ -137,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             raise errors.path_not_found(path)
         if not rest:
-            doc = discovery.resource_list(group, version)
+            doc = discovery.resource_list(group, version, served)
             if doc is None:
                 raise errors.path_not_found(path)
             self._json(200, doc)
@@ -150,7 +151,7 @@ class Handler(BaseHTTPRequestHandler):
             ns, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
             raise errors.path_not_found(path)
-        res = lookup(group, version, rest[0])
+        res = crd.resolve(self.server.store, group, version, rest[0])
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
         allowed_sub = (sub == "status" and res is not None and res.has_status) or \
@@ -181,7 +182,8 @@ class Handler(BaseHTTPRequestHandler):
                 items, rv = api.list_objects(res, ns, labels, flds)
                 warnings = self.server.warnings(items)
                 if "as=Table" in (self.headers.get("Accept") or ""):
-                    self._json(200, table(res, items, rv), warnings)
+                    doc = crd.table(self.server.store, res, items, rv) if res.custom else table(res, items, rv)
+                    self._json(200, doc, warnings)
                 else:
                     self._json(200, {"kind": f"{res.kind}List", "apiVersion": res.api_version,
                                      "metadata": {"resourceVersion": str(rv)}, "items": items}, warnings)

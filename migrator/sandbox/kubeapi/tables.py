@@ -14,6 +14,10 @@ def _age(obj: dict[str, Any]) -> str:
     ts = obj["metadata"].get("creationTimestamp")
     if not ts:
         return "<unknown>"
+    return age_of(str(ts))
+
+
+def age_of(ts: str) -> str:
     secs = int((datetime.now(UTC) - datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds())
     if secs < 120:
         return f"{max(secs, 0)}s"

@@ -139,7 +139,8 @@ def _kind_causes(obj: dict[str, Any]) -> list[Cause]:
     return []
 
 
-def validate(res: Resource, obj: dict[str, Any]) -> None:
+def validate_meta(res: Resource, obj: dict[str, Any]) -> list[Cause]:
+    """Name, labels and annotations: what every object, built-in or custom, is checked for."""
     meta = obj.get("metadata") or {}
     name = meta.get("name") or ""
     causes: list[Cause] = []
@@ -150,6 +151,11 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
     causes += _label_causes("metadata.labels", meta.get("labels"))
     if meta.get("annotations") is not None and not all(isinstance(v, str) for v in (meta["annotations"] or {}).values()):
         causes.append(("metadata.annotations", "FieldValueInvalid", "Invalid value: values must be strings"))
-    causes += _kind_causes(obj)
+    return causes
+
+
+def validate(res: Resource, obj: dict[str, Any]) -> None:
+    name = (obj.get("metadata") or {}).get("name") or ""
+    causes = validate_meta(res, obj) + _kind_causes(obj)
     if causes:
         raise invalid(res, name, causes)
