@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.db_copy import PASSWORD, SETTINGS, build_source  # noqa: E402
+from migrator.adapters.pgsource import local_tool  # noqa: E402
 from migrator.adapters.postgres import clean_env  # noqa: E402
-from migrator.pgsource import local_tool  # noqa: E402
 from tests.postgres.cluster import Cluster  # noqa: E402
 
 

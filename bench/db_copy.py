@@ -32,8 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from migrator.adapters.pgsource import PgSource, local_tool  # noqa: E402
 from migrator.adapters.postgres import PgConn, clean_env, passfile  # noqa: E402
-from migrator.pgsource import PgSource, local_tool  # noqa: E402
 from tests.postgres.cluster import Cluster  # noqa: E402
 from tests.postgres.seed import SEED  # noqa: E402
 

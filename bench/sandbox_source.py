@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
+from migrator.adapters.pgsource import PgSource, local_tool
 from migrator.adapters.postgres import PgConn, clean_env, passfile
-from migrator.pgsource import PgSource, local_tool
 from tests.postgres.seed import SEED
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""`migrate inspect`: the inventory of the VPS (see migrator.inventory)."""
+"""`migrate inspect`: the inventory of the VPS (migrator.commands.inspect; the collection is migrator.adapters.inventory)."""
 
 # No `from __future__ import annotations`: Typer reads these annotations at registration time.
 from pathlib import Path
@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
                     diff: Annotated[bool, typer.Option("--diff", help="Compare with the stored inventory "
                                                        "(which is left as it is).")] = False) -> None:
         """Inventory of the VPS: compose services, containers, volumes, databases (env NAMES only)."""
-        from migrator import inventory
+        from migrator import commands
 
-        inventory.inspect(runbook, state_dir, as_json=as_json, show_diff=diff)
+        commands.inspect(runbook, state_dir, as_json=as_json, show_diff=diff)
 
     app.command("inspect")(inspect_cmd)

@@ -89,12 +89,12 @@ def _kind(args: list[str], timeout: float) -> None:
 
 
 def _run(runbook: Path, state_dir: Path, kubeconfig: Path, phases: list[int]) -> int:
-    from migrator.engine.engine import Engine, Options
+    from migrator.commands import load, new_engine
+    from migrator.engine.engine import Options
     from migrator.errors import MigratorError
-    from migrator.runbook.loader import load_runbook
 
     os.environ["KUBECONFIG"] = str(kubeconfig)  # the kind runbook leaves target.kubeconfig unset
-    engine = Engine(load_runbook(runbook), state_dir, Options(yes=True))
+    engine = new_engine(load(runbook), state_dir, Options(yes=True))
     started = time.monotonic()
     failed: str | None = None
     try:

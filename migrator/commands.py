@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,23 @@ from migrator.errors import InputError, RefusedError
 
 
 def load(runbook_path: Path, *, check_secrets: bool = True) -> Any:
-    from migrator.runbook.loader import load_runbook
+    from migrator.steps.catalogue import load_runbook
 
     return load_runbook(runbook_path, check_secrets=check_secrets)
+
+
+def _openbao_for_secrets(resource: Any, runbook: Any, secrets: Any) -> Any:
+    # Imported on first use: hvac is heavy, and `migrate status` builds an engine too.
+    from migrator.adapters.openbao import secrets_client
+
+    return secrets_client(resource, runbook, secrets)
+
+
+def new_engine(runbook: Any, state_dir: Path, options: Any = None, say: Any = None) -> Any:
+    """An Engine on a loaded runbook, wired to the adapters it reaches only through hooks."""
+    from migrator.engine.engine import Engine
+
+    return Engine(runbook, state_dir, options, say, openbao=_openbao_for_secrets)
 
 
 def state_dir_for(runbook: Any, override: Path | None) -> Path:
@@ -29,13 +44,13 @@ def state_dir_for(runbook: Any, override: Path | None) -> Path:
 
 def engine_for(runbook_path: Path, state_dir: Path | None, *, dry_run: bool = False, yes: bool = False,
                accept_changes: bool = False, check_secrets: bool = True, say: Any = None) -> Any:
-    from migrator.engine.engine import Engine, Options
+    from migrator.engine.engine import Options
 
     runbook = load(runbook_path, check_secrets=check_secrets)
     approved = {x.strip() for x in os.environ.get("MIGRATE_APPROVE", "").split(",") if x.strip()}
     options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes, approved=approved,
                       interactive=sys.stdin.isatty())
-    return Engine(runbook, state_dir_for(runbook, state_dir), options, say=say)
+    return new_engine(runbook, state_dir_for(runbook, state_dir), options, say=say)
 
 
 def guard_production(engine: Any, yes: bool, verb: str) -> None:
@@ -128,3 +143,39 @@ def unlock(runbook: Path, state_dir: Path | None) -> str:
         engine.session.journal.append("unlocked", previous=who)
         return f"removed {lock.path}" + (f" (left by pid {who.get('pid')})" if who else "")
     return "no lock file"
+
+
+# -- the `migrate inspect` verb ---------------------------------------------------------------------
+
+def inspect(runbook_path: Path, state_dir: Path | None, *, as_json: bool = False, show_diff: bool = False,
+            say: Any = print) -> dict[str, Any]:
+    """Collect the inventory; store it in the state (or, with show_diff, compare with the stored one)."""
+    from migrator.adapters.docker import DockerRemote
+    from migrator.adapters.inventory import STATE_KEY, collect, diff, render
+
+    engine = engine_for(runbook_path, state_dir, check_secrets=False)
+    source = engine.runbook.environment.source
+    if source is None:
+        raise InputError(f"{runbook_path}: no environment.source (the VPS): nothing to inspect")
+    session = engine.session
+    with session.locked("inspect"):
+        dr = session.resource("docker:source", lambda: DockerRemote.from_config(source, engine.runbook.dir))
+        inv = collect(dr, source.compose_project)
+        previous = session.state.extra.get(STATE_KEY)
+        changes = diff(previous, inv) if (show_diff and previous) else []
+        if not show_diff:
+            session.state.extra[STATE_KEY] = inv
+            session.save()
+    if as_json:
+        say(json.dumps({"inventory": inv, "diff": changes} if show_diff else inv, indent=2, default=str))
+    elif show_diff:
+        if previous is None:
+            say("no stored inventory to compare with: run `migrate inspect` first")
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(previous.get("collected_at", 0)))
+            say(f"changes since the inventory of {when}:" if changes else f"no change since the inventory of {when}")
+            for line in changes:
+                say(f"  {line}")
+    else:
+        say(render(inv))
+    return {"inventory": inv, "diff": changes}

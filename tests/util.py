@@ -45,12 +45,12 @@ def write_runbook(
 
 def engine(runbook: Path, state_dir: Path | None = None, **options: Any) -> Any:
     """An Engine on `runbook` (state next to it unless given), output collected in .said."""
-    from migrator.engine.engine import Engine, Options
-    from migrator.runbook.loader import load_runbook
+    from migrator.commands import load, new_engine
+    from migrator.engine.engine import Options
 
     said: list[str] = []
-    eng = Engine(load_runbook(runbook), state_dir or runbook.parent / "state", Options(progress=False, **options),
-                 say=said.append)
+    eng = new_engine(load(runbook), state_dir or runbook.parent / "state", Options(progress=False, **options),
+                     say=said.append)
     eng.said = said  # type: ignore[attr-defined]
     return eng
 

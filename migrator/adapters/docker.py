@@ -41,6 +41,7 @@ import requests
 import urllib3
 import urllib3.connection
 import urllib3.connectionpool
+from docker.errors import NotFound as NotFound  # re-exported: the steps never import docker
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
 from migrator.adapters.ssh import STDERR_TAIL, SSHSession

@@ -71,6 +71,26 @@ def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | Non
     return tunnel.value  # type: ignore[no-any-return]
 
 
+# The client type, named for the steps (which never import hvac).
+BaoClient = hvac.Client
+
+
+def token_client(address: str, token: str | None, verify: bool | str, timeout: float = 10) -> hvac.Client:
+    """A plain client on `address` with `token` (no tunnel, no retry policy of its own)."""
+    return hvac.Client(url=address, token=token, verify=verify, timeout=timeout)
+
+
+def secrets_client(resource: Resource, runbook: Runbook, secrets: SecretResolver) -> hvac.Client:
+    """The client `{openbao: ...}` secret references are read from: the source OpenBao, once per run
+    (the engine is handed this function by migrator.commands.new_engine)."""
+    env = runbook.environment.openbao
+    if env is None:
+        raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
+    client: hvac.Client = resource("openbao:source", lambda: client_for(env.source, secrets,
+                                                                      via_ssh=source_tunnel(resource, runbook)))
+    return client
+
+
 def client_for(endpoint: OpenBaoEndpoint, secrets: SecretResolver | None,
                via_ssh: tuple[str, int] | None = None, token: str | None = None) -> hvac.Client:
     """An hvac client for `endpoint`, with the token from its named secret (or `token`, already resolved).

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import paramiko
+from paramiko import SSHException as SSHException  # re-exported: the steps never import paramiko
 
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SSHConfig

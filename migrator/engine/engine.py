@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from migrator import logs, redact
-from migrator.engine.checks import run_gate_check
+from migrator.adapters.checks import run_gate_check
 from migrator.engine.context import Context
 from migrator.engine.failpoints import Failpoints
 from migrator.errors import (
@@ -36,7 +36,6 @@ from migrator.runbook.loader import params_model
 from migrator.runbook.model import STATUSES, Runbook
 from migrator.runbook.model import Step as RunbookStep
 from migrator.runbook.secrets import SecretResolver
-from migrator.steps import load_all
 from migrator.steps.base import Plan, Step
 from migrator.store.journal import Journal
 from migrator.store.lock import RunLock
@@ -56,6 +55,10 @@ class Options:
 
 
 Say = Callable[[str], None]
+# Opens the OpenBao client that `{openbao: ...}` secret references are read from, given the run's shared
+# resources, the runbook and its secrets (migrator.adapters.openbao.secrets_client). The caller hands it
+# in, so the engine imports no adapter.
+OpenBaoForSecrets = Callable[[Callable[[str, Callable[[], Any]], Any], Runbook, SecretResolver], Any]
 
 
 def state_paths(runbook: Runbook, state_dir: Path) -> tuple[Path, Path, Path]:
@@ -64,8 +67,10 @@ def state_paths(runbook: Runbook, state_dir: Path) -> tuple[Path, Path, Path]:
 
 
 class Session:
-    def __init__(self, runbook: Runbook, state_dir: Path, options: Options, say: Say) -> None:
+    def __init__(self, runbook: Runbook, state_dir: Path, options: Options, say: Say,
+                 openbao: OpenBaoForSecrets | None = None) -> None:
         self.runbook = runbook
+        self.openbao = openbao
         self.options = options
         self.say = say
         state_path, journal_path, lock_path = state_paths(runbook, state_dir)
@@ -99,13 +104,12 @@ class Session:
         self._resources.clear()
 
     def _openbao_for_secrets(self) -> Any:
-        env = self.runbook.environment.openbao
-        if env is None:
+        if self.runbook.environment.openbao is None:
             raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
-        from migrator.adapters.openbao import client_for, source_tunnel
-
-        return self.resource("openbao:source", lambda: client_for(env.source, self.secrets,
-                                                                  via_ssh=source_tunnel(self.resource, self.runbook)))
+        if self.openbao is None:
+            raise PermanentError("secret from OpenBao: this engine was built without an OpenBao client "
+                                 "(migrator.commands.new_engine gives it one)")
+        return self.openbao(self.resource, self.runbook, self.secrets)
 
     @contextmanager
     def locked(self, command: str) -> Iterator[None]:
@@ -134,18 +138,19 @@ class Session:
             self.lock.release()
 
     def step_instance(self, step: RunbookStep, deadline: float, dry_run: bool) -> tuple[Step[Any], Context]:
-        cls = load_all()[step.spec.uses]
+        cls = step.step_type
         ctx = Context(self, step, deadline, dry_run)
         return cls(ctx, params_model(step, self.secrets.get)), ctx
 
 
 class Engine:
-    def __init__(self, runbook: Runbook, state_dir: Path, options: Options | None = None, say: Say | None = None) -> None:
+    def __init__(self, runbook: Runbook, state_dir: Path, options: Options | None = None, say: Say | None = None,
+                 *, openbao: OpenBaoForSecrets | None = None) -> None:
         self.runbook = runbook
         self.state_dir = state_dir
         self.options = options or Options()
         self.say: Say = say or (lambda text: print(text, flush=True))
-        self.session = Session(runbook, state_dir, self.options, self.say)
+        self.session = Session(runbook, state_dir, self.options, self.say, openbao)
         self.log = logs.get(runbook=runbook.name)
 
     @property
@@ -450,7 +455,7 @@ class Engine:
                     raise RefusedError(f"cannot roll back {', '.join(late)}: the point of no return {ponr.id} "
                                        "has passed; `migrate stamp` records a manual undo")
         for s in order:
-            cls = load_all()[s.spec.uses]
+            cls = s.step_type
             if not s.spec.rollback or not cls.reversible:
                 raise RefusedError(f"{s.id} ({s.spec.uses}) cannot be rolled back"
                                    + ("" if cls.reversible else " by nature") + "; nothing was undone")

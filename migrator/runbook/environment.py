@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from migrator.steps.base import StrictModel
+from migrator.runbook.base import StrictModel
 
 
 class HostPort(StrictModel):

@@ -17,6 +17,7 @@ from migrator.errors import InputError
 from migrator.runbook import secrets as secretmod
 from migrator.runbook.interpolate import Unresolved, interpolate, lookup_path, references
 from migrator.runbook.model import (
+    Catalogue,
     EnvSecret,
     FileSecret,
     PhaseFile,
@@ -56,8 +57,9 @@ def _digest(obj: Any) -> str:
 
 
 class _Validator:
-    def __init__(self, path: Path, *, check_secrets: bool) -> None:
+    def __init__(self, path: Path, catalogue: Catalogue, *, check_secrets: bool) -> None:
         self.path = path
+        self.catalogue = catalogue
         self.check_secrets = check_secrets
         self.problems: list[str] = []
 
@@ -120,9 +122,7 @@ class _Validator:
                 self.fail(src.where(("secrets", name)), f"secrets.{name}", f"cannot resolve: {exc}")
 
     def _load_phases(self, src: Located, rb: RunbookFile, lookup: Any) -> tuple[list[Step], dict[int, str]]:
-        from migrator.steps import load_all
-
-        types = load_all()
+        types = self.catalogue
         steps: list[Step] = []
         names: dict[int, str] = {}
         seen: dict[str, str] = {}
@@ -152,7 +152,7 @@ class _Validator:
                 digest = _digest({"uses": spec.uses, "with": params, "gate": spec.gate.model_dump(),
                                   "rollback": spec.rollback, "ponr": spec.point_of_no_return})
                 steps.append(Step(spec=spec, phase=phase.phase, phase_name=phase.name, source=where,
-                                  params_raw=params, digest=digest))
+                                  params_raw=params, digest=digest, step_type=types.get(spec.uses)))
         steps.sort(key=lambda s: s.phase)  # stable: file order within a phase
         return steps, names
 
@@ -188,7 +188,7 @@ class _Validator:
         return header, good
 
     def _params(self, psrc: Located, loc: Loc, spec: StepSpec, raw_with: dict[str, Any], rb: RunbookFile,
-                lookup: Any, types: dict[str, Any]) -> dict[str, Any]:
+                lookup: Any, types: Catalogue) -> dict[str, Any]:
         try:
             params = interpolate(raw_with, lookup, keep=frozenset({"secrets"}))
         except Unresolved as exc:
@@ -247,16 +247,16 @@ class _Validator:
                 visit(s.id, [s.id])
 
 
-def load_runbook(path: Path, *, check_secrets: bool = True) -> Runbook:
-    """Load and validate; raises InputError listing every problem."""
-    return _Validator(path, check_secrets=check_secrets).load()
+def load_runbook(path: Path, catalogue: Catalogue, *, check_secrets: bool = True) -> Runbook:
+    """Load and validate against the step types in `catalogue`; raises InputError listing every problem.
+    (migrator.steps.catalogue.load_runbook passes the catalogue of every step type.)"""
+    return _Validator(path, catalogue, check_secrets=check_secrets).load()
 
 
 def params_model(step: Step, resolve_secret: Any) -> BaseModel:
     """The step's validated Params with secrets substituted (in memory only, never persisted)."""
-    from migrator.steps import load_all
+    cls = step.step_type
 
-    cls = load_all()[step.spec.uses]
     def lookup(ns: str, key: str) -> Any:
         if ns != "secrets":
             raise InputError(f"{step.source}: {step.id}.with: unresolved reference ${{{ns}.{key}}}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from migrator.runbook.base import StrictModel
 from migrator.runbook.environment import Environment
-from migrator.steps.base import StrictModel
 
 STEP_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -111,9 +112,15 @@ class RunbookFile(StrictModel):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+# Step type name ("dns.cutover") -> its class (migrator.steps.base.Step), built by migrator.steps.catalogue
+# and given to the loader: the runbook layer never imports the steps.
+Catalogue = Mapping[str, Any]
+
+
 @dataclass
 class Step:
-    """One step of the loaded runbook: its spec with `with` interpolated (secrets still as references)."""
+    """One step of the loaded runbook: its spec with `with` interpolated (secrets still as references),
+    and its step type's class, resolved once by the loader."""
 
     spec: StepSpec
     phase: int
@@ -121,6 +128,8 @@ class Step:
     source: str  # FILE:LINE of its `id`
     params_raw: dict[str, Any]
     digest: str
+    # The step type's class (a migrator.steps.base.Step subclass), looked up once by the loader.
+    step_type: Any = None
 
     @property
     def id(self) -> str:

@@ -53,7 +53,7 @@ def migrate(*args: str, env: dict[str, str] | None = None, timeout: float = 1200
 
 
 def step_ids(runbook: Path) -> list[str]:
-    from migrator.runbook.loader import load_runbook
+    from migrator.steps.catalogue import load_runbook
 
     return load_runbook(runbook, check_secrets=False).step_ids()
 

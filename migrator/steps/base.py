@@ -17,16 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from migrator.runbook.base import StrictModel  # re-exported: step modules import it from here
 
 if TYPE_CHECKING:
     from migrator.runbook.model import Runbook
-
-
-class StrictModel(BaseModel):
-    """Base of every params model: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class ComposeInspect(Step[InspectParams]):
         return Plan(changes=[f"read the inventory of compose project {self._project()} (changes nothing)"])
 
     def apply(self) -> None:
-        from migrator.inventory import collect
+        from migrator.adapters.inventory import collect
 
         inv = collect(_docker(self.ctx), self._project())
         self.ctx.record(inventory=inv)
@@ -146,12 +146,12 @@ class ComposeFreeze(Step[FreezeParams]):
 
     def rollback(self) -> None:
         dr = _docker(self.ctx)
-        import docker.errors
+        from migrator.adapters.docker import NotFound
 
         for name in self.ctx.facts.get("was_running", []):
             try:
                 c = dr.client.containers.get(name)
-            except docker.errors.NotFound:
+            except NotFound:
                 raise PermanentError(f"{self.ctx.step_id}: container {name} is gone; bring it back with "
                                      "`docker compose up -d` on the VPS") from None
             if c.status != "running":
@@ -187,11 +187,11 @@ class ComposeThaw(Step[ThawParams]):
 
     def _get(self, name: str) -> Any:
         """The container, or None when it was removed since (compose down)."""
-        import docker.errors
+        from migrator.adapters.docker import NotFound
 
         try:
             return _docker(self.ctx).client.containers.get(name)
-        except docker.errors.NotFound:
+        except NotFound:
             return None
 
     def _containers(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from migrator.engine.checks import http_check, tcp_check
+from migrator.adapters.checks import http_check, tcp_check
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import HttpCheck, TcpCheck
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type

@@ -65,12 +65,12 @@ class KubeSecret(Step[SecretParams]):
         source = env.source
 
         def client() -> Any:
-            import hvac
+            from migrator.adapters.openbao import token_client
 
             token = self.ctx.secret(source.token) if source.token else None
             verify: bool | str = source.ca_file if source.ca_file else source.tls_verify
             return self.ctx.resource(f"hvac:{source.address}",
-                                     lambda: hvac.Client(url=source.address, token=token, verify=verify, timeout=10))
+                                     lambda: token_client(source.address, token, verify))
 
         # The resolver brings the error handling (retry on connection errors) and redaction.
         resolver = SecretResolver({key: OpenBaoSecret(openbao=ref)}, self.ctx.runbook.dir, client)

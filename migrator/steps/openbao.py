@@ -21,9 +21,7 @@ from migrator.errors import PermanentError
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
 
 if TYPE_CHECKING:
-    import hvac
-
-    from migrator.adapters.openbao import Inventory
+    from migrator.adapters.openbao import BaoClient, Inventory
     from migrator.runbook.environment import OpenBaoConfig, OpenBaoEndpoint
 
 Keys = list[str] | str | None
@@ -96,25 +94,25 @@ class Bao:
         return source_tunnel(self.ctx.resource, self.ctx.runbook)
 
     def _client(self, key: str, endpoint: OpenBaoEndpoint, token_secret: str | None,
-                via: tuple[str, int] | None) -> hvac.Client:
+                via: tuple[str, int] | None) -> BaoClient:
         from migrator.adapters.openbao import client_for
 
         token = self.ctx.secret(token_secret) if token_secret else None
         return self.ctx.resource(key, lambda: client_for(endpoint, None, via, token=token))  # type: ignore[no-any-return]
 
-    def source(self) -> hvac.Client:
+    def source(self) -> BaoClient:
         return self._client("openbao:source-step", self.env.source, self.env.source.token, self._via())
 
-    def target(self, token_secret: str | None = None) -> hvac.Client:
+    def target(self, token_secret: str | None = None) -> BaoClient:
         name = token_secret or self.env.target.token
         return self._client(f"openbao:target:{name}", self.env.target, name, None)
 
-    def target_as_source(self) -> hvac.Client:
+    def target_as_source(self) -> BaoClient:
         """The target after a raft restore: it holds the source's data, so the source's token."""
         return self.target(self.env.source.token)
 
 
-def mounts_to_compare(params: CompareParams, source: hvac.Client, target: hvac.Client) -> list[str]:
+def mounts_to_compare(params: CompareParams, source: BaoClient, target: BaoClient) -> list[str]:
     from migrator.adapters.openbao import kv2_mounts
 
     if params.mounts:
@@ -125,7 +123,7 @@ def mounts_to_compare(params: CompareParams, source: hvac.Client, target: hvac.C
     return sorted(found)
 
 
-def parity(params: CompareParams, source: hvac.Client, target: hvac.Client) -> tuple[list[str], Inventory]:
+def parity(params: CompareParams, source: BaoClient, target: BaoClient) -> tuple[list[str], Inventory]:
     """Differences between both sides (names only), and the source's inventory."""
     from migrator.adapters.openbao import inventory
 
@@ -135,7 +133,7 @@ def parity(params: CompareParams, source: hvac.Client, target: hvac.Client) -> t
     return a.differences(b, params.allow_extra_on_target), a
 
 
-def gate(params: CompareParams, source: hvac.Client, target: hvac.Client) -> Inventory:
+def gate(params: CompareParams, source: BaoClient, target: BaoClient) -> Inventory:
     diffs, inv = parity(params, source, target)
     if diffs:
         shown = "; ".join(diffs[:20]) + (f"; and {len(diffs) - 20} more" if len(diffs) > 20 else "")
@@ -166,7 +164,7 @@ class OpenBaoMigrate(Step[MigrateParams]):
         base = self.ctx.path(self.ctx.runbook.file.state_dir or "state")
         return base / "openbao" / f"{self.ctx.runbook.name}.{self.ctx.step_id}.{suffix}"
 
-    def _target_for_compare(self, bao: Bao) -> hvac.Client:
+    def _target_for_compare(self, bao: Bao) -> BaoClient:
         return bao.target_as_source() if self.params.strategy == "raft-snapshot" else bao.target()
 
     def check(self) -> Check:
@@ -297,11 +295,11 @@ class _KvCopy:
         self.bao = Bao(step.ctx)
 
     @property
-    def src(self) -> hvac.Client:
+    def src(self) -> BaoClient:
         return self.bao.source()
 
     @property
-    def tgt(self) -> hvac.Client:
+    def tgt(self) -> BaoClient:
         return self.bao.target()
 
     def mounts(self) -> list[str]:
@@ -571,7 +569,7 @@ class _Raft:
             plan.unknowns.append("no target_unseal_keys: a rollback cannot unseal the target's pre-restore snapshot")
         return plan
 
-    def _reopen(self, client: hvac.Client, keys: list[str], token_client: hvac.Client, what: str) -> None:
+    def _reopen(self, client: BaoClient, keys: list[str], token_client: BaoClient, what: str) -> None:
         """After a restore the node seals itself (shortly): wait for that, bounded, then unseal."""
         from migrator.adapters import openbao as ob
 

@@ -87,7 +87,7 @@ class Fetched:
 
 def fetch(ctx: StepContext, ep: Endpoint, target: Target, path: str, host: str | None) -> Fetched:
     """One GET; connection trouble comes back as `error`, never raised."""
-    from migrator.loadtest import connect, tls_context
+    from migrator.adapters.loadtest import connect, tls_context
 
     tls = None
     if target.scheme == "https":

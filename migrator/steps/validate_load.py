@@ -1,6 +1,6 @@
 """validate.load: a bounded load test on loopback (127.0.0.0/8 only), gated on latency and error thresholds.
 
-The generator (migrator/loadtest.py) stops at whichever bound comes first: `requests` or `duration_s`.
+The generator (migrator/adapters/loadtest.py) stops at whichever bound comes first: `requests` or `duration_s`.
 A non-loopback target is refused with a PermanentError before any socket is opened. A threshold exceeded
 is permanent too: retrying a load test until it happens to pass would hide the problem.
 """
@@ -59,7 +59,7 @@ class Load(Validation[LoadParams]):
         self._report: dict[str, Any] = {}
 
     def spec(self) -> Any:
-        from migrator.loadtest import LoadSpec, NotLoopback, loopback_ip, tls_context
+        from migrator.adapters.loadtest import LoadSpec, NotLoopback, loopback_ip, tls_context
 
         p = self.params
         scheme, address, port, path, host = p.scheme, p.address or "", p.port or 0, p.path, p.host
@@ -80,7 +80,7 @@ class Load(Validation[LoadParams]):
                         expect_status=tuple(p.expect_status), tls=tls)
 
     def verify(self) -> None:
-        from migrator.loadtest import run_load
+        from migrator.adapters.loadtest import run_load
 
         p = self.params
         spec = self.spec()  # refuses a non-loopback target before any traffic

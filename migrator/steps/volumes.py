@@ -115,7 +115,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
         return remote_for(self.ctx)
 
     def _volume(self, dr: DockerRemote) -> Any:
-        import docker.errors
+        from migrator.adapters.docker import NotFound
 
         source = self.ctx.runbook.environment.source
         project = self.params.project or (source.compose_project if source else None)
@@ -123,14 +123,14 @@ class VolumeCopy(Step[VolumeCopyParams]):
             if name:
                 try:
                     return dr.client.volumes.get(name)
-                except docker.errors.NotFound:
+                except NotFound:
                     continue
         raise PermanentError(f"{self.ctx.step_id}: no Docker volume {self.params.volume!r} on {dr.host} "
                              f"(nor {project}_{self.params.volume})")
 
     # -- the helper container --------------------------------------------------------------------------
     def _start_helper(self, dr: DockerRemote) -> str:
-        import docker.errors
+        from migrator.adapters.docker import NotFound
 
         volume = self._volume(dr)
         image = self.params.helper_image
@@ -143,7 +143,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
         name = f"migrator-copy-{self.ctx.step_id}"
         try:
             dr.client.containers.get(name).remove(force=True)  # left by a crash
-        except docker.errors.NotFound:
+        except NotFound:
             pass
         helper = dr.client.containers.run(image, ["sleep", "86400"], entrypoint=[], name=name, detach=True,
                                           network_mode="none", labels={"migrator.helper": self.ctx.step_id},
@@ -257,7 +257,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
     def _transfer(self, dr: DockerRemote, helper: str, dest: Path, names: list[str],
                   sums: dict[str, str]) -> Any:
         """Stream one batch as tar; yields (name, bytes) for each file written and checked."""
-        import paramiko
+        from migrator.adapters.ssh import SSHException
 
         wanted = set(names)
         seen: set[str] = set()
@@ -299,7 +299,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
                 if rc != 0:
                     raise PermanentError(f"{self.ctx.step_id}: tar in the helper exited {rc}: "
                                          f"{stream.stderr_tail().decode(errors='replace').strip()[-200:]}")
-        except (tarfile.TarError, EOFError, OSError, paramiko.SSHException) as exc:
+        except (tarfile.TarError, EOFError, OSError, SSHException) as exc:
             raise TemporaryError(f"{self.ctx.step_id}: transfer from {dr.host} cut off: "
                                  f"{exc.__class__.__name__}: {exc}") from None
         missing = wanted - seen

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator.runbook.loader import load_runbook
 from migrator.runbook.model import EnvSecret, FileSecret, OpenBaoSecret, Runbook
+from migrator.steps.catalogue import load_runbook
 from tests.util import REPO, migrate
 
 RUNBOOKS = REPO / "runbooks"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from migrator.manifests import render
-from migrator.runbook.loader import load_runbook
 from migrator.runbook.model import Runbook
+from migrator.steps.catalogue import load_runbook
 from migrator.steps.validate_security import Cluster, check_config_maps, check_env
 from tests.util import REPO
 

@@ -72,7 +72,7 @@ def test_raft_snapshot_restore_unseal_and_rollback(raft_pair: Pair, tmp_path: Pa
 
 def test_raft_needs_unseal_keys(tmp_path: Path) -> None:
     from migrator.errors import InputError
-    from migrator.runbook.loader import load_runbook
+    from migrator.steps.catalogue import load_runbook
 
     nowhere = BaoServer(tmp_path, 1, None, token="x")  # type: ignore[arg-type]
     rb = runbook(tmp_path / "rb", nowhere, nowhere, [{"id": "restore", "uses": "openbao.migrate",

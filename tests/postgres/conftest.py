@@ -59,7 +59,7 @@ def no_pg_env() -> None:
 
 def parity_problems(src: Cluster, dst: Cluster, source_db: str, target_db: str) -> list[str]:
     """postgres.verify's comparison of a source and a target database (empty: identical)."""
-    from migrator.pgsource import PgSource
+    from migrator.adapters.pgsource import PgSource
     from migrator.steps.postgres import pg_schema
     from migrator.steps.postgres.pg_verify import compare
 

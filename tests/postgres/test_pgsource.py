@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.pgsource import LocalRunner, PgSource
+from migrator.adapters.pgsource import LocalRunner, PgSource
 from tests.postgres.cluster import Cluster
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.pgsource import LocalRunner, PgSource, compress_script, local_tool
+from migrator.adapters.pgsource import LocalRunner, PgSource, compress_script, local_tool
 from tests.postgres.cluster import Cluster
 from tests.postgres.conftest import SECRETS, db_params, environment, parity_problems
 from tests.util import migrate, write_runbook

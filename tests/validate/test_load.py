@@ -1,4 +1,4 @@
-"""validate.load and migrator.loadtest: bounds (count and time), percentiles, thresholds, loopback only."""
+"""validate.load and migrator.adapters.loadtest: bounds (count and time), percentiles, thresholds, loopback only."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from migrator.adapters.loadtest import GRACE_S, LoadSpec, NotLoopback, loopback_ip, run_load
 from migrator.errors import PermanentError
-from migrator.loadtest import GRACE_S, LoadSpec, NotLoopback, loopback_ip, run_load
 from tests.util import engine, write_runbook
 from tests.validate.conftest import Route
 
@@ -55,7 +55,7 @@ def test_hanging_server_is_cut_at_the_time_bound(http_server: Any) -> None:
 
 
 def test_percentile_nearest_rank() -> None:
-    from migrator.loadtest import LoadResult
+    from migrator.adapters.loadtest import LoadResult
 
     r = LoadResult(latencies_ms=[float(x) for x in range(1, 101)])
     assert (r.percentile(50), r.percentile(95), r.percentile(99), r.percentile(100)) == (50.0, 95.0, 99.0, 100.0)

@@ -49,8 +49,7 @@ def _table_count(server: PgConn, name: str) -> int:
 def set_aside(ctx: Any, server: PgConn, name: str) -> None:
     """Rename `name` aside when it has tables; recorded in facts as `set_aside` (None: nothing to do).
     Idempotent across crashes: a rename done before the record is recognised by the aside name."""
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import database_exists
 
     if "set_aside" in ctx.facts:
@@ -87,8 +86,7 @@ def set_aside(ctx: Any, server: PgConn, name: str) -> None:
 def put_back(ctx: Any, server: PgConn, name: str) -> None:
     """Rollback of set_aside: the kept database takes its name back and accepts connections again (the
     database in its place must have been dropped already)."""
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import database_exists
 
     aside = ctx.facts.get("set_aside")
@@ -105,7 +103,7 @@ def put_back(ctx: Any, server: PgConn, name: str) -> None:
 def keep_logins_out(server: PgConn, name: str, owner: str) -> None:
     """While the copy fills it, only superusers connect: an application started on it now would find it
     half-filled (or, like Keycloak, create its own schema in it). Its sessions are ended."""
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     ident = sql.Identifier(name)
     _exec(server, sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC, {}").format(ident,
@@ -117,7 +115,7 @@ def keep_logins_out(server: PgConn, name: str, owner: str) -> None:
 def let_logins_in(server: PgConn, name: str, owner: str) -> None:
     """The privileges a new database has by default: PUBLIC connects and makes temporary tables, the
     owner has them all."""
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     ident = sql.Identifier(name)
     _exec(server, sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(ident))

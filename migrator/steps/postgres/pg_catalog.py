@@ -82,7 +82,7 @@ class TableInfo:
         return f"{self.schema}.{self.name}"
 
     def ident(self) -> str:
-        from psycopg import sql
+        from migrator.adapters.pgsql import sql
 
         return sql.Identifier(self.schema, self.name).as_string(None)
 
@@ -93,7 +93,7 @@ def tables(query: Query) -> list[TableInfo]:
 
 
 def sequences(query: Query) -> dict[str, int | None]:
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     return {sql.Identifier(r[0], r[1]).as_string(None): (int(r[2]) if r[2] else None) for r in query(SEQUENCES_SQL)}
 
@@ -120,7 +120,7 @@ def database(query: Query) -> DatabaseInfo:
 
 def digest_sql(items: list[TableInfo]) -> str:
     """One query: per table, its row count and an order-independent sum of 64-bit row hashes."""
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     parts = []
     for t in items:
@@ -140,7 +140,7 @@ def digests(query: Query, items: list[TableInfo]) -> dict[str, tuple[int, str]]:
 
 
 def counts(query: Query, items: list[TableInfo]) -> dict[str, int]:
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     if not items:
         return {}

@@ -16,8 +16,8 @@ from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel
 
 if TYPE_CHECKING:
+    from migrator.adapters.pgsource import PgSource
     from migrator.adapters.postgres import PgConn
-    from migrator.pgsource import PgSource
 
 
 class SourceParams(StrictModel):
@@ -128,8 +128,8 @@ def target_conn(ctx: StepContext, t: TargetParams, database: str | None = None) 
 
 
 def source_of(ctx: StepContext, s: SourceParams) -> PgSource:
+    from migrator.adapters.pgsource import PgSource
     from migrator.adapters.postgres import PgConn
-    from migrator.pgsource import PgSource
 
     if s.container:
         container = container_of(ctx, s.container)

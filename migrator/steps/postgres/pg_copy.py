@@ -33,8 +33,8 @@ from migrator.steps.postgres import pg_schema as schema
 from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
 
 if TYPE_CHECKING:
+    from migrator.adapters.pgsource import PgSource, Snapshot
     from migrator.adapters.postgres import PgConn
-    from migrator.pgsource import PgSource, Snapshot
     from migrator.steps.base import Progress, StepContext
 
 CHUNK = 1 << 18
@@ -81,8 +81,7 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapsho
                on_bytes: Progress) -> tuple[int, int]:
     """A whole table atomically (TRUNCATE + COPY FREEZE in one transaction), or one block range of a
     table truncated beforehand. Returns (rows, bytes)."""
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import connect
 
     t = piece.table
@@ -124,8 +123,7 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapsho
 
 
 def truncate(target: PgConn, t: cat.TableInfo) -> None:
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import connect
 
     with connect(target) as c:
@@ -176,7 +174,7 @@ def set_sequences(source: PgSource, db: PgConn, margin: int = 0) -> int:
 
 
 def _lit(text: str) -> str:
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     return sql.Literal(text).as_string(None)
 

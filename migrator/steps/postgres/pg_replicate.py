@@ -28,8 +28,8 @@ from migrator.steps.postgres.pg_common import DbParams, replication_address, sou
 from migrator.steps.postgres.pg_copy import apply_schema, prepare_database, set_sequences
 
 if TYPE_CHECKING:
+    from migrator.adapters.pgsource import PgSource
     from migrator.adapters.postgres import PgConn
-    from migrator.pgsource import PgSource
     from migrator.steps.base import StepContext
 
 
@@ -45,13 +45,13 @@ def repl_name(p: ReplicateParams) -> str:
 
 
 def _id(*names: str) -> str:
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     return sql.Identifier(*names).as_string(None)
 
 
 def _lit(text: str) -> str:
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     return sql.Literal(text).as_string(None)
 
@@ -224,8 +224,7 @@ class PostgresReplicate(Step[ReplicateParams]):
 
     def report(self) -> dict[str, Any]:
         """Rows and bytes the initial sync brought (counted on the target once the gate passed)."""
-        from psycopg import sql
-
+        from migrator.adapters.pgsql import sql
         from migrator.adapters.postgres import connect
 
         _, _, db = self._ends()

@@ -37,7 +37,7 @@ def map_role(role: str, owner_map: dict[str, str], default_owner: str | None) ->
 
 def prepare(script: str, owner_map: dict[str, str], default_owner: str | None) -> str:
     """pg_dump SQL with owners mapped and psql meta-commands removed."""
-    from psycopg import sql
+    from migrator.adapters.pgsql import sql
 
     out = []
     for line in script.splitlines():
@@ -86,8 +86,7 @@ def missing_roles(server: PgConn, roles: set[str]) -> list[str]:
 
 
 def create_roles(server: PgConn, roles: list[str]) -> None:
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import connect
 
     with connect(server.with_database("postgres")) as c:
@@ -97,9 +96,7 @@ def create_roles(server: PgConn, roles: list[str]) -> None:
 
 def drop_roles(server: PgConn, roles: list[str]) -> list[str]:
     """Drop roles we created; those still owning something elsewhere are kept (and named)."""
-    import psycopg
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import PgError, sql
     from migrator.adapters.postgres import connect
 
     kept = []
@@ -107,15 +104,14 @@ def drop_roles(server: PgConn, roles: list[str]) -> list[str]:
         for role in roles:
             try:
                 c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-            except psycopg.Error:
+            except PgError:
                 kept.append(role)
     return kept
 
 
 def create_database(server: PgConn, name: str, owner: str, info: cat.DatabaseInfo) -> None:
     """CREATE DATABASE with the source's encoding and locale (template0, so nothing else comes along)."""
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import connect
 
     stmt = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
@@ -130,8 +126,7 @@ def create_database(server: PgConn, name: str, owner: str, info: cat.DatabaseInf
 
 
 def drop_database(server: PgConn, name: str) -> None:
-    from psycopg import sql
-
+    from migrator.adapters.pgsql import sql
     from migrator.adapters.postgres import connect
 
     with connect(server.with_database("postgres")) as c:
@@ -163,8 +158,7 @@ def rollback_database(ctx: Any, server: PgConn) -> None:
     name = facts["target_database"]
     drop_database(server, name)
     if facts["db_existed"]:
-        from psycopg import sql
-
+        from migrator.adapters.pgsql import sql
         from migrator.adapters.postgres import connect
 
         with connect(server.with_database("postgres")) as c:
