@@ -10,7 +10,7 @@ EXIT_INTERRUPTED = 130  # errors.EXIT_INTERRUPTED; not imported here so that not
 
 def main() -> None:
     try:
-        from migrator.cli import main as cli_main
+        from migrator.cli.main import main as cli_main
     except KeyboardInterrupt:
         print("FAILED: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -45,7 +45,7 @@ def write_runbook(
 
 def engine(runbook: Path, state_dir: Path | None = None, **options: Any) -> Any:
     """An Engine on `runbook` (state next to it unless given), output collected in .said."""
-    from migrator.commands import load, new_engine
+    from migrator.commands.common import load, new_engine
     from migrator.engine.engine import Options
 
     said: list[str] = []

@@ -13,7 +13,7 @@ Public API (consumed by other step types; keep it stable):
         rc = s.exit_code()                      # drains the rest, then asks exec_inspect
         s.stderr_tail()                         # last 64 KiB of stderr
     dr.close()
-    dr = remote_for(ctx)  # in a step: the run's shared client (ctx.resource("docker:source"))
+    dr = remote_for(ctx)  # in a step: the run's shared client (resources.DOCKER_SOURCE)
 
 How: the SDK's own `ssh://` transport reads ~/.ssh/config and ~/.ssh/known_hosts by itself, so we
 mount our own requests adapter on an APIClient: every HTTP connection is an SSH channel of our
@@ -410,10 +410,7 @@ class DockerRemote:
 
 
 def remote_for(ctx: Any) -> DockerRemote:
-    """The run's shared Docker API of the VPS (`ctx.resource("docker:source")`), over the shared SSH session."""
-    from migrator.adapters.ssh import session_for
+    """The run's shared Docker API of the VPS (resources.DOCKER_SOURCE), over the shared SSH session."""
+    from migrator.adapters import resources
 
-    ssh = session_for(ctx)
-    source = ctx.runbook.environment.source
-    remote: DockerRemote = ctx.resource("docker:source", lambda: DockerRemote.from_config(source, ctx.runbook.dir, ssh))
-    return remote
+    return resources.docker_source(ctx.resource, ctx.runbook, ctx.step_id)

@@ -2,7 +2,7 @@
 
 Only NAMES of environment variables are collected, never their values. Databases are listed by running
 psql inside each Postgres container as the postgres user over its unix socket (no password needed, none
-passed). `migrator.commands.inspect()` stores the result in the state file's `extra["source_inventory"]`, under the run
+passed). `migrator.commands.inspect.inspect()` stores the result in the state file's `extra["source_inventory"]`, under the run
 lock; `diff()` compares two inventories.
 """
 

@@ -63,12 +63,10 @@ def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | Non
     src = runbook.environment.source
     if src is None:
         raise PermanentError("environment.openbao.source_via_ssh: the runbook has no environment.source.ssh")
-    from migrator.adapters.held import Held
-    from migrator.adapters.ssh import SSHSession
+    from migrator.adapters import resources
 
-    ssh = resource("ssh", lambda: SSHSession.from_config(src.ssh, runbook.dir))
-    tunnel = resource(f"openbao:tunnel:{hop.host}:{hop.port}", lambda: Held(ssh.tunnel(hop.host, hop.port)))
-    return tunnel.value  # type: ignore[no-any-return]
+    ssh = resources.ssh_source(resource, runbook)
+    return resources.ssh_tunnel(resource, ssh, hop.host, hop.port)
 
 
 # The client type, named for the steps (which never import hvac).
@@ -82,11 +80,13 @@ def token_client(address: str, token: str | None, verify: bool | str, timeout: f
 
 def secrets_client(resource: Resource, runbook: Runbook, secrets: SecretResolver) -> hvac.Client:
     """The client `{openbao: ...}` secret references are read from: the source OpenBao, once per run
-    (the engine is handed this function by migrator.commands.new_engine)."""
+    (the engine is handed this function by migrator.commands.common.new_engine)."""
     env = runbook.environment.openbao
     if env is None:
         raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
-    client: hvac.Client = resource("openbao:source", lambda: client_for(env.source, secrets,
+    from migrator.adapters.resources import OPENBAO_SOURCE
+
+    client: hvac.Client = resource(OPENBAO_SOURCE, lambda: client_for(env.source, secrets,
                                                                       via_ssh=source_tunnel(resource, runbook)))
     return client
 

@@ -640,9 +640,7 @@ def command_line(argv: list[str], env: dict[str, str] | None) -> tuple[str, byte
 
 
 def session_for(ctx: Any) -> SSHSession:
-    """The run's shared SSH session to the VPS (`ctx.resource("ssh:source")`), from environment.source.ssh."""
-    source = ctx.runbook.environment.source
-    if source is None:
-        raise PermanentError(f"{ctx.step_id}: the runbook has no environment.source (the VPS)")
-    session: SSHSession = ctx.resource("ssh:source", lambda: SSHSession.from_config(source.ssh, ctx.runbook.dir))
-    return session
+    """The run's shared SSH session to the VPS (resources.SSH_SOURCE), from environment.source.ssh."""
+    from migrator.adapters import resources
+
+    return resources.ssh_source(ctx.resource, ctx.runbook, ctx.step_id)

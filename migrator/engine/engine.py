@@ -108,7 +108,7 @@ class Session:
             raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
         if self.openbao is None:
             raise PermanentError("secret from OpenBao: this engine was built without an OpenBao client "
-                                 "(migrator.commands.new_engine gives it one)")
+                                 "(migrator.commands.common.new_engine gives it one)")
         return self.openbao(self.resource, self.runbook, self.secrets)
 
     @contextmanager

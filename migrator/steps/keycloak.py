@@ -205,10 +205,9 @@ class ConfigMapSetter:
         return f"{self.p.key} in configmap {self.p.namespace}/{self.p.name}{restart}"
 
     def _cluster(self) -> Any:
-        from migrator.adapters.kube import KubeCluster
+        from migrator.adapters import resources
 
-        target = self.ctx.runbook.environment.target
-        return self.ctx.resource("kube", lambda: KubeCluster(target, self.ctx.runbook.dir))
+        return resources.kube(self.ctx.resource, self.ctx.runbook)
 
     def current(self) -> str | None:
         from migrator.adapters.kube import Ref

@@ -32,9 +32,9 @@ SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "
 
 def cluster(ctx: StepContext) -> KubeCluster:
     """The run's shared API client, from environment.target (or KUBECONFIG)."""
-    from migrator.adapters.kube import KubeCluster
+    from migrator.adapters import resources
 
-    return ctx.resource("kube", lambda: KubeCluster(ctx.runbook.environment.target, ctx.runbook.dir))  # type: ignore[no-any-return]
+    return resources.kube(ctx.resource, ctx.runbook)
 
 
 def strip(live: dict[str, Any]) -> dict[str, Any]:

@@ -215,9 +215,10 @@ class SecurityParams(StrictModel):
 
 def read_cluster(ctx: StepContext, namespaces: list[str]) -> Cluster:
     """Everything the audit needs, one list call per kind and namespace."""
-    from migrator.adapters.kube import KubeCluster, Ref
+    from migrator.adapters import resources
+    from migrator.adapters.kube import Ref
 
-    kube: KubeCluster = ctx.resource("kube", lambda: KubeCluster(ctx.runbook.environment.target, ctx.runbook.dir))
+    kube = resources.kube(ctx.resource, ctx.runbook)
     c = Cluster(namespaces=namespaces)
     for ns in namespaces:
         if kube.get(Ref("Namespace", ns)) is None:

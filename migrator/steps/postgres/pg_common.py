@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from migrator.adapters.held import Held
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel
 
@@ -111,13 +110,10 @@ def endpoint_address(ctx: StepContext, name: str) -> tuple[str, int]:
     if not ep.namespace or not ep.pod:
         raise PermanentError(f"{ctx.step_id}: endpoint {name} needs namespace and pod for "
                              f"data_access={target.data_access}")
-    from migrator.adapters.kube import KubeCluster
+    from migrator.adapters import resources
 
-    kube = ctx.resource("kube", lambda: KubeCluster(target, ctx.runbook.dir))
-    namespace, pod, port = ep.namespace, ep.pod, ep.remote_port or 5432
-    tunnel = ctx.resource(f"port-forward:{namespace}/{pod}:{port}",
-                          lambda: Held(kube.port_forward(namespace, pod, port)))
-    return tunnel.value  # type: ignore[no-any-return]
+    kube = resources.kube(ctx.resource, ctx.runbook)
+    return resources.port_forward(ctx.resource, kube, ep.namespace, ep.pod, ep.remote_port or 5432)
 
 
 def target_conn(ctx: StepContext, t: TargetParams, database: str | None = None) -> PgConn:
@@ -168,5 +164,6 @@ def replication_address(ctx: StepContext, s: SourceParams) -> tuple[str, int]:
         host = str(addrs[0])
     ssh = ssh_session(ctx)
     port = s.replication_port
-    tunnel = ctx.resource(f"tunnel:{host}:{port}", lambda: Held(ssh.tunnel(host, port)))
-    return tunnel.value  # type: ignore[no-any-return]
+    from migrator.adapters import resources
+
+    return resources.ssh_tunnel(ctx.resource, ssh, host, port)

@@ -1,0 +1,13 @@
+"""`migrate resume`: continue the last run where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrator.commands.common import engine_for, guard_production
+
+
+def resume(runbook: Path, state_dir: Path | None, yes: bool, accept_changes: bool) -> int:
+    engine = engine_for(runbook, state_dir, yes=yes, accept_changes=accept_changes)
+    guard_production(engine, yes, "resume")
+    return int(engine.resume())
