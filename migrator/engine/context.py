@@ -7,7 +7,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from migrator.errors import Interrupted
 from migrator.runbook.model import Runbook
@@ -16,6 +18,8 @@ from migrator.steps.base import Progress
 if TYPE_CHECKING:
     from migrator.engine.engine import Session
     from migrator.runbook.model import Step as RunbookStep
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Context:
@@ -49,6 +53,9 @@ class Context:
     def facts_of(self, step_id: str) -> dict[str, Any]:
         rec = self._session.state.steps.get(step_id)
         return dict(rec.facts) if rec else {}
+
+    def facts_as(self, model: type[M], step_id: str | None = None) -> M:
+        return model.model_validate(self.facts if step_id is None else self.facts_of(step_id))
 
     def status_of(self, step_id: str) -> str:
         rec = self._session.state.steps.get(step_id)

@@ -148,11 +148,11 @@ class _Validator:
                     continue
                 seen[spec.id] = where
                 raw_with = (psrc.data["steps"][j] or {}).get("with") or {}
-                params = self._params(psrc, loc, spec, raw_with, rb, lookup, types)
+                params, model = self._params(psrc, loc, spec, raw_with, rb, lookup, types)
                 digest = _digest({"uses": spec.uses, "with": params, "gate": spec.gate.model_dump(),
                                   "rollback": spec.rollback, "ponr": spec.point_of_no_return})
                 steps.append(Step(spec=spec, phase=phase.phase, phase_name=phase.name, source=where,
-                                  params_raw=params, digest=digest, step_type=types.get(spec.uses)))
+                                  params_raw=params, digest=digest, step_type=types.get(spec.uses), params=model))
         steps.sort(key=lambda s: s.phase)  # stable: file order within a phase
         return steps, names
 
@@ -188,12 +188,15 @@ class _Validator:
         return header, good
 
     def _params(self, psrc: Located, loc: Loc, spec: StepSpec, raw_with: dict[str, Any], rb: RunbookFile,
-                lookup: Any, types: Catalogue) -> dict[str, Any]:
+                lookup: Any, types: Catalogue) -> tuple[dict[str, Any], BaseModel | None]:
+        """The interpolated `with:` (secrets still as references), and its Params model when it holds no
+        secret reference. Checked here once: the model, the argv fields, and the step type's own
+        `check_params` against the rest of the runbook."""
         try:
             params = interpolate(raw_with, lookup, keep=frozenset({"secrets"}))
         except Unresolved as exc:
             self.fail(psrc.where((*loc, "with")), f"{_dotted(loc)}.with", exc.why)
-            return dict(raw_with)
+            return dict(raw_with), None
         for name in sorted(references(params, "secrets")):
             if name not in rb.secrets:
                 self.fail(psrc.where((*loc, "with")), f"{_dotted(loc)}.with",
@@ -203,7 +206,7 @@ class _Validator:
             close = difflib.get_close_matches(spec.uses, list(types), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(types))}"
             self.fail(psrc.where((*loc, "uses")), f"{_dotted(loc)}.uses", f"unknown step type {spec.uses!r}{hint}")
-            return params
+            return params, None
         for name in cls.argv_fields:
             if references(params.get(name), "secrets"):
                 self.fail(psrc.where((*loc, "with", name)), f"{_dotted(loc)}.with.{name}",
@@ -211,10 +214,14 @@ class _Validator:
                           "pass them in env: and read $NAME in the command")
         probe = interpolate(params, lambda ns, key: SECRET_PLACEHOLDER)
         try:
-            cls.Params.model_validate(probe)
+            model = cls.Params.model_validate(probe)
         except ValidationError as exc:
             self.problems += pydantic_problems(psrc, exc, prefix=(*loc, "with"))
-        return params
+            return params, None
+        for name, why in cls.check_params(model, rb):
+            self.fail(psrc.where((*loc, "with", name)), f"{_dotted(loc)}.with.{name}", why)
+        # With secrets, the probe holds placeholders: the real model is made at run time.
+        return params, (None if references(params, "secrets") else model)
 
     def _check_graph(self, steps: list[Step]) -> None:
         by_id = {s.id: s for s in steps}
@@ -254,7 +261,12 @@ def load_runbook(path: Path, catalogue: Catalogue, *, check_secrets: bool = True
 
 
 def params_model(step: Step, resolve_secret: Any) -> BaseModel:
-    """The step's validated Params with secrets substituted (in memory only, never persisted)."""
+    """The step's validated Params with secrets substituted (in memory only, never persisted).
+
+    Without secrets, the model the loader validated (a copy: a step cannot change another's); with
+    them, validated here with the values resolved now, which exist only at run time."""
+    if step.params is not None:
+        return step.params.model_copy(deep=True)  # type: ignore[no-any-return]
     cls = step.step_type
 
     def lookup(ns: str, key: str) -> Any:

@@ -130,6 +130,9 @@ class Step:
     digest: str
     # The step type's class (a migrator.steps.base.Step subclass), looked up once by the loader.
     step_type: Any = None
+    # Its validated Params model, when `with:` holds no ${secrets.*}; with secrets it is None and the
+    # engine validates once more at run time, with the values it resolves then (never stored).
+    params: Any = None
 
     @property
     def id(self) -> str:

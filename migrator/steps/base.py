@@ -17,10 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel, ConfigDict
+
 from migrator.runbook.base import StrictModel  # re-exported: step modules import it from here
 
 if TYPE_CHECKING:
-    from migrator.runbook.model import Runbook
+    from migrator.runbook.model import Runbook, RunbookFile
+
+
+class Facts(BaseModel):
+    """The shape of the facts one step records and another step reads back (`ctx.facts_as`), written
+    down once, beside the step that records them. The state keeps them as plain JSON, as `record()`
+    wrote them; keys the model does not name are kept (an earlier attempt may have recorded more)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+F = TypeVar("F", bound=Facts)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,9 @@ class StepContext(Protocol):
     def facts_of(self, step_id: str) -> dict[str, Any]:
         """Facts recorded by another step (e.g. dns-cutover reads what dns-lower-ttl recorded)."""
 
+    def facts_as(self, model: type[F], step_id: str | None = None) -> F:
+        """This step's facts (or another's, by id) read through their typed model (a `Facts`)."""
+
     def status_of(self, step_id: str) -> str: ...
 
     def finished_at(self, step_id: str) -> float | None:
@@ -126,6 +142,13 @@ class Step(Generic[P]):
     description: ClassVar[str] = ""
     # Params that end up in a process's argv: the loader refuses `${secrets.x}` in them.
     argv_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:
+        """At load time: these (validated) params against the rest of the runbook, e.g. its environment,
+        as (field of `with`, what is wrong) pairs; the loader reports each as a FILE:LINE error. Secret
+        values are placeholders here. Default: nothing to check."""
+        return []
 
     def __init__(self, ctx: StepContext, params: P) -> None:
         self.ctx = ctx

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from migrator.errors import GateNotReady, PermanentError, RefusedError
-from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 
 if TYPE_CHECKING:
     from migrator.adapters.docker import DockerRemote
@@ -108,6 +108,12 @@ class FreezeParams(StrictModel):
     stop_timeout_s: int = Field(default=30, ge=0, le=600)
 
 
+class FreezeFacts(Facts):
+    """What compose.freeze records before it stops anything; compose.decommission reads it back."""
+
+    was_running: list[str] | None = None  # the containers that ran; None: it has stopped nothing yet
+
+
 @step_type("compose.freeze")
 class ComposeFreeze(Step[FreezeParams]):
     """Stop the writers named in `services`; rollback starts those that were running again."""
@@ -180,10 +186,10 @@ class ComposeThaw(Step[ThawParams]):
         if spec is None or spec.uses != "compose.freeze":
             raise PermanentError(f"{self.ctx.step_id}.with.freeze_step: {sid} is not a compose.freeze step of "
                                  "this runbook")
-        facts = self.ctx.facts_of(sid)
-        if "was_running" not in facts:
+        was_running = self.ctx.facts_as(FreezeFacts, sid).was_running
+        if was_running is None:
             raise PermanentError(f"{self.ctx.step_id}: {sid} has not stopped anything yet ({self.ctx.status_of(sid)})")
-        return list(facts["was_running"])
+        return list(was_running)
 
     def _get(self, name: str) -> Any:
         """The container, or None when it was removed since (compose down)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import Field, field_validator, model_validator
 
 from migrator.errors import GateNotReady, PermanentError, TemporaryError
-from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 
 if TYPE_CHECKING:
     from migrator.adapters.dns import Change, DNSProvider, RRSet, Server
@@ -52,6 +52,30 @@ def classify(target: Target) -> dict[str, list[str]]:
     if "CNAME" in out and (len(out) > 1 or len(out["CNAME"]) > 1):
         raise ValueError("a CNAME target must be a single host name, alone (no addresses beside it)")
     return out
+
+
+# -- the facts the three steps pass on -------------------------------------------------------------
+# Record sets are keyed as adapters.dns.key_of(name, TYPE) makes them: "www.example.org.|A".
+
+class OldRRSet(Facts):
+    ttl: int
+    rdatas: list[str]
+
+
+class LowerTTLFacts(Facts):
+    """What dns.lower-ttl records: dns.cutover waits out the old TTLs, dns.restore-ttl puts them back."""
+
+    old: dict[str, OldRRSet | None] = Field(default_factory=dict)  # None: no such record set then
+    ttl: int | None = None
+    max_old_ttl: int | None = None
+    lowered_at: float | None = None  # None until the lowered TTLs were sent (and again after rollback)
+
+
+class CutoverFacts(Facts):
+    """What dns.cutover records: dns.restore-ttl restores only the record sets the flip wrote."""
+
+    written: dict[str, Any] = Field(default_factory=dict)  # RRSet.fact() of each written set, or None
+    old_sets: dict[str, Any] = Field(default_factory=dict)
 
 
 class RecordsParams(StrictModel):
@@ -307,18 +331,18 @@ class DnsCutover(_DnsStep[CutoverParams]):
         from migrator.adapters.dns import split_key
 
         lower, step = self.params.lower_ttl_step, self.ctx.step_id
-        facts, status = self.ctx.facts_of(lower), self.ctx.status_of(lower)
-        if status != "succeeded" or not facts.get("lowered_at"):
+        facts, status = self.ctx.facts_as(LowerTTLFacts, lower), self.ctx.status_of(lower)
+        if status != "succeeded" or not facts.lowered_at:
             raise PermanentError(f"{step}: {lower} has not succeeded (it is {status}); run it first, then wait its "
                                  "old TTL")
-        old: dict[str, Any] = facts.get("old") or {}
+        old = facts.old
         names = set(self._targets())
-        ttls = [v["ttl"] for k, v in old.items() if v and split_key(k)[0] in names]
+        ttls = [v.ttl for k, v in old.items() if v and split_key(k)[0] in names]
         lowered = {split_key(k)[0] for k, v in old.items() if v}
         missing = sorted(names - lowered)
         if missing:
             raise PermanentError(f"{step}: {', '.join(missing)} not lowered by {lower}: add them to its records")
-        start = max(float(facts["lowered_at"]), self.ctx.finished_at(lower) or 0.0)
+        start = max(float(facts.lowered_at), self.ctx.finished_at(lower) or 0.0)
         wait = float(max(ttls))
         why = f"old TTL {max(ttls)}s"
         if self.params.ttl_wait_override_s is not None and self.ctx.runbook.file.production:
@@ -360,11 +384,11 @@ class DnsCutover(_DnsStep[CutoverParams]):
     def _changed_since_lower(self, cur: dict[str, RRSet | None]) -> list[str]:
         from migrator.adapters.dns import RRSet, same, show, split_key
 
-        old: dict[str, Any] = self.ctx.facts_of(self.params.lower_ttl_step).get("old") or {}
+        old = self.ctx.facts_as(LowerTTLFacts, self.params.lower_ttl_step).old
         out = []
         for k, v in old.items():
             if k in cur:
-                seen = RRSet.make(*split_key(k), v["ttl"], v["rdatas"]) if v else None
+                seen = RRSet.make(*split_key(k), v.ttl, v.rdatas) if v else None
                 if not same(seen, cur[k]):
                     was = " ".join(seen.rdatas) if seen else "(absent)"
                     out.append(f"{k.replace('|', ' ')}: was {was} at lower-ttl, now {show(cur[k])}")
@@ -503,8 +527,8 @@ class DnsRestoreTTL(_DnsStep[RestoreTTLParams]):
     def _targets(self) -> tuple[dict[str, tuple[RRSet, int]], list[str]]:
         from migrator.adapters.dns import RRSet, same, split_key
 
-        lower = self.ctx.facts_of(self.params.lower_ttl_step)
-        old: dict[str, Any] = lower.get("old") or {}
+        lower = self.ctx.facts_as(LowerTTLFacts, self.params.lower_ttl_step)
+        old = lower.old
         if not old:
             raise PermanentError(f"{self.ctx.step_id}: {self.params.lower_ttl_step} recorded no TTLs; nothing to restore")
         written: dict[str, Any] = {}
@@ -512,16 +536,17 @@ class DnsRestoreTTL(_DnsStep[RestoreTTLParams]):
             if self.ctx.status_of(self.params.cutover_step) != "succeeded":
                 raise PermanentError(f"{self.ctx.step_id}: {self.params.cutover_step} has not succeeded; to undo the "
                                      f"lowering, roll back {self.params.lower_ttl_step} instead")
-            written = self.ctx.facts_of(self.params.cutover_step).get("written") or {}
+            written = self.ctx.facts_as(CutoverFacts, self.params.cutover_step).written
         out: dict[str, tuple[RRSet, int]] = {}
         skipped = []
         for k, r in self.observe(self.keys()).items():
             if r is None:
                 continue
             name = split_key(k)[0]
-            ttls = [v["ttl"] for kk, v in old.items() if v and split_key(kk)[0] == name]
-            ttl = (old.get(k) or {}).get("ttl") or (max(ttls) if ttls else lower.get("max_old_ttl"))
-            seen = RRSet.make(*split_key(k), 0, old[k]["rdatas"]) if old.get(k) else None
+            ttls = [v.ttl for kk, v in old.items() if v and split_key(kk)[0] == name]
+            was = old.get(k)
+            ttl = (was.ttl if was else None) or (max(ttls) if ttls else lower.max_old_ttl)
+            seen = RRSet.make(*split_key(k), 0, was.rdatas) if was else None
             wrote = RRSet.from_fact(written[k]) if written.get(k) else None
             ours = not self.params.cutover_step or same(r, wrote) or (k not in written and same(r, seen))
             if ours and ttl:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from migrator.errors import GateNotReady, PermanentError
-from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
+from migrator.steps.base import Check, Facts, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
 
 if TYPE_CHECKING:
     from migrator.adapters.keycloak import KeycloakClient
@@ -127,18 +127,26 @@ def source_snapshot(ctx: StepContext, realms: list[str]) -> tuple[dict[str, dict
     return counts, issuers
 
 
+class CountsFacts(Facts):
+    """What keycloak.snapshot (and keycloak.migrate) record of the source before the hostname moves;
+    keycloak.verify (counts_from) and keycloak.migrate (snapshot_step) read it back."""
+
+    source_counts: dict[str, Any] | None = None  # per realm; None: not taken yet
+    source_issuers: dict[str, Any] = Field(default_factory=dict)
+
+
 # -- keycloak.verify --------------------------------------------------------------------------------------
 @step_type("keycloak.verify")
 class KeycloakVerify(ReadOnlyStep[VerifyParams]):
     """The gate: discovery answers on the new address with the new issuer; counts match; a token is issued."""
 
     def verify(self) -> None:
-        recorded = self.ctx.facts_of(self.params.counts_from) if self.params.counts_from else {}
-        if self.params.counts_from and "source_counts" not in recorded:
+        recorded = self.ctx.facts_as(CountsFacts, self.params.counts_from) if self.params.counts_from else None
+        if recorded is not None and recorded.source_counts is None:
             raise PermanentError(f"{self.ctx.step_id}.with.counts_from: {self.params.counts_from} recorded no "
                                  "source counts (has it run?)")
-        if recorded:
-            counts, issuers = recorded["source_counts"], recorded.get("source_issuers", {})
+        if recorded is not None and recorded.source_counts is not None:
+            counts, issuers = recorded.source_counts, recorded.source_issuers
         else:
             counts, issuers = source_snapshot(self.ctx, self.params.realms)
         realms = self.params.realms or _config(self.ctx).realms or sorted(counts)
@@ -303,11 +311,11 @@ class KeycloakMigrate(Step[MigrateParams]):
             raise PermanentError(f"{self.ctx.step_id}: " + "; ".join(problems))
         if "source_counts" not in self.ctx.facts:  # before the hostname moves, once
             if self.params.snapshot_step:
-                snap = self.ctx.facts_of(self.params.snapshot_step)
-                if "source_counts" not in snap:
+                snap = self.ctx.facts_as(CountsFacts, self.params.snapshot_step)
+                if snap.source_counts is None:
                     raise PermanentError(f"{self.ctx.step_id}: {self.params.snapshot_step} recorded no source "
                                          "counts; run it (before the freeze)")
-                counts, issuers = snap["source_counts"], snap.get("source_issuers", {})
+                counts, issuers = snap.source_counts, snap.source_issuers
             else:
                 counts, issuers = source_snapshot(self.ctx, self.params.realms)
             self.ctx.record(source_counts=counts, source_issuers=issuers)

@@ -35,6 +35,7 @@ from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
 if TYPE_CHECKING:
     from migrator.adapters.pgsource import PgSource, Snapshot
     from migrator.adapters.postgres import PgConn
+    from migrator.runbook.model import RunbookFile
     from migrator.steps.base import Progress, StepContext
 
 CHUNK = 1 << 18
@@ -188,14 +189,18 @@ def post_data_present(source: PgSource, db: PgConn) -> bool:
 class PostgresCopy(Step[CopyParams]):
     """Copy one database from its container on the VPS into its StatefulSet's server; resumable by table."""
 
+    @classmethod
+    def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:
+        env = runbook.environment.source
+        # In a container, the copy holds a session per job, one for its snapshot and one for the API.
+        if params.source.container and env is not None and params.jobs + 2 > env.ssh.max_sessions:
+            return [("jobs", f"{params.jobs} needs {params.jobs + 2} SSH sessions at once; "
+                             f"environment.source.ssh.max_sessions is {env.ssh.max_sessions} (at most the VPS "
+                             "sshd's MaxSessions): lower jobs or raise both")]
+        return []
+
     def _ends(self) -> tuple[PgSource, PgConn, PgConn]:
         p = self.params
-        env = self.ctx.runbook.environment.source
-        # In a container, the copy holds a session per job, one for its snapshot and one for the API.
-        if p.source.container and env is not None and p.jobs + 2 > env.ssh.max_sessions:
-            raise PermanentError(f"{self.ctx.step_id}: with.jobs {p.jobs} needs {p.jobs + 2} SSH sessions at "
-                                 f"once; environment.source.ssh.max_sessions is {env.ssh.max_sessions} (at most "
-                                 "the VPS sshd's MaxSessions): lower jobs or raise both")
         server = target_conn(self.ctx, p.target, "postgres")
         return source_of(self.ctx, p.source), server, server.with_database(p.target.database)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from migrator.errors import GateNotReady, PermanentError, TemporaryError
-from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 from migrator.steps.postgres import pg_catalog as cat
 from migrator.steps.postgres import pg_schema as schema
 from migrator.steps.postgres.pg_common import DbParams, replication_address, source_of, target_conn
@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     from migrator.adapters.pgsource import PgSource
     from migrator.adapters.postgres import PgConn
     from migrator.steps.base import StepContext
+
+
+class ReplicateFacts(Facts):
+    """What postgres.replicate records; postgres.catchup reads `replica_full` back to undo it."""
+
+    # Tables without a primary key, set to REPLICA IDENTITY FULL for the replication (by label).
+    replica_full: list[str] = Field(default_factory=list)
 
 
 class ReplicateParams(DbParams):
@@ -312,7 +319,7 @@ class PostgresCatchup(Step[CatchupParams]):
         set_sequences(source, db, self.params.sequence_margin)
         ctx.record(sequences_set=True)
         drop_subscription(db, source, name)
-        cleanup_source(source, name, list(ctx.facts_of(self.params.replicate).get("replica_full") or []))
+        cleanup_source(source, name, ctx.facts_as(ReplicateFacts, self.params.replicate).replica_full)
         ctx.record(done=time.time(), seconds=round(time.monotonic() - started, 3))
 
     def _wait_lag_zero(self, source: PgSource, name: str) -> None:
@@ -345,7 +352,7 @@ class PostgresCatchup(Step[CatchupParams]):
             return  # the catchup never got as far as removing it
         source = source_of(ctx, rp.source)
         by_label = {t.label: t for t in cat.tables(source.query)}
-        full = [by_label[x] for x in ctx.facts_of(self.params.replicate).get("replica_full") or [] if x in by_label]
+        full = [by_label[x] for x in ctx.facts_as(ReplicateFacts, self.params.replicate).replica_full if x in by_label]
         if full:
             source.execute("\n".join(f"ALTER TABLE ONLY {t.ident()} REPLICA IDENTITY FULL;" for t in full))
         if not source.query(f"SELECT 1 FROM pg_publication WHERE pubname = {_lit(name)}"):
