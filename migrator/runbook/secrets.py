@@ -8,22 +8,8 @@ from typing import Any
 
 from migrator import redact
 from migrator.errors import InputError, PermanentError, TemporaryError
+from migrator.runbook.envfile import read_env_file
 from migrator.runbook.model import EnvSecret, FileSecret, OpenBaoSecret, SecretRef
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines (comments and blanks skipped; optional quotes removed)."""
-    out: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip().removeprefix("export ").strip()] = value
-    return out
 
 
 def describe(ref: SecretRef) -> str:

@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from migrator.runbook.envfile import read_env_file
+
 from .layout import DNS_ZONE, Paths
 
 #: key -> how to generate (None: random secret)
@@ -32,16 +34,8 @@ NOT_SECRET = frozenset({"KC_HOSTNAME", "SANDBOX_DOMAIN", "KEYCLOAK_ADMIN_USER", 
 
 
 def read(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        k, v = line.split("=", 1)
-        values[k.strip()] = v.strip()
-    return values
+    """The env file's values ({} while it does not exist yet)."""
+    return read_env_file(path) if path.exists() else {}
 
 
 def unseal_key_file(paths: Paths) -> Path:

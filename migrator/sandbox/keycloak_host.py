@@ -3,8 +3,9 @@ loopback address of the host, with its environment read from an env file.
 
     python keycloak_host.py PORT ENV_FILE [HOST]
 
-Run as a script (stdlib only, it does not import the migrator package). The env file is the pod's
-environment: KEY=value lines (``export``, quotes and comments as in Compose env files). Secrets stay in
+Run as a script with the migrator's interpreter; of the migrator it imports only the one env-file
+reader (``migrator.runbook.envfile``). The env file is the pod's environment, read as Compose reads an
+env file. Secrets stay in
 that file (mode 0600) and in this process's environment, never in argv.
 
 The stand-in reads KC_* once, at import, as Keycloak reads its configuration at start. So the process
@@ -34,27 +35,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from migrator.runbook.envfile import read_env_file
+
 STANDINS = Path(__file__).resolve().parent / "standins"
 POLL_INTERVAL = 0.2
 #: env var naming the inherited listening socket's fd (set across a re-execution only)
 LISTEN_FD_ENV = "KEYCLOAK_HOST_LISTEN_FD"
 #: env var listing the keys the previous execution loaded from the file (so a removed key goes away)
 FILE_KEYS_ENV = "KEYCLOAK_HOST_FILE_KEYS"
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines (blank lines and comments skipped, ``export`` and surrounding quotes removed)."""
-    out: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip().removeprefix("export ").strip()] = value
-    return out
 
 
 Signature = tuple[int, int, int] | None

@@ -172,7 +172,7 @@ class EnvFileSetter:
         return f"{self.p.key} in {self.path}" + (f", then run {' '.join(self.p.restart)}" if self.p.restart else "")
 
     def current(self) -> str | None:
-        from migrator.runbook.secrets import read_env_file
+        from migrator.runbook.envfile import read_env_file
 
         if not self.path.is_file():
             raise PermanentError(f"{self.ctx.step_id}.with.set_hostname.path: {self.path} does not exist")
