@@ -18,7 +18,9 @@ Public API (consumed by other step types; keep it stable):
 Behaviour:
 - Host, port, user and key come from the runbook's `environment.source.ssh`, else from `~/.ssh/config`
   (or `config_file`): Host aliases, HostName, Port, User, IdentityFile, UserKnownHostsFile,
-  ProxyJump (a direct-tcpip channel through the jump host) and ProxyCommand.
+  ProxyJump (a chain `a,b` in full: a direct-tcpip channel through each hop in turn) and ProxyCommand.
+- Authentication: the key files and, alongside them, ssh-agent (`use_agent`, default on). A key that
+  needs a passphrase is never prompted for: usable through the agent only, else one line saying so.
 - Host keys are checked against ONE known_hosts file (`known_hosts`, else UserKnownHostsFile, else
   ~/.ssh/known_hosts) with paramiko's RejectPolicy. An unknown or changed key is a PermanentError naming
   the host and the file. `accept_unknown_host_key: true` (rehearsals only) records an unknown key in that
@@ -93,6 +95,7 @@ class Target:
     proxy_jump: str | None = None
     proxy_command: str | None = None
     config: SSHConfig | None = None
+    use_agent: bool = True  # ssh-agent (SSH_AUTH_SOCK) as well as the key files
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -151,12 +154,18 @@ def resolve_target(cfg: SSHConfig, base_dir: Path, alias: str | None = None) -> 
     if command and command.lower() == "none":
         command = None
     return Target(alias=name, hostname=hostname, port=int(port), user=user, key_files=keys, known_hosts=known,
-                  proxy_jump=jump, proxy_command=command, config=cfg)
+                  proxy_jump=jump, proxy_command=command, config=cfg, use_agent=cfg.use_agent)
 
 
-def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
-    """`[user@]host[:port]` (the first hop of a ProxyJump list) -> (user, host, port)."""
-    first = spec.split(",")[0].strip()
+def jump_hops(spec: str) -> list[str]:
+    """A ProxyJump list `a,b,c` (OpenSSH: connect to a, through it to b, through b to c, then on)."""
+    hops = [h.strip() for h in spec.split(",") if h.strip()]
+    return [] if hops == ["none"] else hops
+
+
+def _parse_jump(hop: str) -> tuple[str | None, str, int | None]:
+    """One hop of a ProxyJump list, `[user@]host[:port]` or `ssh://[user@]host[:port]` -> (user, host, port)."""
+    first = hop.strip().removeprefix("ssh://")
     user = None
     if "@" in first:
         user, first = first.rsplit("@", 1)
@@ -170,6 +179,26 @@ def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     else:
         host = first
     return user, host, port
+
+
+def _needs_passphrase(path: str) -> bool:
+    """Whether the private key file is encrypted (a key paramiko cannot read at all is left to connect)."""
+    try:
+        paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        return True
+    except TypeError as exc:  # cryptography's loaders: "... password-protected, but password was not provided"
+        return "password" in str(exc).lower()
+    except Exception:
+        return False
+    return False
+
+
+def _locked_message(t: Target, locked: list[str]) -> str:
+    where = "is not in the running ssh-agent" if t.use_agent and os.environ.get("SSH_AUTH_SOCK") else (
+        "and no ssh-agent is available (SSH_AUTH_SOCK unset)" if t.use_agent else "and use_agent is false")
+    return (f"ssh {t.label}: key {', '.join(locked)} needs a passphrase {where}; migrate never prompts "
+            f"for one: load it with `ssh-add {locked[0]}` and keep SSH_AUTH_SOCK set")
 
 
 class _Stream:
@@ -278,8 +307,11 @@ class SSHSession:
 
     def _sock(self) -> Any:
         t = self.target
-        if t.proxy_jump:
-            user, host, port = _parse_jump(t.proxy_jump)
+        hops = jump_hops(t.proxy_jump or "")
+        if hops:
+            # The last hop is the one that opens the channel to us; it is reached through the hops
+            # before it (its own ProxyJump), so `a,b` goes a -> b -> here, as OpenSSH does.
+            user, host, port = _parse_jump(hops[-1])
             assert t.config is not None
             jump_cfg = t.config.model_copy(update={"host": host, "port": None, "user": None, "key_file": None,
                                                    "proxy_jump": None})
@@ -291,6 +323,9 @@ class SSHSession:
                 jt.port = port
             if not jt.key_files:
                 jt.key_files = t.key_files
+            jt.use_agent = t.use_agent
+            if len(hops) > 1:
+                jt.proxy_jump, jt.proxy_command = ",".join(hops[:-1]), None
             if self._jump is None:
                 self._jump = SSHSession(jt, accept_unknown=self.accept_unknown, keepalive_s=self.keepalive_s,
                                         connect_timeout_s=self.connect_timeout_s,
@@ -318,11 +353,19 @@ class SSHSession:
             if not os.path.isfile(k):
                 raise PermanentError(f"ssh {t.label}: key file {k} does not exist; fix key_file in the runbook "
                                      "or IdentityFile in ~/.ssh/config")
+        # A key that needs a passphrase is never prompted for (a migration runs unattended): it can only
+        # be used through ssh-agent, so it is left out of the key files and the agent is asked instead.
+        locked = [k for k in keys if _needs_passphrase(k)]
+        keys = [k for k in keys if k not in locked]
+        agent = t.use_agent and bool(os.environ.get("SSH_AUTH_SOCK"))
+        if locked and not keys and not agent:
+            client.close()
+            raise PermanentError(_locked_message(t, locked))
         try:
             client.connect(t.hostname, port=t.port, username=t.user, key_filename=keys or None,  # type: ignore[arg-type]
                            timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
-                           auth_timeout=self.connect_timeout_s, allow_agent=not keys, look_for_keys=not keys,
-                           sock=self._sock())
+                           auth_timeout=self.connect_timeout_s, allow_agent=agent,
+                           look_for_keys=not keys and not locked, sock=self._sock())
         except paramiko.BadHostKeyException:
             client.close()
             raise PermanentError(
@@ -331,9 +374,12 @@ class SSHSession:
             ) from None
         except paramiko.AuthenticationException:
             client.close()
+            if locked:
+                raise PermanentError(_locked_message(t, locked)) from None
+            tried = ", ".join(keys) or "(default keys)"
             raise PermanentError(
-                f"ssh {t.label}: authentication refused for user {t.user!r} with key "
-                f"{', '.join(keys) or '(agent/default keys)'}; check user and key_file "
+                f"ssh {t.label}: authentication refused for user {t.user!r} with key {tried}"
+                f"{' and the ssh-agent' if agent else ''}; check user and key_file "
                 "(the public key must be in the VPS's authorized_keys)"
             ) from None
         except paramiko.SSHException as exc:
@@ -344,6 +390,10 @@ class SSHSession:
                     f"fingerprint and add it (ssh-keyscan -p {t.port} {t.hostname} >> {t.known_hosts}), or set "
                     "accept_unknown_host_key: true for a rehearsal"
                 ) from None
+            if "No authentication methods available" in str(exc):  # no key file and nothing in the agent
+                raise PermanentError(_locked_message(t, locked) if locked else (
+                    f"ssh {t.label}: no key to offer: set key_file in the runbook (or IdentityFile in "
+                    "~/.ssh/config), or load one into ssh-agent")) from None
             raise TemporaryError(f"ssh {t.label}: {exc}; is sshd running there?") from None
         except (OSError, EOFError) as exc:
             client.close()

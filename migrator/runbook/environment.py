@@ -34,7 +34,11 @@ class SSHConfig(StrictModel):
     connect_timeout_s: float = 10
     # Environment of the far side for `docker system dial-stdio`, when sshd does not set it.
     docker_host: str | None = None
-    proxy_jump: str | None = None  # [user@]host[:port]; default: ProxyJump from ~/.ssh/config
+    # [user@]host[:port][,...] (a chain, as OpenSSH: the first hop first); default: ~/.ssh/config's
+    proxy_jump: str | None = None
+    # ssh-agent (SSH_AUTH_SOCK) is offered alongside the key files; a key that needs a passphrase is
+    # only usable through it (migrate never prompts). false: key files only.
+    use_agent: bool = True
     reconnect_attempts: int = Field(default=3, ge=0, le=20)  # per use, with backoff, after a dropped connection
     # Sessions (channels running a command) open at once on the connection: at most the VPS sshd's
     # MaxSessions (OpenSSH default 10), which refuses the rest.
