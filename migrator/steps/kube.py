@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,21 +313,61 @@ class ManifestStep(Step[Any]):
         return plan
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
 class NamespacesParams(ManifestParams):
-    pass
+    # The namespaces to create; default: the values of the runbook's vars.namespaces (the names the
+    # manifests use; defaults.yaml's when the runbook has none), so a runbook for another platform
+    # names its own.
+    names: list[str] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)  # added to every namespace
+
+    @model_validator(mode="after")
+    def _names(self) -> NamespacesParams:
+        for name in self.names or []:
+            if not _DNS_LABEL.match(name):
+                raise ValueError(f"names: {name!r} is not a namespace name (lower-case letters, digits and "
+                                 "'-', at most 63, starting and ending alphanumeric)")
+        return self
+
+
+def namespace_objects(names: list[str], labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One Namespace per name, labelled name=<namespace> (what NetworkPolicies select on)."""
+    return [{"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": name, "labels": {"name": name, **(labels or {}),
+                                                   "app.kubernetes.io/managed-by": "migrator"}}}
+            for name in dict.fromkeys(names)]
+
+
+def runbook_namespaces(variables: dict[str, Any]) -> list[str]:
+    """The values of vars.namespaces (a map role -> name, or a list of names)."""
+    value = variables.get("namespaces")
+    names = list(value.values()) if isinstance(value, dict) else list(value or [])
+    return [str(n) for n in names]
 
 
 @step_type("kube.namespaces")
 class KubeNamespaces(ManifestStep):
-    """The eight namespaces, labelled name=<namespace> (what the NetworkPolicies select on)."""
+    """The runbook's namespaces (with.names, else vars.namespaces), labelled name=<namespace>."""
 
     Params = NamespacesParams
-    description = "create the platform's namespaces"
+    description = "create the environment's namespaces"
 
     def templates(self) -> list[dict[str, Any]]:
-        from migrator.manifests import render
-
-        return render.render_set("namespaces", self.variables())
+        names = self.params.names
+        if names is None:
+            # The runbook's (or the step's) own vars.namespaces replaces the defaults' whole: merged
+            # with them, another platform's runbook would create Sevensa's namespaces as well.
+            own = self.params.vars.get("namespaces", (self.ctx.runbook.file.vars or {}).get("namespaces"))
+            names = runbook_namespaces({"namespaces": own} if own is not None else self.variables())
+        if not names:
+            raise PermanentError(f"{self.ctx.step_id}: no namespaces to create: give with.names, or "
+                                 "vars.namespaces in the runbook")
+        bad = [n for n in names if not _DNS_LABEL.match(n)]
+        if bad:
+            raise PermanentError(f"{self.ctx.step_id}: vars.namespaces: {bad[0]!r} is not a namespace name")
+        return namespace_objects(names, self.params.labels)
 
 
 class PoliciesParams(ManifestParams):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.manifests import render
+from migrator.steps.kube import namespace_objects, runbook_namespaces
 from tests.kube.conftest import kube_runbook
 from tests.util import REPO, engine, migrate
 
@@ -17,7 +18,8 @@ KUBECTL = REPO / ".venv" / "bin" / "kubectl"
 
 def phase1_objects() -> list[dict[str, Any]]:
     vars_ = render.variables({"domain": "test.example"}, "standard")
-    return [o for s in ("namespaces", "rbac", "network-policies") for o in render.render_set(s, vars_)]
+    namespaces = namespace_objects(runbook_namespaces(vars_))
+    return namespaces + [o for s in ("rbac", "network-policies") for o in render.render_set(s, vars_)]
 
 
 def versions(kubeapi: Any) -> dict[str, str]:

@@ -9,13 +9,16 @@ import pytest
 
 from migrator.errors import PermanentError
 from migrator.manifests import render
+from migrator.steps.kube import namespace_objects, runbook_namespaces
 
 NAMESPACES = ["rentguy", "psra", "wpcs", "ai", "infra", "monitoring", "logging", "ingress"]
 
 
 def all_objects(**overrides: Any) -> list[dict[str, Any]]:
     vars_ = render.variables(overrides.pop("runbook_vars", None), overrides.pop("storage_class", None), overrides)
-    return [o for s in render.available_sets() for o in render.render_set(s, vars_)]
+    # the namespaces come from the runbook's vars (kube.namespaces), the rest from the manifest sets
+    namespaces = namespace_objects(runbook_namespaces(vars_))
+    return namespaces + [o for s in render.available_sets() for o in render.render_set(s, vars_)]
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
