@@ -400,14 +400,19 @@ class Inventory:
         return out
 
 
-def inventory(client: hvac.Client, mounts: list[str], with_policies: bool, with_roles: bool) -> Inventory:
+def inventory(client: hvac.Client, mounts: list[str], with_policies: bool, with_roles: bool,
+              include: Callable[[str, str], bool] | None = None,
+              prefix: Callable[[str], str] | None = None) -> Inventory:
+    """Digests of the mounts' paths (those `include` selects, listed under `prefix(mount)`)."""
     inv = Inventory()
     present = kv2_mounts(client)
     for mount in mounts:
         if mount not in present:
             continue
         inv.mounts[mount] = sha(mount_config(client, mount))
-        for path in list_paths(client, mount):
+        for path in list_paths(client, mount, prefix(mount) if prefix else ""):
+            if include is not None and not include(mount, path):
+                continue
             d = dump(client, mount, path)
             if d is not None:
                 inv.kv[d.key] = d.digest()

@@ -8,8 +8,11 @@ target for rollback. Both are gated by the same value-free comparison (openbao.v
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,9 +32,63 @@ Keys = list[str] | str | None
 
 class CompareParams(StrictModel):
     mounts: list[str] | None = None  # KV v2 mounts; default: every KV v2 mount (of both sides)
+    # Only these KV paths, as MOUNT/PATH patterns (`secret/acme/*`: everything under acme/ in the
+    # mount `secret`; `*` also matches `/`); their mounts are the ones compared or copied. Default:
+    # every path. Policies and AppRole roles are not filtered (turn them off with policies/approle).
+    paths: list[str] | None = None
     policies: bool = True
     approle: bool = True
     allow_extra_on_target: bool = False  # paths/policies only on the target do not fail the gate
+
+    @model_validator(mode="after")
+    def _patterns(self) -> CompareParams:
+        for pattern in self.paths or []:
+            mount, _, rest = pattern.partition("/")
+            if not mount or not rest or any(c in mount for c in "*?["):
+                raise ValueError(f"paths: {pattern!r} is not MOUNT/PATH (e.g. secret/acme/*): the mount comes "
+                                 "first, without wildcards")
+        if self.paths is not None and not self.paths:
+            raise ValueError("paths: an empty list selects nothing; leave it out to select every path")
+        return self
+
+
+class PathFilter:
+    """Which (mount, path) pairs a step's `paths` patterns select (every pair when there are none)."""
+
+    def __init__(self, patterns: list[str] | None) -> None:
+        self.patterns = list(patterns or [])
+
+    def __call__(self, mount: str, path: str) -> bool:
+        return not self.patterns or any(fnmatch.fnmatchcase(f"{mount}/{path}", p) for p in self.patterns)
+
+    def mounts(self, present: list[str] | set[str], step_id: str) -> list[str]:
+        """The mounts the patterns name: for each, the longest mount it starts with."""
+        out: list[str] = []
+        for pattern in self.patterns:
+            found = [m for m in present if pattern.startswith(m.rstrip("/") + "/")]
+            if not found:
+                raise PermanentError(f"{step_id}.with.paths: {pattern} names no KV v2 mount on the source "
+                                     f"(found: {', '.join(sorted(present)) or 'none'})")
+            out.append(max(found, key=len))
+        return sorted(set(out))
+
+    def prefix(self, mount: str) -> str:
+        """The folder every selected path of `mount` is under (what to list), '' for the whole mount."""
+        heads = []
+        for pattern in self.patterns:
+            if pattern.startswith(mount.rstrip("/") + "/"):
+                rest = pattern[len(mount.rstrip("/")) + 1:]
+                literal = re.split(r"[*?\[]", rest, maxsplit=1)[0]
+                heads.append(literal.rpartition("/")[0] + "/" if "/" in literal else "")
+        if not heads or "" in heads:
+            return ""
+        common = os.path.commonprefix(heads)
+        return common[: common.rfind("/") + 1]
+
+    def paths(self, client: hvac.Client, mount: str) -> list[str]:
+        from migrator.adapters.openbao import list_paths
+
+        return [p for p in list_paths(client, mount, self.prefix(mount)) if self(mount, p)]
 
 
 class MigrateParams(CompareParams):
@@ -48,6 +105,8 @@ class MigrateParams(CompareParams):
     def _by_strategy(self) -> MigrateParams:
         if self.strategy == "raft-snapshot" and not self.unseal_keys:
             raise ValueError("raft-snapshot needs unseal_keys (the source's unseal keys, by secret reference)")
+        if self.strategy == "raft-snapshot" and self.paths:
+            raise ValueError("paths: a raft snapshot restores the whole store; a path filter needs strategy kv-copy")
         if self.strategy == "kv-copy" and (self.unseal_keys or self.target_unseal_keys):
             raise ValueError("unseal keys are for strategy raft-snapshot only")
         return self
@@ -117,6 +176,8 @@ def mounts_to_compare(params: CompareParams, source: BaoClient, target: BaoClien
 
     if params.mounts:
         return list(params.mounts)
+    if params.paths:
+        return PathFilter(params.paths).mounts(set(kv2_mounts(source)), "openbao")
     found = set(kv2_mounts(source))
     if not params.allow_extra_on_target:
         found |= set(kv2_mounts(target))
@@ -128,8 +189,9 @@ def parity(params: CompareParams, source: BaoClient, target: BaoClient) -> tuple
     from migrator.adapters.openbao import inventory
 
     mounts = mounts_to_compare(params, source, target)
-    a = inventory(source, mounts, params.policies, params.approle)
-    b = inventory(target, mounts, params.policies, params.approle)
+    selected = PathFilter(params.paths)
+    a = inventory(source, mounts, params.policies, params.approle, selected, selected.prefix)
+    b = inventory(target, mounts, params.policies, params.approle, selected, selected.prefix)
     return a.differences(b, params.allow_extra_on_target), a
 
 
@@ -259,7 +321,7 @@ class _Survey:
         self.paths: dict[Pair, str] = {}  # -> new | same | differs
         self.versions = self.deleted = 0
         for mount in self.mounts:
-            for path in ob.list_paths(src, mount):
+            for path in copy.selected.paths(src, mount):
                 sd = ob.dump(src, mount, path)
                 if sd is None:
                     continue
@@ -293,6 +355,7 @@ class _KvCopy:
     def __init__(self, step: OpenBaoMigrate) -> None:
         self.step, self.ctx, self.p = step, step.ctx, step.params
         self.bao = Bao(step.ctx)
+        self.selected = PathFilter(self.p.paths)
 
     @property
     def src(self) -> BaoClient:
@@ -306,6 +369,8 @@ class _KvCopy:
         from migrator.adapters.openbao import kv2_mounts
 
         present = kv2_mounts(self.src)
+        if self.p.paths and not self.p.mounts:
+            return self.selected.mounts(set(present), self.ctx.step_id)
         for m in self.p.mounts or []:
             if m not in present:
                 raise PermanentError(f"{self.ctx.step_id}.with.mounts: {m} is not a KV v2 mount on the source "
@@ -437,7 +502,7 @@ class _KvCopy:
         # Paths, one by one; progress in the facts.
         done = set(self._pairs("done"))
         ours = set(self._pairs("created")) | set(self._pairs("overwritten"))
-        todo = [(m, p) for m in mounts for p in ob.list_paths(src, m) if (m, p) not in done]
+        todo = [(m, p) for m in mounts for p in self.selected.paths(src, m) if (m, p) not in done]
         bar = self.ctx.progress("openbao kv-copy", total=len(todo), unit="paths")
         for mount, path in todo:
             self._copy_path(mount, path, ours)
