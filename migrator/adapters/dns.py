@@ -197,13 +197,16 @@ class Rfc2136Provider(DNSProvider):
 
     # -- writing -----------------------------------------------------------------------------------
     def _message(self) -> dns.update.UpdateMessage:
+        from migrator.runbook.tsig import TSIGKeyError, resolve
+
         tsig = self.config.tsig
-        algorithm = TSIG_ALGORITHMS.get(tsig.algorithm.lower())
-        if algorithm is None:
-            raise PermanentError(f"environment.dns.tsig.algorithm: unknown {tsig.algorithm!r} "
-                                 f"(known: {', '.join(TSIG_ALGORITHMS)})")
         try:
-            keyring = dns.tsigkeyring.from_text({tsig.name: self._key_secret()})
+            name, secret = resolve(self._key_secret(), tsig.name, tsig.algorithm)
+        except TSIGKeyError as exc:
+            raise PermanentError(f"environment.dns.tsig.secret: secret {tsig.secret!r}: {exc}") from None
+        algorithm = TSIG_ALGORITHMS[name]
+        try:
+            keyring = dns.tsigkeyring.from_text({tsig.name: secret})
         except (ValueError, TypeError, dns.exception.DNSException):
             raise PermanentError(f"environment.dns.tsig: the secret {tsig.secret!r} is not a base64 TSIG key") from None
         return dns.update.UpdateMessage(self.zone, keyring=keyring, keyname=dns.name.from_text(tsig.name),

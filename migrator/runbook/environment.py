@@ -87,8 +87,10 @@ class TargetConfig(StrictModel):
 
 class TSIGConfig(StrictModel):
     name: str
-    algorithm: str = "hmac-sha256"
-    secret: str  # the name of a runbook secret holding the base64 key
+    algorithm: str | None = None  # default: the key file's, else hmac-sha256
+    # The name of a runbook secret holding the key: bare base64, or BIND's key file (as tsig-keygen
+    # writes it); read and checked at load (migrator/runbook/tsig.py).
+    secret: str
 
 
 class DNSConfig(StrictModel):

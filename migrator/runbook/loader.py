@@ -113,13 +113,39 @@ class _Validator:
         return Runbook(path=self.path, file=rb_file, steps=steps, digest=digest, phase_names=names)
 
     def _check_secrets(self, src: Located, rb: RunbookFile) -> None:
+        resolved: dict[str, str] = {}
         for name, ref in rb.secrets.items():
             if not self.check_secrets or not isinstance(ref, EnvSecret | FileSecret):
                 continue
             try:
-                secretmod.resolve_local(ref, self.path.parent)
+                resolved[name] = secretmod.resolve_local(ref, self.path.parent)
             except ValueError as exc:
                 self.fail(src.where(("secrets", name)), f"secrets.{name}", f"cannot resolve: {exc}")
+        self._check_tsig(src, rb, resolved)
+
+    def _check_tsig(self, src: Located, rb: RunbookFile, resolved: dict[str, str]) -> None:
+        """The DNS key read now, so a wrong one fails here in one line, not as BADSIG at the cutover."""
+        from migrator.runbook import tsig as tsigmod
+
+        dns_cfg = rb.environment.dns
+        if dns_cfg is None:
+            return
+        where = src.where(("environment", "dns", "tsig"))
+        if dns_cfg.tsig.secret not in rb.secrets:
+            self.fail(where, "environment.dns.tsig.secret",
+                      f"secret {dns_cfg.tsig.secret!r} is not defined in the runbook's secrets")
+            return
+        if dns_cfg.tsig.algorithm and dns_cfg.tsig.algorithm.lower() not in tsigmod.ALGORITHMS:
+            self.fail(where, "environment.dns.tsig.algorithm",
+                      f"unknown {dns_cfg.tsig.algorithm!r} (known: {', '.join(tsigmod.ALGORITHMS)})")
+            return
+        value = resolved.get(dns_cfg.tsig.secret)
+        if value is None:
+            return  # not resolvable here (an OpenBao reference): checked the same way when first used
+        try:
+            tsigmod.resolve(value, dns_cfg.tsig.name, dns_cfg.tsig.algorithm)
+        except tsigmod.TSIGKeyError as exc:
+            self.fail(where, "environment.dns.tsig.secret", f"secret {dns_cfg.tsig.secret!r}: {exc}")
 
     def _load_phases(self, src: Located, rb: RunbookFile, lookup: Any) -> tuple[list[Step], dict[int, str]]:
         types = self.catalogue

@@ -4,7 +4,6 @@ real secondary (ns2) that transfers the zone by AXFR on NOTIFY from the primary 
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
@@ -46,11 +45,15 @@ def pid_file(paths: Paths, role: str) -> Path:
 
 def read_tsig_key(path: Path) -> tuple[str, str, str]:
     """(name, algorithm, base64 secret) from a BIND key file written by tsig-keygen."""
-    text = path.read_text()
-    m = re.search(r'key\s+"([^"]+)"\s*\{\s*algorithm\s+([\w-]+);\s*secret\s+"([^"]+)";', text)
-    if not m:
-        raise SandboxError(f"cannot parse TSIG key file {path}")
-    return m.group(1), m.group(2), m.group(3)
+    from migrator.runbook.tsig import DEFAULT_ALGORITHM, TSIGKeyError, parse_keys
+
+    try:
+        key = parse_keys(path.read_text())[0]
+    except TSIGKeyError as exc:
+        raise SandboxError(f"cannot parse TSIG key file {path}: {exc}") from None
+    if key.name is None:
+        raise SandboxError(f"TSIG key file {path} has no key name")
+    return key.name, key.algorithm or DEFAULT_ALGORITHM, key.secret
 
 
 def keyring(paths: Paths) -> dict[dns.name.Name, dns.tsig.Key]:
