@@ -168,6 +168,8 @@ def test_run_without_the_secrets_names_each_missing_one(tmp_path: Path, monkeypa
 @pytest.mark.parametrize("verb", [["run"], ["resume"], ["rollback", "--all"]])
 def test_production_refuses_without_yes_and_without_a_terminal(tmp_path: Path, verb: list[str]) -> None:
     dummies = {var: f"dummy-value-{i}-not-a-secret" for i, var in enumerate(_env_secret_vars())}
+    # the TSIG key is read at load: the dummy must be shaped like one (base64, 32 bytes)
+    dummies["SEVENSA_TSIG_SECRET"] = "ZHVtbXktdHNpZy1rZXktbm90LWEtc2VjcmV0LTMyYg=="
     state = tmp_path / "state"
     proc = migrate(*verb, "--runbook", str(PRODUCTION), "--state-dir", str(state), env=dummies)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
