@@ -31,7 +31,7 @@ Say = Callable[[str], None]
 
 def reset_state(state_dir: Path, runbook_name: str) -> None:
     """Forget an earlier rehearsal: its state, journal and report (the lock is left to its owner)."""
-    for suffix in (".state.json", ".journal.jsonl", ".report.json", ".report.md"):
+    for suffix in (".state.json", ".journal.jsonl", ".report.json", ".report.md", ".timeline.svg"):
         (state_dir / f"{runbook_name}{suffix}").unlink(missing_ok=True)
     backups = state_dir / "backups"
     if backups.is_dir():
@@ -69,7 +69,7 @@ def rehearse(runbook_path: Path, state_dir: Path | None, *, fresh: bool = False,
     except BaseException as exc:  # the report is written whatever happened, then the error goes on
         error = exc
     data = report.build(engine.runbook, engine.session.store.load(runbook.name, str(runbook.path)),
-                        engine.session.journal, since=None)
+                        engine.session.journal, since=started)
     data["wall_s"] = round(time.time() - started, 3)
     json_path, md_path = report.write(data, sdir)
     say(report.summary(data))

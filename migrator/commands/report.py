@@ -22,6 +22,12 @@ def _duration(rec: Any) -> float | None:
     return round(rec.finished_at - rec.started_at, 3)
 
 
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
 def _add_copied(totals: dict[str, int], uses: str, figures: dict[str, Any]) -> None:
     """What a data-moving step moved: databases by rows and bytes, volumes by the bytes actually sent."""
 
@@ -47,6 +53,8 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
         figures = dict(rec.report) if rec else {}
         entry = {"id": step.id, "phase": step.phase, "uses": step.spec.uses,
                  "status": rec.status if rec else "pending", "attempts": rec.attempts if rec else 0,
+                 "started_at": rec.started_at if rec else None, "finished_at": rec.finished_at if rec else None,
+                 "start": _iso(rec.started_at if rec else None), "end": _iso(rec.finished_at if rec else None),
                  "duration_s": _duration(rec), "figures": figures}
         steps.append(entry)
         ph = phases.setdefault(step.phase, {"name": runbook.phase_names.get(step.phase, ""), "start": None,
@@ -77,6 +85,8 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
     dns_verified_at = first(CUTOVER_TYPES, "finished_at")
     downtime = round(dns_verified_at - freeze_at, 3) if freeze_at and dns_verified_at else None
     events = journal.read()
+    if since is None:  # this run: from the last run-started in the journal
+        since = max((e["ts"] for e in events if e.get("event") == "run-started"), default=None)
     gates = [e["step"] for e in events if e.get("event") == "gate-passed" and (since is None or e["ts"] >= since)]
     for ph in phases.values():
         ph["duration_s"] = round(ph["end"] - ph["start"], 3) if ph["start"] and ph["end"] else None
@@ -87,7 +97,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
         "phases": {str(k): v for k, v in sorted(phases.items())},
         "steps": steps, "copied": totals, "parity": parity,
         "write_downtime_s": downtime, "write_downtime_window": {"freeze_started": freeze_at, "dns_verified": dns_verified_at},
-        "gates_passed": gates, "gates_passed_count": len(gates),
+        "gates_passed": gates, "gates_passed_count": len(gates), "gates_since": since,
     }
 
 
@@ -99,14 +109,17 @@ def markdown(report: dict[str, Any]) -> str:
                  else "- Write downtime: not measured (no freeze or DNS cutover ran)")
     c = report["copied"]
     lines.append(f"- Copied: {c['rows']} rows, {c['bytes']} bytes, {c['files']} files")
-    lines.append(f"- Gates passed: {report['gates_passed_count']}")
+    lines.append(f"- Gates passed in this run: {report['gates_passed_count']}")
+    if report.get("timeline"):
+        lines += ["", f"![timeline: one bar per step, the write downtime shaded]({report['timeline']})"]
     lines += ["", "| phase | name | steps | succeeded | duration (s) |", "|---|---|---|---|---|"]
     for num, ph in report["phases"].items():
         lines.append(f"| {num} | {ph['name']} | {ph['steps']} | {ph['succeeded']} | {ph['duration_s'] or ''} |")
-    lines += ["", "| step | phase | type | status | attempts | duration (s) |", "|---|---|---|---|---|---|"]
+    lines += ["", "| step | phase | type | status | attempts | start (UTC) | duration (s) |",
+              "|---|---|---|---|---|---|---|"]
     for s in report["steps"]:
         lines.append(f"| {s['id']} | {s['phase']} | {s['uses']} | {s['status']} | {s['attempts']} | "
-                     f"{s['duration_s'] if s['duration_s'] is not None else ''} |")
+                     f"{(s.get('start') or '')[11:23]} | {s['duration_s'] if s['duration_s'] is not None else ''} |")
     if report["parity"]:
         lines += ["", "## Parity", ""]
         for sid, p in report["parity"].items():
@@ -116,8 +129,14 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], state_dir: Path) -> tuple[Path, Path]:
+    """`<runbook>.report.json`, `.report.md` and the timeline `.timeline.svg` the Markdown shows."""
+    from migrator.commands import timeline
+
     json_path = state_dir / f"{report['runbook']}.report.json"
     md_path = state_dir / f"{report['runbook']}.report.md"
+    svg_path = state_dir / f"{report['runbook']}.timeline.svg"
+    report["timeline"] = svg_path.name
+    write_atomic(svg_path, timeline.svg(report).encode(), mode=0o644)
     write_atomic(json_path, (json.dumps(report, indent=2, default=str) + "\n").encode(), mode=0o644)
     write_atomic(md_path, markdown(report).encode(), mode=0o644)
     return json_path, md_path

@@ -20,6 +20,19 @@ def test_every_step_succeeded_and_the_report_says_so(rehearsed: Rehearsal) -> No
     assert (rehearsed.state_dir / "sandbox.report.md").read_text().startswith("# Rehearsal report: sandbox")
 
 
+def test_the_report_draws_the_night(rehearsed: Rehearsal) -> None:
+    import xml.etree.ElementTree as ET
+
+    steps = rehearsed.report["steps"]
+    assert all(s["started_at"] <= s["finished_at"] and s["start"] and s["end"] for s in steps)
+    root = ET.parse(rehearsed.state_dir / "sandbox.timeline.svg").getroot()
+    rects = list(root.iter("{http://www.w3.org/2000/svg}rect"))
+    assert sorted(r.get("data-step") for r in rects if r.get("class") == "step") == sorted(s["id"] for s in steps)
+    shade = [r for r in rects if r.get("class") == "downtime"]
+    assert len(shade) == 1 and float(shade[0].get("width")) > 1
+    assert "sandbox.timeline.svg" in (rehearsed.state_dir / "sandbox.report.md").read_text()
+
+
 def test_the_platform_moved(rehearsed: Rehearsal) -> None:
     ref, before = rehearsed.reference, rehearsed.before
     # DNS: every public record now points at the cluster's ingress.
