@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -17,13 +16,17 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
 
 
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
-    stream = stream or sys.stderr
+    # Through the live display's console while one is on screen (progress.LiveStream), so a log line
+    # lands above the bar instead of tearing it; sys.stderr looked up at each write unless given.
+    from migrator.progress import LiveStream, no_color
+
+    out = LiveStream(stream)
     if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
+        fmt = "console" if out.isatty() else "json"
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty() and not no_color())
     )
     structlog.configure(
         processors=[
@@ -35,7 +38,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -1,12 +1,105 @@
 """Progress display with rich: phase and step counters, the running step, elapsed time, transfers.
 
 Silent when stderr is not a terminal (CI, pipes, cron): logs carry the same information.
+
+While the display is live, everything else that reaches the terminal goes through its one console, so
+the bar and the text both stay whole: the run's lines (`say`), log lines (`LiveStream`, which logs.py
+writes through) and prompts (`ask`, which takes the bar down while the operator answers). Text is
+printed literally: `[step]` or `[y/N]` is never read as rich markup. NO_COLOR (any value) turns colour
+off here and in the logs.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+import threading
+from typing import IO, Any
+
+_live: RunProgress | None = None  # the display currently on screen, if any
+_lock = threading.RLock()
+
+
+def no_color() -> bool:
+    """https://no-color.org: NO_COLOR set to anything but the empty string."""
+    return os.environ.get("NO_COLOR", "") != ""
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, no_color=no_color(), highlight=False, emoji=False)
+
+
+def _on_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def write_line(text: str, stream: IO[str] | None = None) -> None:
+    """One line of output, above the live display when one is on the same terminal."""
+    stream = stream or sys.stdout
+    with _lock:
+        live = _live
+        if live is not None and live.console is not None and _on_terminal(stream):
+            from rich.text import Text
+
+            live.console.print(Text.from_ansi(text) if "\x1b[" in text else Text(text), soft_wrap=True)
+            return
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def say(text: str) -> None:
+    """The engine's default output (▶ ✓ lines) on stdout."""
+    write_line(text, sys.stdout)
+
+
+def ask(prompt: str) -> str:
+    """Ask on the terminal (stderr) and read one line from stdin. A live display is taken off the screen
+    while the operator answers, so neither the prompt nor the echoed answer lands inside the bar."""
+    with _lock:
+        live = _live
+    if live is None or live.console is None:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+    with live.paused():
+        from rich.text import Text
+
+        return str(live.console.input(Text(prompt)))
+
+
+class LiveStream:
+    """A text stream for log lines: whole lines above the live display, else straight to `target`.
+
+    It looks `target` up at each write when none is given, so it follows pytest's or a caller's
+    replacement of sys.stderr."""
+
+    def __init__(self, target: IO[str] | None = None) -> None:
+        self._target = target
+        self._buffer = ""
+
+    @property
+    def target(self) -> IO[str]:
+        return self._target or sys.stderr
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            write_line(line, self.target)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            line, self._buffer = self._buffer, ""
+            write_line(line, self.target)
+
+    def isatty(self) -> bool:
+        return _on_terminal(self.target)
 
 
 class _NullTask:
@@ -41,38 +134,96 @@ class _RichTask:
         self._p.remove_task(self._id)
 
 
+def _columns() -> list[Any]:
+    """Description, bar, then per task: counts (steps, paths) or bytes, rate and time left (copies)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.text import Text
+
+    class ByUnit(ProgressColumn):
+        """Bytes tasks (unit B): 1.2/3.4 GB · 85.0 MB/s · 0:00:27 left; others: 3/10 paths."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.size, self.speed, self.left = DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()
+
+        def render(self, task: Task) -> Text:
+            unit = task.fields.get("unit", "")
+            if unit == "B":
+                parts = [self.size.render(task), Text(" · "), self.speed.render(task)]
+                if task.total:
+                    parts += [Text(" · "), self.left.render(task), Text(" left")]
+                return Text.assemble(*parts)
+            total = "?" if task.total is None else f"{task.total:.0f}"
+            return Text(f"{task.completed:.0f}/{total}{' ' + unit if unit else ''}")
+
+    return [TextColumn("{task.description}", markup=False), BarColumn(), ByUnit(), TimeElapsedColumn()]
+
+
 class RunProgress:
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress: Any = None
         self._overall: Any = None
         self._tasks: list[_RichTask] = []
+        self.console: Any = None
 
     def __enter__(self) -> RunProgress:
+        global _live
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.progress import Progress
 
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True), transient=False,
-            )
+            self.console = _console()
+            # No stdout/stderr redirection: rich's proxies read markup in a flushed partial line (a
+            # prompt) and cannot see writes made through a stream captured earlier (the log's).
+            self._progress = Progress(*_columns(), console=self.console, transient=False,
+                                      redirect_stdout=False, redirect_stderr=False)
             self._progress.start()
+            with _lock:
+                _live = self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _live
+        with _lock:
+            if _live is self:
+                _live = None
         if self._progress is not None:
             self._progress.stop()
 
+    def paused(self) -> Any:
+        """Take the display off the screen (erased, not left as a copy) until the block ends."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm() -> Any:
+            live = self._progress.live
+            live.transient = True
+            self._progress.stop()
+            try:
+                yield
+            finally:
+                live.transient = False
+                # The erased display's height is remembered for the next draw, which would move up
+                # over the prompt and wipe it: forget it (rich keeps it on its LiveRender).
+                render = getattr(live, "_live_render", None)
+                if render is not None and hasattr(render, "_shape"):
+                    render._shape = None
+                self._progress.start()
+
+        return cm()
+
     def steps(self, total: int) -> None:
         if self._progress is not None:
-            self._overall = self._progress.add_task("steps", total=total)
+            self._overall = self._progress.add_task("steps", total=total, unit="steps")
 
     def step_started(self, phase: int, index: int, total: int, step_id: str) -> None:
         if self._progress is not None and self._overall is not None:
@@ -88,6 +239,6 @@ class RunProgress:
     def task(self, description: str, total: float | None = None, unit: str = "") -> _RichTask | _NullTask:
         if self._progress is None:
             return _NullTask()
-        task = _RichTask(self._progress, self._progress.add_task(f"  {description} {unit}".rstrip(), total=total))
+        task = _RichTask(self._progress, self._progress.add_task(f"  {description}", total=total, unit=unit))
         self._tasks.append(task)
         return task

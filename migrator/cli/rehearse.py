@@ -9,6 +9,7 @@ import typer
 
 from migrator.commands import rehearse as rehearsal
 from migrator.errors import InputError
+from migrator.progress import say as progress_say
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +30,6 @@ def register(app: typer.Typer) -> None:
             if phase:
                 raise InputError("rehearse: --phase is for --kind; on the sandbox use `migrate run --phase N`")
             rehearsal.rehearse(runbook or Path("runbooks/sandbox.yaml"), state_dir, fresh=fresh,
-                               say=lambda line: print(line, flush=True))
+                               say=progress_say)
             return
         raise typer.Exit(rehearsal.rehearse_kind(kind, keep, runbook or Path(rehearsal.KIND_RUNBOOK), phase or []))

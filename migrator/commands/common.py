@@ -59,7 +59,7 @@ def guard_production(engine: Any, yes: bool, verb: str) -> None:
         return
     if not sys.stdin.isatty():
         raise RefusedError(f"{rb.path}: production runbook {rb.name!r}: pass --yes to {verb} it non-interactively")
-    sys.stderr.write(f"This is the PRODUCTION runbook {rb.name!r}. Type its name to {verb}: ")
-    sys.stderr.flush()
-    if sys.stdin.readline().strip() != rb.name:
+    from migrator.progress import ask
+
+    if ask(f"This is the PRODUCTION runbook {rb.name!r}. Type its name to {verb}: ").strip() != rb.name:
         raise RefusedError("not confirmed; nothing was done")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,10 +93,9 @@ class Context:
             return True
         if not opts.interactive:
             return False
-        sys.stderr.write(f"{prompt} [y/N] ")
-        sys.stderr.flush()
-        answer = sys.stdin.readline().strip().lower()
-        return answer in ("y", "yes")
+        from migrator.progress import ask
+
+        return ask(f"{prompt} [y/N] ").strip().lower() in ("y", "yes")
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))

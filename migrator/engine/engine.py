@@ -32,6 +32,7 @@ from migrator.errors import (
     TemporaryError,
 )
 from migrator.progress import RunProgress
+from migrator.progress import say as progress_say
 from migrator.runbook.loader import params_model
 from migrator.runbook.model import STATUSES, Runbook
 from migrator.runbook.model import Step as RunbookStep
@@ -149,7 +150,7 @@ class Engine:
         self.runbook = runbook
         self.state_dir = state_dir
         self.options = options or Options()
-        self.say: Say = say or (lambda text: print(text, flush=True))
+        self.say: Say = say or progress_say
         self.session = Session(runbook, state_dir, self.options, self.say, openbao)
         self.log = logs.get(runbook=runbook.name)
 

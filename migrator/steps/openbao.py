@@ -85,7 +85,7 @@ class PathFilter:
         common = os.path.commonprefix(heads)
         return common[: common.rfind("/") + 1]
 
-    def paths(self, client: hvac.Client, mount: str) -> list[str]:
+    def paths(self, client: BaoClient, mount: str) -> list[str]:
         from migrator.adapters.openbao import list_paths
 
         return [p for p in list_paths(client, mount, self.prefix(mount)) if self(mount, p)]

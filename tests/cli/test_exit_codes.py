@@ -75,6 +75,9 @@ def test_ctrl_c_at_any_moment_exits_130(tmp_path: Path, delay: float) -> None:
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 1 and err.startswith("Fatal Python error: init_import_site"):
         return  # CPython's own start-up was interrupted, before any of migrate's code could run
+    frames = [line.strip() for line in err.splitlines() if line.strip().startswith('File "')]
+    if proc.returncode == -signal.SIGINT and frames and all(f.startswith('File "<frozen ') for f in frames):
+        return  # the same, in `python -m`'s runpy finding the package (seen about 1 run in 10 at 0.02 s)
     # -SIGINT: the signal arrived while the interpreter was starting or finishing outside migrate's
     # code; a shell reads both as 130. Never 0, never a traceback.
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
