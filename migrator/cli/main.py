@@ -39,15 +39,10 @@ def main() -> None:
         print("FAILED: interrupted", file=sys.stderr)
         sys.exit(errors.EXIT_INTERRUPTED)
     except Exception as exc:
-        try:
-            import click
-        except ModuleNotFoundError:  # typer >= 0.20 vendors click
-            from typer import _click as click  # type: ignore[no-redef]
-
         if exc.__class__.__name__ == "Abort":
             sys.exit(errors.EXIT_INTERRUPTED)
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if isinstance(exc, _click_exceptions()):
+            exc.show()  # type: ignore[attr-defined]
             sys.exit(errors.EXIT_BAD_INPUT)
         print(f"FAILED: internal error: {exc.__class__.__name__}: {_redact(str(exc))} "
               "(run with --traceback for the stack)", file=sys.stderr)
@@ -57,6 +52,25 @@ def main() -> None:
     if code == errors.EXIT_INTERRUPTED:
         print("FAILED: interrupted", file=sys.stderr)
     sys.exit(code)
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """ClickException of the click Typer uses: its vendored copy (typer >= 0.20), and the separate
+    package when installed too (then both exist, and only checking one made bad options exit 1)."""
+    found: list[type[Exception]] = []
+    try:
+        from typer import _click  # type: ignore[attr-defined]
+
+        found.append(_click.exceptions.ClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        found.append(click.exceptions.ClickException)
+    except ModuleNotFoundError:
+        pass
+    return tuple(found)
 
 
 def _redact(text: str) -> str:

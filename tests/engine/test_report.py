@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from migrator.commands import report, timeline
-from migrator.runbook.loader import load_runbook
+from migrator.commands.common import load as load_runbook
 from migrator.store.journal import Journal
 from migrator.store.state import StateStore
 from tests.util import migrate, write_runbook
