@@ -12,7 +12,7 @@ import sys
 
 from migrator import errors, redact
 from migrator.cli import inspect, rehearse, run, sandbox, state
-from migrator.cli.options import app, settings
+from migrator.cli.options import GLOBAL_FLAGS, GLOBAL_VALUED, app, settings
 
 # In `migrate --help` order.
 for verbs in (run, state, sandbox, inspect, rehearse):
@@ -24,7 +24,7 @@ def main() -> None:
         # Non-standalone mode returns the code of a typer.Exit (and Typer turns a KeyboardInterrupt inside
         # a command into Exit(130)) instead of exiting: dropping it made a Ctrl-C or a failed
         # `rehearse --kind` exit 0.
-        returned = app(standalone_mode=False)
+        returned = app(args=hoist_global_options(sys.argv[1:]), prog_name="migrate", standalone_mode=False)
     except errors.InputError as exc:
         for problem in exc.problems:
             # Compiler-style: one `FILE:LINE: field: problem` line each, nothing else.
@@ -52,6 +52,46 @@ def main() -> None:
     if code == errors.EXIT_INTERRUPTED:
         print("FAILED: interrupted", file=sys.stderr)
     sys.exit(code)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """`migrate run --log-level debug` as `migrate --log-level debug run`: the global options found
+    after the verb are moved in front of it (Click reads a group's options only there). Their values
+    are checked by Click as usual; nothing after `--` is touched."""
+    verb = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in GLOBAL_VALUED:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            verb = i
+            break
+    if verb is None:
+        return list(argv)
+    moved: list[str] = []
+    kept: list[str] = []
+    rest = argv[verb + 1:]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept += rest[j:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_VALUED:
+            take = 1 if "=" in arg else 2
+            moved += rest[j:j + take]
+            j += take
+        elif arg in GLOBAL_FLAGS:
+            moved.append(arg)
+            j += 1
+        else:
+            kept.append(arg)
+            j += 1
+    return [*argv[:verb], *moved, argv[verb], *kept]
 
 
 def _click_exceptions() -> tuple[type[Exception], ...]:

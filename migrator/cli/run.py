@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from migrator.cli.options import DEFAULT_RUNBOOK, PhaseOpt, RunbookOpt, StateDirOpt, StepOpt
+from migrator.cli.options import (
+    DEFAULT_RUNBOOK,
+    ApproveOpt,
+    PhaseOpt,
+    RunbookOpt,
+    StateDirOpt,
+    StepOpt,
+    YesOpt,
+)
 from migrator.commands import plan as plan_cmd
 from migrator.commands import resume as resume_cmd
 from migrator.commands import rollback as rollback_cmd
@@ -16,17 +24,17 @@ from migrator.commands import run as run_cmd
 def run(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None, phase: PhaseOpt = None,
         step: StepOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; change nothing.")] = False,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every approval gate.")] = False,
+        yes: YesOpt = False, approve: ApproveOpt = None,
         accept_changes: Annotated[bool, typer.Option("--accept-changes")] = False) -> None:
     """Run the phases (all by default), skipping the steps already done."""
-    run_cmd.run(runbook, state_dir, phase or [], step or [], dry_run, yes, accept_changes)
+    run_cmd.run(runbook, state_dir, phase or [], step or [], dry_run, yes, accept_changes, approve or [])
 
 
 def resume(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None,
-           yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+           yes: YesOpt = False, approve: ApproveOpt = None,
            accept_changes: Annotated[bool, typer.Option("--accept-changes")] = False) -> None:
     """Continue the last run where it stopped (crash, Ctrl-C, failure)."""
-    resume_cmd.resume(runbook, state_dir, yes, accept_changes)
+    resume_cmd.resume(runbook, state_dir, yes, accept_changes, approve or [])
 
 
 def plan(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None, phase: PhaseOpt = None,
@@ -41,7 +49,7 @@ def rollback(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt
              cascade: Annotated[bool, typer.Option("--cascade", help="Also roll back what depends on it.")] = False,
              everything: Annotated[bool, typer.Option("--all", help="Every applied step, last first.")] = False,
              dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-             yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
+             yes: YesOpt = False) -> None:
     """Undo one step, a whole phase, or everything, from what the steps recorded."""
     rollback_cmd.rollback(runbook, state_dir, step, phase, cascade, dry_run, yes, everything)
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from migrator.errors import RefusedError
+from migrator.errors import InputError, RefusedError
 
 
 def load(runbook_path: Path, *, check_secrets: bool = True) -> Any:
@@ -42,14 +42,34 @@ def state_dir_for(runbook: Any, override: Path | None) -> Path:
 
 
 def engine_for(runbook_path: Path, state_dir: Path | None, *, dry_run: bool = False, yes: bool = False,
-               accept_changes: bool = False, check_secrets: bool = True, say: Any = None) -> Any:
+               accept_changes: bool = False, check_secrets: bool = True, say: Any = None,
+               approve: list[str] | None = None, approve_all: bool = False) -> Any:
     from migrator.engine.engine import Options
 
     runbook = load(runbook_path, check_secrets=check_secrets)
-    approved = {x.strip() for x in os.environ.get("MIGRATE_APPROVE", "").split(",") if x.strip()}
-    options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes, approved=approved,
+    refuse_failpoints_on_production(runbook)
+    options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes,
+                      approved=approved_steps(runbook, approve or []), approve_all=approve_all,
                       interactive=sys.stdin.isatty())
     return new_engine(runbook, state_dir_for(runbook, state_dir), options, say=say)
+
+
+def approved_steps(runbook: Any, approve: list[str]) -> set[str]:
+    """The --approve STEP answers, each naming an approval step of the runbook."""
+    uses = {s.id: s.spec.uses for s in runbook.steps}
+    for step_id in approve:
+        if step_id not in uses:
+            raise InputError(f"--approve {step_id}: no step {step_id!r} in {runbook.path}")
+        if uses[step_id] != "approval":
+            raise InputError(f"--approve {step_id}: {step_id!r} is a {uses[step_id]} step, not an approval gate")
+    return set(approve)
+
+
+def refuse_failpoints_on_production(runbook: Any) -> None:
+    """MIGRATE_FAILPOINTS left in a shell after a rehearsal must not crash a production run on purpose."""
+    if runbook.file.production and os.environ.get("MIGRATE_FAILPOINTS", "").strip():
+        raise InputError(f"{runbook.path}: production runbook {runbook.name!r}: MIGRATE_FAILPOINTS is set; "
+                         "failpoints are for rehearsals and tests: unset it")
 
 
 def guard_production(engine: Any, yes: bool, verb: str) -> None:

@@ -61,7 +61,7 @@ def rehearse(runbook_path: Path, state_dir: Path | None, *, fresh: bool = False,
         reset_state(sdir, runbook.name)
     if with_sandbox:
         ensure_sandbox(sandbox_dir, fresh, say)
-    engine = commands.engine_for(runbook_path, sdir, yes=True, say=say)
+    engine = commands.engine_for(runbook_path, sdir, yes=True, approve_all=True, say=say)
     started = time.time()
     error: BaseException | None = None
     try:
@@ -123,7 +123,7 @@ def _run(runbook: Path, state_dir: Path, kubeconfig: Path, phases: list[int]) ->
     from migrator.errors import MigratorError
 
     os.environ["KUBECONFIG"] = str(kubeconfig)  # the kind runbook leaves target.kubeconfig unset
-    engine = commands.new_engine(commands.load(runbook), state_dir, Options(yes=True))
+    engine = commands.new_engine(commands.load(runbook), state_dir, Options(yes=True, approve_all=True))
     started = time.monotonic()
     failed: str | None = None
     try:

@@ -89,7 +89,9 @@ class Context:
 
     def confirm(self, prompt: str) -> bool:
         opts = self._session.options
-        if opts.yes or self.step_id in opts.approved:
+        # --yes is the production guard's answer only; an approval gate needs its own --approve STEP
+        # or an answer at the terminal.
+        if opts.approve_all or self.step_id in opts.approved:
             return True
         if not opts.interactive:
             return False

@@ -50,7 +50,8 @@ class Options:
     dry_run: bool = False
     yes: bool = False
     accept_changes: bool = False
-    approved: set[str] = field(default_factory=set)
+    approved: set[str] = field(default_factory=set)  # approval steps answered by --approve
+    approve_all: bool = False  # rehearsals only: the sandbox answers its own approval gates
     interactive: bool = False
     progress: bool | None = None
 

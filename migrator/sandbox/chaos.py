@@ -71,11 +71,11 @@ def run_once(runbook: Path, state_dir: Path, seed: int, reference: dict[str, Any
     out.log.append(f"rollback --step {step} --cascade: exit {back.returncode} {back.stderr.strip()[-300:]}")
     if back.returncode != 0:
         return out
-    crash = migrate("run", "--yes", *args, env={"MIGRATE_FAILPOINTS": f"{step}:{when}=crash"})
+    crash = migrate("run", "--approve", "go-no-go", *args, env={"MIGRATE_FAILPOINTS": f"{step}:{when}=crash"})
     out.crashed = crash.returncode == -9
     out.log.append(f"run with {step}:{when}=crash: exit {crash.returncode} {crash.stderr.strip()[-300:]}")
     # An internal error's stack goes to the log: a chaos failure is often a one-off, seen once in CI.
-    resume = migrate("resume", "--yes", *args, env={"MIGRATE_TRACEBACK": "1"})
+    resume = migrate("resume", "--approve", "go-no-go", *args, env={"MIGRATE_TRACEBACK": "1"})
     tail = 300 if resume.returncode == 0 else 4000
     out.log.append(f"resume: exit {resume.returncode} {resume.stderr.strip()[-tail:]}")
     status = migrate("status", "--json", *args)

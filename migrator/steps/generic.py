@@ -170,7 +170,7 @@ class ApprovalParams(StrictModel):
 
 @step_type("approval")
 class Approval(Step[ApprovalParams]):
-    """A manual gate: prompt on a terminal, or --yes, or MIGRATE_APPROVE=step-id,..."""
+    """A manual gate: an answer at the terminal, or `--approve STEP` (--yes does not answer it)."""
 
     def check(self) -> Check:
         at = self.ctx.facts.get("approved_at")
@@ -181,8 +181,8 @@ class Approval(Step[ApprovalParams]):
 
     def apply(self) -> None:
         if not self.ctx.confirm(f"[{self.ctx.step_id}] {self.params.prompt}"):
-            raise PermanentError(f"{self.ctx.step_id}: not approved (answer on a terminal, pass --yes, or set "
-                                 f"MIGRATE_APPROVE={self.ctx.step_id})")
+            raise PermanentError(f"{self.ctx.step_id}: not approved (answer on a terminal, or pass "
+                                 f"--approve {self.ctx.step_id})")
         self.ctx.record(approved_at=time.time(), approved_by=os.environ.get("USER", "?"))
 
     def rollback(self) -> None:

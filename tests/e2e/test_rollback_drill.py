@@ -51,6 +51,6 @@ def test_rollback_phase_5_returns_the_platform_to_the_vps(rehearsed: Rehearsal) 
         assert now["databases"][name]["_subscriptions"] == [f"migrator_{name}"]
     assert now["uploads"] == rehearsed.reference["uploads"]
 
-    again = migrate("run", "--yes", *rehearsed.args(), timeout=900)
+    again = migrate("run", "--approve", "go-no-go", *rehearsed.args(), timeout=900)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert snapshot.differences(rehearsed.reference, snapshot.take()) == []

@@ -69,8 +69,20 @@ def test_gate_tcp_check(tmp_path: Path) -> None:
 def test_approval_refuses_when_not_interactive_and_not_approved(tmp_path: Path) -> None:
     runbook = write_runbook(tmp_path, {1: [{"id": "go-ahead", "uses": "approval", "with": {"prompt": "Flip DNS?"}}]})
     proc = migrate("run", *args(runbook))
-    assert proc.returncode == 1 and "not approved" in proc.stderr and "MIGRATE_APPROVE=go-ahead" in proc.stderr
-    assert migrate("run", *args(runbook), env={"MIGRATE_APPROVE": "go-ahead"}).returncode == 0
+    assert proc.returncode == 1 and "not approved" in proc.stderr and "--approve go-ahead" in proc.stderr
+    # --yes confirms a production runbook; it does not answer an approval gate
+    assert migrate("run", "--yes", *args(runbook)).returncode == 1
+    assert migrate("run", *args(runbook), env={"MIGRATE_APPROVE": "go-ahead"}).returncode == 1  # no env answer
+    assert migrate("run", "--approve", "go-ahead", *args(runbook)).returncode == 0
+
+
+def test_approve_must_name_an_approval_step(tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, {1: [{"id": "go-ahead", "uses": "approval", "with": {"prompt": "Go?"}},
+                                           {"id": "work", "uses": "shell.run", "with": {"command": "true"}}]})
+    for name, expected in (("nope", "no step 'nope'"), ("work", "'work' is a shell.run step, not an approval gate")):
+        proc = migrate("run", "--approve", name, *args(runbook))
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert "▶" not in proc.stdout
 
 
 def test_changed_completed_step_is_refused_without_accept_changes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
     dest = tmp_path_factory.mktemp("ref") / "example"
     shutil.copytree(REPO / "runbooks" / "examples", dest)
-    proc = migrate("run", "--yes", "-r", str(dest / "local.yaml"), "--state-dir", str(dest / "st"),
+    proc = migrate("run", "--approve", "approve-build", "-r", str(dest / "local.yaml"), "--state-dir", str(dest / "st"),
                    env={"EXAMPLE_API_TOKEN": "canary-Zq8v1-not-for-logs"})
     assert proc.returncode == 0, proc.stderr
     return snapshot(dest / "work")
@@ -35,12 +35,12 @@ def test_crash_then_resume_converges(example: Path, env: dict[str, str], referen
                                      step: str, when: str) -> None:
     state = example.parent / "st"
     args = ["-r", str(example), "--state-dir", str(state)]
-    crashed = migrate("run", "--yes", *args, env={**env, "MIGRATE_FAILPOINTS": f"{step}:{when}=crash"})
+    crashed = migrate("run", "--approve", "approve-build", *args, env={**env, "MIGRATE_FAILPOINTS": f"{step}:{when}=crash"})
     assert crashed.returncode == -9, crashed.stderr  # SIGKILL: no cleanup ran, like a power cut
     before = status_json(example, state, env)
     assert {s["id"]: s["status"] for s in before["steps"]}[step] == "running"
 
-    resumed = migrate("resume", "--yes", *args, env=env)
+    resumed = migrate("resume", "--approve", "approve-build", *args, env=env)
     assert resumed.returncode == 0, resumed.stderr
     after = status_json(example, state, env)
     assert all(s["status"] == "succeeded" for s in after["steps"]), after

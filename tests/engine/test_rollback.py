@@ -12,7 +12,7 @@ ENV = {"EXAMPLE_API_TOKEN": CANARY}
 
 def ran(example: Path) -> list[str]:
     args = ["-r", str(example), "--state-dir", str(example.parent / "st")]
-    assert migrate("run", "--yes", *args, env=ENV).returncode == 0
+    assert migrate("run", "--approve", "approve-build", *args, env=ENV).returncode == 0
     return args
 
 
@@ -36,7 +36,7 @@ def test_rollback_of_a_leaf_step(example: Path) -> None:
     assert not (example.parent / "work" / "site" / "index.txt").exists()
     assert statuses(example)["announce"] == "rolled_back"
     # Run again: only the rolled-back step runs.
-    again = migrate("run", "--yes", *args, env=ENV)
+    again = migrate("run", "--approve", "approve-build", *args, env=ENV)
     assert again.returncode == 0 and again.stdout.count("▶") == 1
 
 
