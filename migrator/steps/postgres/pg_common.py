@@ -96,8 +96,9 @@ def container_of(ctx: StepContext, name: str) -> Any:
     return ctx.resource(f"container:{project}:{name}", find)
 
 
-def endpoint_address(ctx: StepContext, name: str) -> tuple[str, int]:
-    """Host and port of a data-plane endpoint, as reachable from this machine."""
+def endpoint_address(ctx: StepContext, name: str, default_port: int = 5432) -> tuple[str, int]:
+    """Host and port of a data-plane endpoint, as reachable from this machine (every data store of the
+    cluster is reached this way: Postgres, MySQL, Redis; `default_port` is the server's port in its pod)."""
     target = ctx.runbook.environment.target
     if target is None or name not in target.endpoints:
         known = ", ".join(sorted(target.endpoints)) if target else ""
@@ -113,7 +114,7 @@ def endpoint_address(ctx: StepContext, name: str) -> tuple[str, int]:
     from migrator.adapters import resources
 
     kube = resources.kube(ctx.resource, ctx.runbook)
-    return resources.port_forward(ctx.resource, kube, ep.namespace, ep.pod, ep.remote_port or 5432)
+    return resources.port_forward(ctx.resource, kube, ep.namespace, ep.pod, ep.remote_port or default_port)
 
 
 def target_conn(ctx: StepContext, t: TargetParams, database: str | None = None) -> PgConn:
