@@ -69,6 +69,20 @@ def query(conn: MyConn, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
+def execute(conn: MyConn, statements: list[str], what: str) -> None:
+    """Run statements in one session; an error names the statement's first words only (one may hold a
+    password hash)."""
+    import pymysql
+
+    with contextlib.closing(connect(conn)) as c, c.cursor() as cur:
+        for s in statements:
+            try:
+                cur.execute(s)
+            except pymysql.err.MySQLError as exc:
+                words = " ".join(s.split(" ", 2)[:2])
+                raise PermanentError(f"{what}: on {conn.label()}: {words} ... failed: {exc}") from None
+
+
 def quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 

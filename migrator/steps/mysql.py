@@ -188,19 +188,9 @@ class MysqlCopy(Step[MyCopyParams]):
                    seconds=round(time.monotonic() - started, 3))
 
     def _execute(self, conn: MyConn, *statements: str) -> None:
-        import contextlib
+        from migrator.adapters.mysql import execute
 
-        import pymysql
-
-        from migrator.adapters.mysql import connect
-
-        with contextlib.closing(connect(conn)) as c, c.cursor() as cur:
-            for s in statements:
-                try:
-                    cur.execute(s)
-                except pymysql.err.MySQLError as exc:  # the statement may hold a password hash: not quoted
-                    raise PermanentError(f"{self.ctx.step_id}: on {conn.label()}: {s.split(' ', 2)[0]} "
-                                         f"{s.split(' ', 2)[1] if ' ' in s else ''} failed: {exc}") from None
+        execute(conn, list(statements), self.ctx.step_id)
 
     def _accounts_locked(self, src: MySource, server: MyConn) -> None:
         """Each mapped account exists on the target and is locked; created from the source's definition."""
