@@ -94,7 +94,7 @@ def quote_account(user: str, host: str) -> str:
 @contextlib.contextmanager
 def defaults_file(conn: MyConn) -> Iterator[Path]:
     """A 0600 [client] options file holding the password, for a tool run on this machine."""
-    directory = Path(tempfile.mkdtemp(prefix="migrator-my-"))
+    directory = Path(tempfile.mkdtemp(prefix="migrator-mycnf-"))
     path = directory / "client.cnf"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

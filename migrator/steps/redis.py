@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from migrator.adapters.held import Held
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type
 
@@ -74,10 +73,9 @@ def source_conn(ctx: StepContext, s: RedisSourceParams) -> RedisConn:
         addrs = [n.get("IPAddress") for n in nets.values() if n.get("IPAddress")]
         if not addrs:
             raise PermanentError(f"{ctx.step_id}: container {s.container} has no network address")
-        ssh = ssh_session(ctx)
-        host, port = str(addrs[0]), s.port
-        tunnel = ctx.resource(f"tunnel:{host}:{port}", lambda: Held(ssh.tunnel(host, port)))
-        lhost, lport = tunnel.value
+        from migrator.adapters import resources
+
+        lhost, lport = resources.ssh_tunnel(ctx.resource, ssh_session(ctx), str(addrs[0]), s.port)
         return RedisConn(lhost, lport, s.password, s.username)
     host, port = endpoint_address(ctx, s.endpoint, REDIS_PORT) if s.endpoint else (str(s.host), s.port)
     return RedisConn(host, port, s.password, s.username)
