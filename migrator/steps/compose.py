@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from migrator.adapters.inventory import collect
 from migrator.errors import GateNotReady, PermanentError, RefusedError
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 
@@ -71,8 +72,6 @@ class ComposeInspect(Step[InspectParams]):
         return Plan(changes=[f"read the inventory of compose project {self._project()} (changes nothing)"])
 
     def apply(self) -> None:
-        from migrator.adapters.inventory import collect
-
         inv = collect(_docker(self.ctx), self._project())
         self.ctx.record(inventory=inv)
 

@@ -18,8 +18,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
+from migrator.adapters import resources
+from migrator.adapters.kube import Ref
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Facts, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
+from migrator.store.atomic import write_atomic
 
 if TYPE_CHECKING:
     from migrator.adapters.keycloak import KeycloakClient
@@ -179,8 +182,6 @@ class EnvFileSetter:
         return read_env_file(self.path).get(self.p.key)
 
     def set(self, value: str | None) -> None:
-        from migrator.store.atomic import write_atomic
-
         lines = self.path.read_text(encoding="utf-8").splitlines()
         mine = [i for i, line in enumerate(lines) if line.strip().removeprefix("export ").split("=", 1)[0].strip()
                 == self.p.key]
@@ -213,13 +214,9 @@ class ConfigMapSetter:
         return f"{self.p.key} in configmap {self.p.namespace}/{self.p.name}{restart}"
 
     def _cluster(self) -> Any:
-        from migrator.adapters import resources
-
         return resources.kube(self.ctx.resource, self.ctx.runbook)
 
     def current(self) -> str | None:
-        from migrator.adapters.kube import Ref
-
         cm = self._cluster().get(Ref("ConfigMap", self.p.name, self.p.namespace))
         if cm is None:
             raise PermanentError(f"configmap {self.p.namespace}/{self.p.name} does not exist on the target")
@@ -227,8 +224,6 @@ class ConfigMapSetter:
         return str(value) if value is not None else None
 
     def _patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
-        from migrator.adapters.kube import Ref
-
         status, doc = self._cluster().request("PATCH", Ref(kind, name, self.p.namespace).path(), None, body,
                                               "application/merge-patch+json")
         if status != 200:

@@ -19,11 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
+from migrator.adapters import resources
+from migrator.adapters.kube import WORKLOADS, ApiError, Ref, kind_of
 from migrator.errors import GateNotReady, PermanentError
+from migrator.manifests import render
 from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.store.atomic import write_atomic
 
 if TYPE_CHECKING:
-    from migrator.adapters.kube import KubeCluster, Ref
+    from migrator.adapters.kube import KubeCluster
     from migrator.steps.base import StepContext
 
 # Server-set metadata: never part of what we compare, record or restore.
@@ -33,8 +37,6 @@ SERVER_META = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "
 
 def cluster(ctx: StepContext) -> KubeCluster:
     """The run's shared API client, from environment.target (or KUBECONFIG)."""
-    from migrator.adapters import resources
-
     return resources.kube(ctx.resource, ctx.runbook)
 
 
@@ -96,8 +98,6 @@ def backup_path(ctx: StepContext, ref: Ref) -> Path:
 
 def record_prior(ctx: StepContext, ref: Ref, live: dict[str, Any] | None) -> dict[str, Any]:
     """What rollback needs about one object, taken before we touch it. Secrets: digest + 0600 backup."""
-    from migrator.store.atomic import write_atomic
-
     entry: dict[str, Any] = {"kind": ref.kind, "name": ref.name, "namespace": ref.namespace,
                              "existed": live is not None}
     if live is None:
@@ -114,8 +114,6 @@ def record_prior(ctx: StepContext, ref: Ref, live: dict[str, Any] | None) -> dic
 
 def restore(ctx: StepContext, kube: KubeCluster, entry: dict[str, Any]) -> str:
     """Undo one recorded object: delete it if we created it, else put its prior form back."""
-    from migrator.adapters.kube import Ref
-
     ref = Ref(entry["kind"], entry["name"], entry.get("namespace"))
     if not entry.get("existed"):
         return f"deleted {ref}" if kube.delete(ref) else f"{ref} already gone"
@@ -161,16 +159,11 @@ class ManifestStep(Step[Any]):
         raise NotImplementedError
 
     def variables(self) -> dict[str, Any]:
-        from migrator.manifests import render
-
         target = self.ctx.runbook.environment.target
         return render.variables(self.ctx.runbook.file.vars, target.storage_class if target else None,
                                 self.params.vars)
 
     def objects(self) -> list[dict[str, Any]]:
-        from migrator.adapters.kube import kind_of
-        from migrator.manifests import render
-
         if not hasattr(self, "_objects"):
             objs = render.sort_objects(self.templates())
             only = self.params.namespaces
@@ -188,8 +181,6 @@ class ManifestStep(Step[Any]):
 
     # -- check / plan ----------------------------------------------------------------------------------
     def check(self) -> Check:
-        from migrator.adapters.kube import Ref
-
         kube = self.kube()
         objs = self.objects()
         for obj in objs:
@@ -208,8 +199,6 @@ class ManifestStep(Step[Any]):
 
     def plan(self) -> Plan:
         """Server-side dry run (dryRun=All) of every object; nothing is changed."""
-        from migrator.adapters.kube import ApiError, Ref
-
         kube = self.kube()
         plan = Plan()
         new_namespaces: set[str] = set()
@@ -251,8 +240,6 @@ class ManifestStep(Step[Any]):
 
     # -- apply -----------------------------------------------------------------------------------------
     def apply(self) -> None:
-        from migrator.adapters.kube import Ref
-
         kube = self.kube()
         objs = self.objects()
         recorded = list(self.ctx.facts.get("objects") or [])
@@ -271,8 +258,6 @@ class ManifestStep(Step[Any]):
 
     # -- verify ----------------------------------------------------------------------------------------
     def verify(self) -> None:
-        from migrator.adapters.kube import WORKLOADS, Ref
-
         kube = self.kube()
         problems = []
         for obj in self.objects():
@@ -291,8 +276,6 @@ class ManifestStep(Step[Any]):
 
     # -- rollback --------------------------------------------------------------------------------------
     def rollback(self) -> None:
-        from migrator.adapters.kube import Ref
-
         entries = list(self.ctx.facts.get("objects") or [])
         if not entries:
             return
@@ -382,8 +365,6 @@ class KubeNetworkPolicies(ManifestStep):
     description = "apply the NetworkPolicies"
 
     def templates(self) -> list[dict[str, Any]]:
-        from migrator.manifests import render
-
         return render.render_set("network-policies", self.variables())
 
 
@@ -399,8 +380,6 @@ class KubeRbac(ManifestStep):
     description = "apply ServiceAccounts, Roles and bindings"
 
     def templates(self) -> list[dict[str, Any]]:
-        from migrator.manifests import render
-
         return render.render_set("rbac", self.variables())
 
 
@@ -428,8 +407,6 @@ class KubeApply(ManifestStep):
         return bool(self.params.wait)
 
     def templates(self) -> list[dict[str, Any]]:
-        from migrator.manifests import render
-
         vars_ = self.variables()
         out: list[dict[str, Any]] = []
         for name in self.params.sets:
@@ -457,8 +434,6 @@ class KubeStorageCheck(Step[StorageCheckParams]):
         return name
 
     def _problem(self) -> str | None:
-        from migrator.adapters.kube import Ref
-
         kube = cluster(self.ctx)
         name = self._name()
         if kube.get(Ref("StorageClass", name)) is not None:

@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from migrator.errors import PermanentError
-from migrator.runbook.model import OpenBaoRef
+from migrator.adapters.kube import Ref
+from migrator.errors import GateNotReady, PermanentError
+from migrator.runbook.model import OpenBaoRef, OpenBaoSecret
+from migrator.runbook.secrets import SecretResolver
 from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
 from migrator.steps.kube import cluster, record_prior, restore, secret_data_b64, secret_digest
 
@@ -56,9 +58,6 @@ class KubeSecret(Step[SecretParams]):
         return self._openbao(key, src.openbao)
 
     def _openbao(self, key: str, ref: OpenBaoRef) -> str:
-        from migrator.runbook.model import OpenBaoSecret
-        from migrator.runbook.secrets import SecretResolver
-
         env = self.ctx.runbook.environment.openbao
         if env is None:
             raise PermanentError(f"{self.ctx.step_id}: data.{key} reads OpenBao, but the runbook has no environment.openbao")
@@ -87,8 +86,6 @@ class KubeSecret(Step[SecretParams]):
         return self._obj
 
     def _ref(self) -> Any:
-        from migrator.adapters.kube import Ref
-
         return Ref("Secret", self.params.name, self.params.namespace)
 
     def _digest(self) -> str:
@@ -121,8 +118,6 @@ class KubeSecret(Step[SecretParams]):
         self.ctx.record(applied_digest=self._digest())
 
     def verify(self) -> None:
-        from migrator.errors import GateNotReady
-
         live = cluster(self.ctx).get(self._ref())
         if live is None or secret_digest(live.get("data"), live.get("type")) != self._digest():
             raise GateNotReady(f"{self._ref()} does not hold the applied data")

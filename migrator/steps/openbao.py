@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from migrator import redact
 from migrator.errors import PermanentError
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
+from migrator.store.atomic import write_atomic
 
 if TYPE_CHECKING:
     from migrator.adapters.openbao import BaoClient, Inventory
@@ -288,8 +289,6 @@ class OpenBaoMigrate(Step[MigrateParams]):
     # -- shared by the strategy modules ----------------------------------------------------------
     def write_private(self, suffix: str, data: bytes) -> tuple[str, str]:
         """A 0600 file under the state dir; returns (path, sha256) for the facts."""
-        from migrator.store.atomic import write_atomic
-
         path = self._state_file(suffix)
         write_atomic(path, data, mode=0o600)
         return str(path), hashlib.sha256(data).hexdigest()

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
+from migrator.adapters.loadtest import connect, tls_context
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import ReadOnlyStep, StepContext, StrictModel, step_type
 
@@ -27,20 +28,6 @@ class Validation(ReadOnlyStep[P]):
     """Base of validate.*: the effect of a validation is nothing, so it is always 'in place'."""
 
     in_place = "a validation changes nothing; its gate is the test"
-
-
-def journal(ctx: StepContext, event: str, **fields: Any) -> None:
-    """Append figures to the run's journal.
-
-    StepContext has no journal method (yet): use one if a later engine offers it, else the session's journal
-    the engine's Context holds. Never given a secret value (the journal masks known ones anyway)."""
-    append = getattr(ctx, "journal", None)
-    if callable(append):
-        append(event, **fields)
-        return
-    session_journal = getattr(getattr(ctx, "_session", None), "journal", None)
-    if session_journal is not None:
-        session_journal.append(event, step=ctx.step_id, **fields)
 
 
 # -- HTTP through an address with a Host header --------------------------------------------------------
@@ -87,8 +74,6 @@ class Fetched:
 
 def fetch(ctx: StepContext, ep: Endpoint, target: Target, path: str, host: str | None) -> Fetched:
     """One GET; connection trouble comes back as `error`, never raised."""
-    from migrator.adapters.loadtest import connect, tls_context
-
     tls = None
     if target.scheme == "https":
         tls = tls_context(ep.tls_verify, str(ctx.path(ep.ca_file)) if ep.ca_file else None)
@@ -198,7 +183,7 @@ class Smoke(Validation[SmokeParams]):
         failed_hosts = sorted({f.split("/", 1)[0] for f in failures})
         self._report = {"through": str(target), "hosts_checked": len(hosts), "hosts_failed": len(failed_hosts),
                         "hosts": hosts}
-        journal(self.ctx, "validate-smoke", through=str(target), hosts_checked=len(hosts),
+        self.ctx.journal("validate-smoke", through=str(target), hosts_checked=len(hosts),
                 failed=failed_hosts, hosts=hosts)
         if failures:
             raise GateNotReady(f"{len(failed_hosts)} of {len(hosts)} hosts failed through {target}: "
@@ -296,7 +281,7 @@ class Monitoring(Validation[MonitoringParams]):
         self._report = {"prometheus": where, "targets": len(active),
                         "up": sum(c["up"] for c in jobs.values()), "down": sum(c["down"] for c in jobs.values()),
                         "jobs": jobs}
-        journal(self.ctx, "validate-monitoring", prometheus=where, targets=len(active), down=down, missing=missing)
+        self.ctx.journal("validate-monitoring", prometheus=where, targets=len(active), down=down, missing=missing)
         problems = down + [f"job {j} has no target" for j in missing]
         if len(active) < p.min_targets:
             problems.append(f"{len(active)} active targets, expected at least {p.min_targets}")

@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from migrator.adapters.loadtest import LoadSpec, NotLoopback, loopback_ip, run_load, tls_context
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel, step_type
-from migrator.steps.validate import Scheme, Validation, journal
+from migrator.steps.validate import Scheme, Validation
 
 
 class LoadParams(StrictModel):
@@ -59,8 +60,6 @@ class Load(Validation[LoadParams]):
         self._report: dict[str, Any] = {}
 
     def spec(self) -> Any:
-        from migrator.adapters.loadtest import LoadSpec, NotLoopback, loopback_ip, tls_context
-
         p = self.params
         scheme, address, port, path, host = p.scheme, p.address or "", p.port or 0, p.path, p.host
         if p.url:
@@ -80,8 +79,6 @@ class Load(Validation[LoadParams]):
                         expect_status=tuple(p.expect_status), tls=tls)
 
     def verify(self) -> None:
-        from migrator.adapters.loadtest import run_load
-
         p = self.params
         spec = self.spec()  # refuses a non-loopback target before any traffic
         result = run_load(spec)
@@ -89,7 +86,7 @@ class Load(Validation[LoadParams]):
         target = f"{spec.address}:{spec.port}{spec.path}" + (f" (Host {spec.host_header})" if spec.host_header else "")
         self._report = {"target": target, **figures}
         self.ctx.record(last_load=self._report)
-        journal(self.ctx, "validate-load", **self._report)
+        self.ctx.journal("validate-load", **self._report)
         exceeded = []
         for name, limit in (("p50_ms", p.p50_ms), ("p95_ms", p.p95_ms), ("p99_ms", p.p99_ms)):
             value = figures[name]

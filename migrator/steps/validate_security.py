@@ -20,9 +20,11 @@ from typing import Any
 
 from pydantic import Field
 
+from migrator.adapters import resources
+from migrator.adapters.kube import Ref
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel, step_type
-from migrator.steps.validate import Validation, journal
+from migrator.steps.validate import Validation
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # Env/ConfigMap key names that hold secrets: a whole segment of the name (KEYCLOAK_URL is not a KEY).
@@ -215,9 +217,6 @@ class SecurityParams(StrictModel):
 
 def read_cluster(ctx: StepContext, namespaces: list[str]) -> Cluster:
     """Everything the audit needs, one list call per kind and namespace."""
-    from migrator.adapters import resources
-    from migrator.adapters.kube import Ref
-
     kube = resources.kube(ctx.resource, ctx.runbook)
     c = Cluster(namespaces=namespaces)
     for ns in namespaces:
@@ -253,7 +252,7 @@ class Security(Validation[SecurityParams]):
         found = audit(c, secrets, set(p.automount_allowed), set(p.allow))
         self._report = {"namespaces": len(c.namespaces), "config_maps": len(c.config_maps),
                         "workloads": len(c.workloads), "violations": [v.id for v in found]}
-        journal(self.ctx, "validate-security", violations=[v.id for v in found], namespaces=c.namespaces)
+        self.ctx.journal("validate-security", violations=[v.id for v in found], namespaces=c.namespaces)
         if found:
             raise PermanentError(f"{len(found)} security violation(s): " + "; ".join(v.message for v in found[:40])
                                  + (f"; and {len(found) - 40} more" if len(found) > 40 else ""))

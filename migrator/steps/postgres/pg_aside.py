@@ -16,6 +16,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.postgres import connect, database_exists
 from migrator.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ def aside_name(database: str, step_id: str) -> str:
 
 
 def _exec(server: PgConn, statement: Any, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    from migrator.adapters.postgres import connect
-
     with connect(server.with_database("postgres")) as c:
         cur = c.execute(statement, params)
         return cur.fetchall() if cur.description else []
@@ -50,7 +49,6 @@ def set_aside(ctx: Any, server: PgConn, name: str) -> None:
     """Rename `name` aside when it has tables; recorded in facts as `set_aside` (None: nothing to do).
     Idempotent across crashes: a rename done before the record is recognised by the aside name."""
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import database_exists
 
     if "set_aside" in ctx.facts:
         return
@@ -87,7 +85,6 @@ def put_back(ctx: Any, server: PgConn, name: str) -> None:
     """Rollback of set_aside: the kept database takes its name back and accepts connections again (the
     database in its place must have been dropped already)."""
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import database_exists
 
     aside = ctx.facts.get("set_aside")
     if not aside:

@@ -7,16 +7,15 @@ endpoint reachable from here); the target is a server reached through environmen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from migrator.adapters import resources
+from migrator.adapters.pgsource import PgSource
+from migrator.adapters.postgres import PgConn
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel
-
-if TYPE_CHECKING:
-    from migrator.adapters.pgsource import PgSource
-    from migrator.adapters.postgres import PgConn
 
 
 class SourceParams(StrictModel):
@@ -111,23 +110,16 @@ def endpoint_address(ctx: StepContext, name: str, default_port: int = 5432) -> t
     if not ep.namespace or not ep.pod:
         raise PermanentError(f"{ctx.step_id}: endpoint {name} needs namespace and pod for "
                              f"data_access={target.data_access}")
-    from migrator.adapters import resources
-
     kube = resources.kube(ctx.resource, ctx.runbook)
     return resources.port_forward(ctx.resource, kube, ep.namespace, ep.pod, ep.remote_port or default_port)
 
 
 def target_conn(ctx: StepContext, t: TargetParams, database: str | None = None) -> PgConn:
-    from migrator.adapters.postgres import PgConn
-
     host, port = endpoint_address(ctx, t.endpoint)
     return PgConn(host, port, t.user, database or t.database, t.password)
 
 
 def source_of(ctx: StepContext, s: SourceParams) -> PgSource:
-    from migrator.adapters.pgsource import PgSource
-    from migrator.adapters.postgres import PgConn
-
     if s.container:
         container = container_of(ctx, s.container)
         # One per container, database and user for the whole run: it keeps a psql open in the container,
@@ -165,6 +157,4 @@ def replication_address(ctx: StepContext, s: SourceParams) -> tuple[str, int]:
         host = str(addrs[0])
     ssh = ssh_session(ctx)
     port = s.replication_port
-    from migrator.adapters import resources
-
     return resources.ssh_tunnel(ctx.resource, ssh, host, port)

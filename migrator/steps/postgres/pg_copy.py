@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from migrator.adapters.postgres import connect, database_exists
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, Step, step_type
 from migrator.steps.postgres import pg_aside as aside
@@ -83,7 +84,6 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapsho
     """A whole table atomically (TRUNCATE + COPY FREEZE in one transaction), or one block range of a
     table truncated beforehand. Returns (rows, bytes)."""
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     t = piece.table
     fmt = sql.SQL("binary" if t.binary_ok else "text")
@@ -125,7 +125,6 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapsho
 
 def truncate(target: PgConn, t: cat.TableInfo) -> None:
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     with connect(target) as c:
         c.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(t.schema, t.name)))
@@ -162,8 +161,6 @@ def prepare_database(ctx: StepContext, p: DbParams, source: PgSource, server: Pg
 
 def set_sequences(source: PgSource, db: PgConn, margin: int = 0) -> int:
     """setval on the target to the source's values (+ margin): sequences are not data COPY moves."""
-    from migrator.adapters.postgres import connect
-
     values = cat.sequences(source.query)
     with connect(db) as c:
         for ident, value in values.items():
@@ -205,8 +202,6 @@ class PostgresCopy(Step[CopyParams]):
         return source_of(self.ctx, p.source), server, server.with_database(p.target.database)
 
     def check(self) -> Check:
-        from migrator.adapters.postgres import database_exists
-
         f = self.ctx.facts
         if f.get("complete"):
             _, server, _ = self._ends()
@@ -216,8 +211,6 @@ class PostgresCopy(Step[CopyParams]):
                      f"{len(f['tables_done'])} table(s) copied so far: resuming")
 
     def plan(self) -> Plan:
-        from migrator.adapters.postgres import database_exists
-
         p = self.params
         source, server, _ = self._ends()
         info = cat.database(source.query)
@@ -282,8 +275,6 @@ class PostgresCopy(Step[CopyParams]):
         set_sequences(source, db)
         lap("sequences")
         if p.analyze:
-            from migrator.adapters.postgres import connect
-
             with connect(db) as c:
                 c.execute("ANALYZE")
             lap("analyze")

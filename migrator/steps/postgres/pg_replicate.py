@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from migrator.adapters.postgres import connect, conninfo, database_exists, rows
 from migrator.errors import GateNotReady, PermanentError, TemporaryError
+from migrator.runbook.loader import params_model
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 from migrator.steps.postgres import pg_catalog as cat
 from migrator.steps.postgres import pg_schema as schema
@@ -64,8 +66,6 @@ def _lit(text: str) -> str:
 
 
 def _target_rows(db: PgConn, query: str, *params: Any) -> list[list[str]]:
-    from migrator.adapters.postgres import connect, rows
-
     with connect(db) as c:
         return rows(c, query.encode(), params or None)
 
@@ -78,8 +78,6 @@ def subscription_exists(db: PgConn, name: str) -> bool:
 
 def set_connection(ctx: StepContext, p: ReplicateParams, db: PgConn, create: bool, copy_data: bool = True) -> None:
     """Create the subscription, or point it at the current tunnel (its port changes between runs)."""
-    from migrator.adapters.postgres import connect, conninfo
-
     host, port = replication_address(ctx, p.source)
     where = f"{host}:{port}"
     name = repl_name(p)
@@ -104,8 +102,6 @@ def set_connection(ctx: StepContext, p: ReplicateParams, db: PgConn, create: boo
 
 def drop_subscription(db: PgConn, source: PgSource, name: str) -> None:
     """Drop the subscription and its slot; through the connection when it works, else on each side."""
-    from migrator.adapters.postgres import connect
-
     if subscription_exists(db, name):
         with connect(db) as c:
             try:
@@ -147,8 +143,6 @@ class PostgresReplicate(Step[ReplicateParams]):
 
     def _sync_state(self, db: PgConn) -> tuple[int, int, bool]:
         """(tables not yet ready, tables, apply worker running)."""
-        from migrator.adapters.postgres import database_exists
-
         name = repl_name(self.params)
         if not database_exists(db.with_database("postgres"), db.database) or not subscription_exists(db, name):
             return (1, 0, False)
@@ -232,7 +226,6 @@ class PostgresReplicate(Step[ReplicateParams]):
     def report(self) -> dict[str, Any]:
         """Rows and bytes the initial sync brought (counted on the target once the gate passed)."""
         from migrator.adapters.pgsql import sql
-        from migrator.adapters.postgres import connect
 
         _, _, db = self._ends()
         with connect(db) as conn:
@@ -248,8 +241,6 @@ class PostgresReplicate(Step[ReplicateParams]):
         f = self.ctx.facts
         source, server, db = self._ends()
         name = f.get("name") or repl_name(self.params)
-        from migrator.adapters.postgres import database_exists
-
         if database_exists(server, db.database):
             drop_subscription(db, source, name)
         else:
@@ -280,8 +271,6 @@ class PostgresCatchup(Step[CatchupParams]):
     """With writers frozen: wait for lag zero, move sequences ahead, remove the replication."""
 
     def _rp(self) -> ReplicateParams:
-        from migrator.runbook.loader import params_model
-
         try:
             step = self.ctx.runbook.step(self.params.replicate)
         except KeyError:

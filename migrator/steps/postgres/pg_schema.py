@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.postgres import connect, database_exists, role_exists, rows
 from migrator.errors import PermanentError
 from migrator.steps.postgres import pg_catalog as cat
 
@@ -54,8 +55,6 @@ def prepare(script: str, owner_map: dict[str, str], default_owner: str | None) -
 
 
 def apply_script(conn: PgConn, script: str) -> None:
-    from migrator.adapters.postgres import connect
-
     with connect(conn, autocommit=False) as c:
         with c.cursor() as cur:
             cur.execute("SET maintenance_work_mem = '512MB'")
@@ -65,8 +64,6 @@ def apply_script(conn: PgConn, script: str) -> None:
 
 def query_of(conn: PgConn) -> cat.Query:
     """A catalog query function on the target, in the same shape as the source's."""
-    from migrator.adapters.postgres import connect, rows
-
     def query(text: str) -> list[list[str]]:
         with connect(conn) as c:
             return rows(c, text.encode())
@@ -79,15 +76,12 @@ def user_table_count(conn: PgConn) -> int:
 
 
 def missing_roles(server: PgConn, roles: set[str]) -> list[str]:
-    from migrator.adapters.postgres import connect, role_exists
-
     with connect(server.with_database("postgres")) as c:
         return sorted(r for r in roles if not role_exists(c, r))
 
 
 def create_roles(server: PgConn, roles: list[str]) -> None:
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     with connect(server.with_database("postgres")) as c:
         for role in roles:
@@ -97,7 +91,6 @@ def create_roles(server: PgConn, roles: list[str]) -> None:
 def drop_roles(server: PgConn, roles: list[str]) -> list[str]:
     """Drop roles we created; those still owning something elsewhere are kept (and named)."""
     from migrator.adapters.pgsql import PgError, sql
-    from migrator.adapters.postgres import connect
 
     kept = []
     with connect(server.with_database("postgres")) as c:
@@ -112,7 +105,6 @@ def drop_roles(server: PgConn, roles: list[str]) -> list[str]:
 def create_database(server: PgConn, name: str, owner: str, info: cat.DatabaseInfo) -> None:
     """CREATE DATABASE with the source's encoding and locale (template0, so nothing else comes along)."""
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     stmt = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
         sql.Identifier(name), sql.Identifier(owner), sql.Literal(info.encoding), sql.Literal(info.collate),
@@ -127,7 +119,6 @@ def create_database(server: PgConn, name: str, owner: str, info: cat.DatabaseInf
 
 def drop_database(server: PgConn, name: str) -> None:
     from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     with connect(server.with_database("postgres")) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -135,8 +126,6 @@ def drop_database(server: PgConn, name: str) -> None:
 
 def ensure_database(ctx: Any, server: PgConn, name: str, owner: str, info: cat.DatabaseInfo) -> None:
     """Create the target database if needed, recording first whether it existed (for rollback)."""
-    from migrator.adapters.postgres import database_exists
-
     exists = database_exists(server, name)
     if "db_existed" not in ctx.facts:
         if exists:
@@ -159,7 +148,6 @@ def rollback_database(ctx: Any, server: PgConn) -> None:
     drop_database(server, name)
     if facts["db_existed"]:
         from migrator.adapters.pgsql import sql
-        from migrator.adapters.postgres import connect
 
         with connect(server.with_database("postgres")) as c:
             c.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
