@@ -41,6 +41,11 @@ def main() -> None:
     except Exception as exc:
         if exc.__class__.__name__ == "Abort":
             sys.exit(errors.EXIT_INTERRUPTED)
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            # A Ctrl-C while a class is being created (pydantic's __set_name__, as a module is imported)
+            # arrives wrapped in a RuntimeError: still an interruption, not an internal error.
+            print("FAILED: interrupted", file=sys.stderr)
+            sys.exit(errors.EXIT_INTERRUPTED)
         if isinstance(exc, _click_exceptions()):
             exc.show()  # type: ignore[attr-defined]
             sys.exit(errors.EXIT_BAD_INPUT)
