@@ -44,6 +44,7 @@ import urllib3.connectionpool
 from docker.errors import NotFound as NotFound  # re-exported: the steps never import docker
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
+from migrator.adapters import resources
 from migrator.adapters.ssh import STDERR_TAIL, SSHSession
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SourceConfig
@@ -411,6 +412,4 @@ class DockerRemote:
 
 def remote_for(ctx: Any) -> DockerRemote:
     """The run's shared Docker API of the VPS (resources.DOCKER_SOURCE), over the shared SSH session."""
-    from migrator.adapters import resources
-
     return resources.docker_source(ctx.resource, ctx.runbook, ctx.step_id)

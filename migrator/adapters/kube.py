@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -351,8 +352,6 @@ class ExecStream:
 
     def wait(self, timeout: float = 60.0) -> tuple[int, bytes]:
         """Run to the end (bounded): (exit code, remaining stdout)."""
-        import time
-
         out = bytearray()
         deadline = time.monotonic() + timeout
         while self.ws.is_open() and time.monotonic() < deadline:

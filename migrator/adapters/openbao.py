@@ -22,6 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from migrator import redact
+from migrator.adapters import resources
+from migrator.adapters.resources import OPENBAO_SOURCE
 from migrator.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
@@ -63,8 +65,6 @@ def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | Non
     src = runbook.environment.source
     if src is None:
         raise PermanentError("environment.openbao.source_via_ssh: the runbook has no environment.source.ssh")
-    from migrator.adapters import resources
-
     ssh = resources.ssh_source(resource, runbook)
     return resources.ssh_tunnel(resource, ssh, hop.host, hop.port)
 
@@ -84,8 +84,6 @@ def secrets_client(resource: Resource, runbook: Runbook, secrets: SecretResolver
     env = runbook.environment.openbao
     if env is None:
         raise PermanentError("secret from OpenBao: the runbook has no environment.openbao")
-    from migrator.adapters.resources import OPENBAO_SOURCE
-
     client: hvac.Client = resource(OPENBAO_SOURCE, lambda: client_for(env.source, secrets,
                                                                       via_ssh=source_tunnel(resource, runbook)))
     return client

@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
+import secrets
 import subprocess
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from migrator.adapters.postgres import SESSION_OPTIONS, PgConn, clean_env
@@ -82,9 +86,6 @@ class _LocalStream:
 
 def local_tool(name: str) -> str:
     """The newest installed PostgreSQL's own binary (Debian's /usr/bin one is a perl wrapper: slower)."""
-    import os
-    from pathlib import Path
-
     bindir = os.environ.get("MIGRATOR_PG_BINDIR")
     candidates = [Path(bindir)] if bindir else sorted(Path("/usr/lib/postgresql").glob("*/bin"),
                                                        key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
@@ -197,8 +198,6 @@ class _Decompressing:
 
             return zstandard.ZstdDecompressor().decompressobj()
         if tag == b"g":
-            import zlib
-
             return zlib.decompressobj(wbits=31)  # gzip framing
         if tag == b"n":
             return None
@@ -257,8 +256,6 @@ class _Session:
         return self._until_marker(script, separator=True)
 
     def _until_marker(self, script: str, separator: bool) -> bytes:
-        import secrets
-
         marker = f"__migrator_end_{secrets.token_hex(8)}__".encode()
         try:
             self._s.write(script.encode() + (b"\n\\echo" if separator else b"") + b"\n\\echo " + marker + b"\n")

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from migrator.adapters.held import Held
+from migrator.adapters.kube import KubeCluster
 from migrator.errors import PermanentError
 
 if TYPE_CHECKING:
     from migrator.adapters.docker import DockerRemote
-    from migrator.adapters.kube import KubeCluster
     from migrator.adapters.ssh import SSHSession
     from migrator.runbook.model import Runbook
 
@@ -64,23 +65,17 @@ def docker_source(resource: Resource, runbook: Runbook, who: str = "docker") -> 
 
 def kube(resource: Resource, runbook: Runbook) -> KubeCluster:
     """The run's one API client of the target cluster."""
-    from migrator.adapters.kube import KubeCluster
-
     cluster: KubeCluster = resource(KUBE, lambda: KubeCluster(runbook.environment.target, runbook.dir))
     return cluster
 
 
 def ssh_tunnel(resource: Resource, ssh: SSHSession, host: str, port: int) -> tuple[str, int]:
     """The local end of the run's one SSH tunnel to host:port (as seen from the VPS)."""
-    from migrator.adapters.held import Held
-
     held = resource(tunnel_key(host, port), lambda: Held(ssh.tunnel(host, port)))
     return held.value  # type: ignore[no-any-return]
 
 
 def port_forward(resource: Resource, cluster: KubeCluster, namespace: str, pod: str, port: int) -> tuple[str, int]:
     """The local end of the run's one port-forward to a pod's port."""
-    from migrator.adapters.held import Held
-
     held = resource(port_forward_key(namespace, pod, port), lambda: Held(cluster.port_forward(namespace, pod, port)))
     return held.value  # type: ignore[no-any-return]

@@ -44,6 +44,7 @@ import contextlib
 import getpass
 import os
 import secrets
+import selectors
 import shlex
 import socket
 import threading
@@ -56,6 +57,7 @@ from typing import IO, Any
 import paramiko
 from paramiko import SSHException as SSHException  # re-exported: the steps never import paramiko
 
+from migrator.adapters import resources
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SSHConfig
 
@@ -641,8 +643,6 @@ class SSHSession:
         except Exception:
             conn.close()
             return
-        import selectors
-
         sel = selectors.DefaultSelector()
         sel.register(conn, selectors.EVENT_READ)
         sel.register(channel, selectors.EVENT_READ)
@@ -691,6 +691,4 @@ def command_line(argv: list[str], env: dict[str, str] | None) -> tuple[str, byte
 
 def session_for(ctx: Any) -> SSHSession:
     """The run's shared SSH session to the VPS (resources.SSH_SOURCE), from environment.source.ssh."""
-    from migrator.adapters import resources
-
     return resources.ssh_source(ctx.resource, ctx.runbook, ctx.step_id)

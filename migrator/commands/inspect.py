@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from migrator.adapters.inventory import STATE_KEY, collect, diff, render
+from migrator.adapters.resources import DOCKER_SOURCE
 from migrator.commands.common import engine_for
 from migrator.errors import InputError
 
@@ -16,8 +18,6 @@ def inspect(runbook_path: Path, state_dir: Path | None, *, as_json: bool = False
             say: Any = print) -> dict[str, Any]:
     """Collect the inventory; store it in the state (or, with show_diff, compare with the stored one)."""
     from migrator.adapters.docker import DockerRemote
-    from migrator.adapters.inventory import STATE_KEY, collect, diff, render
-    from migrator.adapters.resources import DOCKER_SOURCE
 
     engine = engine_for(runbook_path, state_dir, check_secrets=False)
     source = engine.runbook.environment.source

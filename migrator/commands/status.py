@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,6 @@ def status(runbook: Path, state_dir: Path | None, as_json: bool) -> dict[str, An
 
 
 def render_status(data: dict[str, Any]) -> str:
-    import time
-
     lines = [f"runbook {data['runbook']} ({data['runbook_path']})", f"state   {data['state_file']}  lock: {data['lock']}"]
     if data.get("runbook_changed"):
         lines.append("note    the runbook changed since the last run")

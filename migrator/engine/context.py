@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from migrator import logs
 from migrator.errors import Interrupted
 from migrator.runbook.model import Runbook
 from migrator.steps.base import Progress
@@ -23,8 +24,6 @@ M = TypeVar("M", bound=BaseModel)
 
 class Context:
     def __init__(self, session: Session, step: RunbookStep, deadline: float, dry_run: bool) -> None:
-        from migrator import logs
-
         self._session = session
         self._step = step
         self.step_id = step.id
