@@ -29,6 +29,7 @@ class Context:
         self.step_id = step.id
         self.phase = step.phase
         self.runbook: Runbook = session.runbook
+        self.state_dir: Path = session.state_dir
         self.dry_run = dry_run
         self.deadline = deadline
         self.log = logs.get(step=step.id, phase=step.phase)

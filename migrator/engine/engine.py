@@ -72,6 +72,7 @@ class Session:
     def __init__(self, runbook: Runbook, state_dir: Path, options: Options, say: Say,
                  openbao: OpenBaoForSecrets | None = None) -> None:
         self.runbook = runbook
+        self.state_dir = state_dir
         self.openbao = openbao
         self.options = options
         self.say = say

@@ -75,6 +75,7 @@ class StepContext(Protocol):
     runbook: Runbook
     dry_run: bool
     log: Any  # a structlog BoundLogger bound to the step
+    state_dir: Path  # this run's state directory (--state-dir): where a step keeps private files
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -236,3 +237,10 @@ def registered() -> dict[str, type[Step[Any]]]:
 
 def iter_types() -> Iterator[str]:
     yield from sorted(_REGISTRY)
+
+
+def state_file(ctx: StepContext, *parts: str) -> Path:
+    """A step's private file (a backup, a snapshot) under the run's state directory, wherever the
+    runbook is. Steps record the path in their facts, so one written elsewhere by an older migrate is
+    still found by its rollback."""
+    return ctx.state_dir.joinpath(*parts)

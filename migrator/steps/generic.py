@@ -13,7 +13,7 @@ from pydantic import Field
 from migrator.adapters.checks import http_check, tcp_check
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import HttpCheck, TcpCheck
-from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type
+from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, state_file, step_type
 from migrator.store.atomic import write_atomic
 
 Command = str | list[str]
@@ -99,7 +99,7 @@ class FileWrite(Step[FileParams]):
         return self.ctx.path(self.params.path)
 
     def _backup(self) -> Path:
-        return self.ctx.path(self.ctx.runbook.file.state_dir or "state") / "backups" / f"{self.ctx.step_id}.bak"
+        return state_file(self.ctx, "backups", f"{self.ctx.step_id}.bak")
 
     def check(self) -> Check:
         target = self._target()

@@ -23,7 +23,7 @@ from migrator.adapters import resources
 from migrator.adapters.kube import WORKLOADS, ApiError, Ref, kind_of
 from migrator.errors import GateNotReady, PermanentError
 from migrator.manifests import render
-from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.base import Check, Plan, Step, StrictModel, state_file, step_type
 from migrator.store.atomic import write_atomic
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def secret_data_b64(obj: dict[str, Any]) -> dict[str, str]:
 
 def backup_path(ctx: StepContext, ref: Ref) -> Path:
     safe = f"{ref.kind}.{ref.namespace or '_'}.{ref.name}".replace("/", "_")
-    return ctx.path(ctx.runbook.file.state_dir or "state") / "backups" / f"{ctx.step_id}.{safe}.json"
+    return state_file(ctx, "backups", f"{ctx.step_id}.{safe}.json")
 
 
 def record_prior(ctx: StepContext, ref: Ref, live: dict[str, Any] | None) -> dict[str, Any]:

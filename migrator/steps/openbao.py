@@ -21,7 +21,16 @@ from pydantic import Field, model_validator
 
 from migrator import redact
 from migrator.errors import PermanentError
-from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
+from migrator.steps.base import (
+    Check,
+    Plan,
+    ReadOnlyStep,
+    Step,
+    StepContext,
+    StrictModel,
+    state_file,
+    step_type,
+)
 from migrator.store.atomic import write_atomic
 
 if TYPE_CHECKING:
@@ -224,8 +233,7 @@ class OpenBaoMigrate(Step[MigrateParams]):
         return Bao(self.ctx)
 
     def _state_file(self, suffix: str) -> Path:
-        base = self.ctx.path(self.ctx.runbook.file.state_dir or "state")
-        return base / "openbao" / f"{self.ctx.runbook.name}.{self.ctx.step_id}.{suffix}"
+        return state_file(self.ctx, "openbao", f"{self.ctx.runbook.name}.{self.ctx.step_id}.{suffix}")
 
     def _target_for_compare(self, bao: Bao) -> BaoClient:
         return bao.target_as_source() if self.params.strategy == "raft-snapshot" else bao.target()
