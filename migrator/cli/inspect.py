@@ -19,3 +19,16 @@ def register(app: typer.Typer) -> None:
         inspect_cmd_mod.inspect(runbook, state_dir, as_json=as_json, show_diff=diff)
 
     app.command("inspect")(inspect_cmd)
+
+    def init(name: Annotated[str, typer.Argument(help="The new environment's runbook name.")],
+             inventory: Annotated[Path | None, typer.Option("--inventory", help="The JSON `migrate inspect "
+                                                            "--json` printed for its VPS.")] = None,
+             from_runbook: Annotated[str | None, typer.Option("--from", help="Copy this runbook instead (e.g. "
+                                                              "builtin:runbooks/examples/local.yaml).")] = None,
+             directory: Annotated[Path, typer.Option("--dir", help="Where to write NAME.yaml.")] = Path(".")) -> None:
+        """Write a runbook for a new environment: from its VPS's inventory, or a copy of another runbook."""
+        from migrator.commands import init as init_cmd
+
+        print(f"wrote {init_cmd.init(name, directory, inventory, from_runbook)}")
+
+    app.command("init")(init)

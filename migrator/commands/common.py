@@ -11,10 +11,21 @@ from typing import Any
 from migrator.errors import InputError, RefusedError
 
 
-def load(runbook_path: Path, *, check_secrets: bool = True) -> Any:
+def load(runbook_path: Path | str, *, check_secrets: bool = True) -> Any:
+    """The runbook at a path, or a shipped one by `builtin:NAME` (migrator/runbook/builtin.py)."""
+    from migrator.runbook import builtin
     from migrator.steps.catalogue import load_runbook
 
-    return load_runbook(runbook_path, check_secrets=check_secrets)
+    try:
+        path = builtin.resolve(runbook_path, Path.cwd()) if builtin.is_builtin(runbook_path) else Path(runbook_path)
+    except ValueError as exc:
+        raise InputError(f"--runbook: {exc}") from None
+    if not path.is_file():
+        hint = (" (the default is the sandbox's, from a checkout; give --runbook FILE, a builtin: one such as "
+                "builtin:runbooks/examples/local.yaml, or write one with `migrate init NAME`)"
+                if str(runbook_path) == "runbooks/sandbox.yaml" else "")
+        raise InputError(f"--runbook: {path} does not exist{hint}")
+    return load_runbook(path, check_secrets=check_secrets)
 
 
 def _openbao_for_secrets(resource: Any, runbook: Any, secrets: Any) -> Any:
@@ -48,6 +59,8 @@ def engine_for(runbook_path: Path, state_dir: Path | None, *, dry_run: bool = Fa
 
     runbook = load(runbook_path, check_secrets=check_secrets)
     refuse_failpoints_on_production(runbook)
+    if not dry_run:
+        refuse_installed_templates(runbook)
     options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes,
                       approved=approved_steps(runbook, approve or []), approve_all=approve_all,
                       interactive=sys.stdin.isatty())
@@ -63,6 +76,16 @@ def approved_steps(runbook: Any, approve: list[str]) -> set[str]:
         if uses[step_id] != "approval":
             raise InputError(f"--approve {step_id}: {step_id!r} is a {uses[step_id]} step, not an approval gate")
     return set(approve)
+
+
+def refuse_installed_templates(runbook: Any) -> None:
+    """A runbook shipped inside the installed package is a template: run from there, its relative
+    paths (the example's work folder) would write into site-packages."""
+    from migrator.runbook import builtin
+
+    if builtin.packaged() and builtin.root() in Path(runbook.path).resolve().parents:
+        raise InputError(f"{runbook.path}: a builtin runbook is a template; copy it first: "
+                         f"migrate init NAME --from builtin:{Path(runbook.path).resolve().relative_to(builtin.root())}")
 
 
 def refuse_failpoints_on_production(runbook: Any) -> None:

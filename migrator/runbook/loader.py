@@ -152,10 +152,15 @@ class _Validator:
         steps: list[Step] = []
         names: dict[int, str] = {}
         seen: dict[str, str] = {}
+        from migrator.runbook import builtin
+
         for i, rel in enumerate(rb.phases):
-            ppath = (self.path.parent / rel).resolve()
             try:
+                ppath = builtin.resolve(rel, self.path.parent)
                 psrc = load_yaml(ppath)
+            except ValueError as exc:
+                self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
+                continue
             except InputError as exc:
                 self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
                 continue

@@ -114,9 +114,15 @@ DIR_ENV = "MIGRATE_SANDBOX_DIR"
 
 
 def default_dir() -> Path:
-    """``<repo>/state/sandbox``, or ``$MIGRATE_SANDBOX_DIR`` when set."""
+    """``$MIGRATE_SANDBOX_DIR`` when set; else ``<checkout>/state/sandbox`` when migrate runs from a
+    source checkout (where runbooks/sandbox.yaml looks for it); else ``./state/sandbox``, like the
+    state directory's own default: never a folder inside an installed package."""
     env = os.environ.get(DIR_ENV)
-    return Path(env).resolve() if env else REPO_ROOT / "state" / "sandbox"
+    if env:
+        return Path(env).resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "runbooks" / "sandbox.yaml").is_file():
+        return REPO_ROOT / "state" / "sandbox"
+    return Path("state", "sandbox").resolve()
 
 
 @dataclass(frozen=True)
