@@ -14,8 +14,17 @@ from migrator.commands import unlock as unlock_cmd
 
 
 def status(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None,
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+           as_json: Annotated[bool, typer.Option("--json")] = False,
+           watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every --interval seconds, with the "
+                                               "running step and the journal's tail, until Ctrl-C.")] = False,
+           interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between redraws.")] = 2.0,
+           count: Annotated[int | None, typer.Option("--count", min=1, help="Stop after N redraws.")] = None) -> None:
     """Every step's status, grouped by phase."""
+    if watch:
+        if as_json:
+            raise errors.InputError("status: --watch draws for a person; use --json without it")
+        status_cmd.watch(runbook, state_dir, interval, count)
+        return
     status_cmd.status(runbook, state_dir, as_json)
 
 

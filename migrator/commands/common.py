@@ -58,9 +58,6 @@ def engine_for(runbook_path: Path, state_dir: Path | None, *, dry_run: bool = Fa
     from migrator.engine.engine import Options
 
     runbook = load(runbook_path, check_secrets=check_secrets)
-    refuse_failpoints_on_production(runbook)
-    if not dry_run:
-        refuse_installed_templates(runbook)
     options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes,
                       approved=approved_steps(runbook, approve or []), approve_all=approve_all,
                       interactive=sys.stdin.isatty())
@@ -96,8 +93,12 @@ def refuse_failpoints_on_production(runbook: Any) -> None:
 
 
 def guard_production(engine: Any, yes: bool, verb: str) -> None:
-    """A production runbook needs --yes, or the operator typing its name on a terminal."""
+    """Before a verb that changes the world (run, resume, rollback): no failpoints on production, no
+    builtin template run in place; a production runbook needs --yes, or its name typed on a terminal."""
     rb = engine.runbook
+    refuse_failpoints_on_production(rb)
+    if not engine.options.dry_run:
+        refuse_installed_templates(rb)
     if not rb.file.production or yes or engine.options.dry_run:
         return
     if not sys.stdin.isatty():

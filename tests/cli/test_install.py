@@ -75,6 +75,7 @@ def test_pip_install_into_a_fresh_venv_works_from_any_directory(tmp_path: Path) 
     env = {"EXAMPLE_API_TOKEN": "token-for-the-install-test"}
     refused = sh([migrate, "run", "-r", "builtin:runbooks/examples/local.yaml"], work, env)
     assert refused.returncode == 2 and "migrate init NAME --from builtin:runbooks/examples/local.yaml" in refused.stderr
+    assert sh([migrate, "status", "-r", "builtin:runbooks/examples/local.yaml"], work).returncode == 0  # reading is fine
     assert sh([migrate, "init", "demo", "--from", "builtin:runbooks/examples/local.yaml"], work).returncode == 0
     ran = sh([migrate, "run", "-r", "demo.yaml", "--approve", "approve-build"], work, env)
     assert ran.returncode == 0, ran.stderr

@@ -97,3 +97,34 @@ def test_yes_confirms_production_but_answers_no_gate(tmp_path: Path) -> None:
     assert not (tmp_path / "out.txt").exists()
     done = migrate("resume", *base, "--yes", "--approve", "go-no-go")
     assert done.returncode == 0, done.stderr
+
+
+def test_status_watch_shows_the_running_step_and_the_journal(tmp_path: Path) -> None:
+    import time
+
+    rb = write_runbook(tmp_path, {1: [{"id": "first", "uses": "shell.run", "with": {"command": "true"}},
+                                      {"id": "slow-copy", "uses": "shell.run", "needs": ["first"],
+                                       "with": {"command": "sleep 4"}}]})
+    args = ["-r", str(rb), "--state-dir", str(tmp_path / "st")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.Popen([*MIGRATE, "run", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            journal = tmp_path / "st" / "test.journal.jsonl"
+            if journal.exists() and '"step": "slow-copy"' in journal.read_text():
+                break
+            time.sleep(0.1)
+        watched = migrate("status", *args, "--watch", "--count", "2", "--interval", "0.5")
+    finally:
+        assert run.wait(30) == 0
+    assert watched.returncode == 0, watched.stderr
+    frames = watched.stdout.split("journal:")
+    assert len(frames) == 3  # two frames
+    assert "1/2 steps done" in watched.stdout
+    assert "running: [1] slow-copy (shell.run) for " in watched.stdout
+    tail = watched.stdout.split("journal:")[-1].splitlines()
+    assert any(" step-started " in x and x.endswith("step=slow-copy") for x in tail), tail
+    assert any(" gate-passed " in x and "step=first" in x for x in tail), tail
+    refused = migrate("status", *args, "--watch", "--json")
+    assert refused.returncode == 2
