@@ -24,7 +24,7 @@ def load(runbook_path: Path | str, *, check_secrets: bool = True) -> Any:
         hint = (" (the default is the sandbox's, from a checkout; give --runbook FILE, a builtin: one such as "
                 "builtin:runbooks/examples/local.yaml, or write one with `migrate init NAME`)"
                 if str(runbook_path) == "runbooks/sandbox.yaml" else "")
-        raise InputError(f"--runbook: {path} does not exist{hint}")
+        raise InputError(f"{path}: file not found{hint}")
     return load_runbook(path, check_secrets=check_secrets)
 
 
