@@ -57,20 +57,23 @@ def running(paths: Paths) -> int | None:
     return pid_alive(paths.dockerd_pid, "dockerd")
 
 
-def _answers(paths: Paths) -> bool:
-    cp = run([docker_cli(), "version", "--format", "{{.Server.Version}}"], env=docker_env(paths), check=False,
-             timeout=5)
+def answers(docker_host: str, config: Path) -> bool:
+    cp = run([docker_cli(), "version", "--format", "{{.Server.Version}}"],
+             env={"DOCKER_HOST": docker_host, "DOCKER_CONFIG": str(config)}, check=False, timeout=5)
     return cp.returncode == 0
 
 
-def start(paths: Paths, log: Log) -> None:
-    paths.docker.mkdir(parents=True, exist_ok=True)
-    install_compose_plugin(paths)
-    if running(paths) and _answers(paths):
-        log("dockerd: already running")
+def start_daemon(name: str, root: Path, docker_host: str, pid_file: Path, log_file: Path, log: Log) -> None:
+    """One private dockerd under `root` (data and exec roots, pid file), no iptables, no default bridge."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "config"
+    config.mkdir(exist_ok=True)
+    if pid_alive(pid_file, "dockerd") and answers(docker_host, config):
+        log(f"{name}: already running")
         return
+    sock = Path(docker_host.removeprefix("unix://"))
     for driver in ("overlay2", "vfs"):
-        paths.docker_sock.unlink(missing_ok=True)
+        sock.unlink(missing_ok=True)
         pid = spawn(
             [
                 DOCKERD,
@@ -78,23 +81,29 @@ def start(paths: Paths, log: Log) -> None:
                 "--iptables=false",
                 "--ip6tables=false",
                 "--bridge=none",
-                f"--host={paths.docker_host}",
-                f"--data-root={paths.docker / 'data'}",
-                f"--exec-root={paths.docker / 'exec'}",
-                f"--pidfile={paths.docker / 'dockerd.self.pid'}",
+                f"--host={docker_host}",
+                f"--data-root={root / 'data'}",
+                f"--exec-root={root / 'exec'}",
+                f"--pidfile={root / 'dockerd.self.pid'}",
                 "--log-level=warn",
             ],
-            pid_file=paths.dockerd_pid,
-            log_file=paths.logs / "dockerd.log",
+            pid_file=pid_file,
+            log_file=log_file,
         )
         try:
-            wait_until("dockerd", lambda: _answers(paths), 30, 0.1)
-            log(f"dockerd: up (pid {pid}, storage {driver})")
+            wait_until(name, lambda: answers(docker_host, config), 30, 0.1)
+            log(f"{name}: up (pid {pid}, storage {driver})")
             return
         except SandboxError:
             stop_pid(pid)
-            log(f"dockerd: storage driver {driver} failed, trying the next")
-    raise SandboxError(f"dockerd did not start; see {paths.logs / 'dockerd.log'}")
+            log(f"{name}: storage driver {driver} failed, trying the next")
+    raise SandboxError(f"{name} did not start; see {log_file}")
+
+
+def start(paths: Paths, log: Log) -> None:
+    paths.docker.mkdir(parents=True, exist_ok=True)
+    install_compose_plugin(paths)
+    start_daemon("dockerd", paths.docker, paths.docker_host, paths.dockerd_pid, paths.logs / "dockerd.log", log)
 
 
 def stop(paths: Paths) -> None:

@@ -337,49 +337,61 @@ def _import(paths: Paths, image: str, fs: RootFS, changes: list[str], log: Log) 
 
 
 def build_all(paths: Paths, log: Log) -> None:
+    build(paths, log)
+
+
+def build(paths: Paths, log: Log, only: tuple[str, ...] | None = None) -> None:
+    """Import the sandbox's images into the dockerd at `paths.docker_host` (all, or those in `only`)."""
+    def wanted(image: str) -> bool:
+        return only is None or image in only
+
     base_env = "ENV PATH=/usr/local/bin:/usr/bin:/bin"
-    _import(paths, IMAGE_BASE, base_rootfs(), [base_env, 'CMD ["/bin/sh"]'], log)
-    _import(
-        paths,
-        IMAGE_POSTGRES,
-        postgres_rootfs(),
-        [
-            "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin",
-            "ENV PGDATA=/var/lib/postgresql/data/pgdata",
-            "ENV LANG=C.UTF-8",
-            f"ENV LD_LIBRARY_PATH={LD_PATH}",
-            "USER postgres",
-            "EXPOSE 5432",
-            'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
-        ],
-        log,
-    )
-    _import(
-        paths,
-        IMAGE_OPENBAO,
-        openbao_rootfs(paths),
-        [
-            base_env,
-            "ENV HOME=/root",
-            "ENV BAO_ADDR=http://127.0.0.1:8200",
-            "EXPOSE 8200",
-            'ENTRYPOINT ["/bin/bao", "server", "-config=/etc/openbao/config.hcl"]',
-        ],
-        log,
-    )
-    _import(
-        paths,
-        IMAGE_STANDIN,
-        standin_rootfs(),
-        [
-            "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin",
-            f"ENV LD_LIBRARY_PATH={LD_PATH}",
-            "ENV PYTHONDONTWRITEBYTECODE=1",
-            "ENV PYTHONUNBUFFERED=1",
-            "ENV LANG=C.UTF-8",
-            "EXPOSE 8080",
-            'ENTRYPOINT ["/usr/bin/python3.11"]',
-            'CMD ["/standins/app.py"]',
-        ],
-        log,
-    )
+    if wanted(IMAGE_BASE):
+        _import(paths, IMAGE_BASE, base_rootfs(), [base_env, 'CMD ["/bin/sh"]'], log)
+    if wanted(IMAGE_POSTGRES):
+        _import(
+            paths,
+            IMAGE_POSTGRES,
+            postgres_rootfs(),
+            [
+                "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin",
+                "ENV PGDATA=/var/lib/postgresql/data/pgdata",
+                "ENV LANG=C.UTF-8",
+                f"ENV LD_LIBRARY_PATH={LD_PATH}",
+                "USER postgres",
+                "EXPOSE 5432",
+                'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
+            ],
+            log,
+        )
+    if wanted(IMAGE_OPENBAO):
+        _import(
+            paths,
+            IMAGE_OPENBAO,
+            openbao_rootfs(paths),
+            [
+                base_env,
+                "ENV HOME=/root",
+                "ENV BAO_ADDR=http://127.0.0.1:8200",
+                "EXPOSE 8200",
+                'ENTRYPOINT ["/bin/bao", "server", "-config=/etc/openbao/config.hcl"]',
+            ],
+            log,
+        )
+    if wanted(IMAGE_STANDIN):
+        _import(
+            paths,
+            IMAGE_STANDIN,
+            standin_rootfs(),
+            [
+                "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin",
+                f"ENV LD_LIBRARY_PATH={LD_PATH}",
+                "ENV PYTHONDONTWRITEBYTECODE=1",
+                "ENV PYTHONUNBUFFERED=1",
+                "ENV LANG=C.UTF-8",
+                "EXPOSE 8080",
+                'ENTRYPOINT ["/usr/bin/python3.11"]',
+                'CMD ["/standins/app.py"]',
+            ],
+            log,
+        )

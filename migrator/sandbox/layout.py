@@ -152,6 +152,19 @@ class Paths:
     def dockerd_pid(self) -> Path:
         return self.docker / "dockerd.pid"
 
+    # the cluster's node: a second private dockerd that runs the pods
+    @property
+    def node(self) -> Path:
+        return self.root / "node"
+
+    @property
+    def node_docker_host(self) -> str:
+        return f"unix://{self.node / 'docker.sock'}"
+
+    @property
+    def node_pid(self) -> Path:
+        return self.node / "dockerd.pid"
+
     # ssh
     @property
     def ssh(self) -> Path:

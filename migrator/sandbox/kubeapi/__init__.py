@@ -1,6 +1,6 @@
 """A faithful-enough Kubernetes API stand-in (see docs/kube-standin.md for what it does not do)."""
 
-from .launcher import ServerHandle, kubeconfig_path, spawn, start_server, stop
+from .launcher import NodeOptions, ServerHandle, kubeconfig_path, spawn, start_server, stop
 from .simulator import FAIL_ANNOTATION
 
-__all__ = ["FAIL_ANNOTATION", "ServerHandle", "kubeconfig_path", "spawn", "start_server", "stop"]
+__all__ = ["FAIL_ANNOTATION", "NodeOptions", "ServerHandle", "kubeconfig_path", "spawn", "start_server", "stop"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from .ingress import Backend, parse_backend
-from .launcher import parse_addr, start_server
+from .launcher import NodeOptions, parse_addr, start_server
 
 FAIL_ENV = "MIGRATOR_KUBEAPI_FAIL"
 
@@ -53,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", action="append", default=[], metavar="NS/SVC=HOST:PORT",
                    help="reverse-proxy ingress requests for this Service to a real HTTP server in 127.0.0.0/8 "
                         "(repeatable)")
+    p.add_argument("--node-docker-host", default=None, metavar="unix://PATH",
+                   help="a dockerd that plays the node: pods run there as containers")
+    p.add_argument("--node-root", type=Path, default=None, help="directory for the pods' files (with a node)")
+    p.add_argument("--missing-images", choices=("fail", "simulate"), default="fail",
+                   help="a workload pod whose images the node lacks: ImagePullBackOff (fail) or simulated")
+    p.add_argument("--restart-backoff", type=float, default=10.0, help="the kubelet's first restart delay (s)")
+    p.add_argument("--job-backoff", type=float, default=10.0, help="the Job controller's first retry delay (s)")
+    p.add_argument("--pause-image", default=NodeOptions.pause_image, help="the pods' sandbox container image")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -60,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     env_fail = [x for x in os.environ.get(FAIL_ENV, "").split(";") if x.strip()]
     backends = parse_backends(args.backend)
     host, port = parse_addr(args.listen)
+    node = None
+    if args.node_docker_host:
+        root = args.node_root or args.kubeconfig.parent / "kubelet"
+        node = NodeOptions(args.node_docker_host, root, args.missing_images, args.restart_backoff, args.job_backoff,
+                           args.pause_image)
     handle = start_server(host, port, ready_delay=args.ready_delay, state_file=args.state_file,
                           kubeconfig_file=args.kubeconfig, ingress=args.ingress_listen,
-                          failures=parse_failures(env_fail + args.fail), backends=backends)
+                          failures=parse_failures(env_fail + args.fail), backends=backends, node=node)
     logging.info("kube API stand-in on %s (ingress %s), kubeconfig %s", handle.url, handle.ingress_url,
                  args.kubeconfig)
     for key, (bhost, bport) in backends.items():

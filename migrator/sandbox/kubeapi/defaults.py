@@ -71,6 +71,13 @@ def apply_defaults(obj: dict[str, Any]) -> None:
         if isinstance(status, dict):  # these four are not omitempty in the API: 0 until the controller runs
             for field in ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"):
                 status.setdefault(field, 0)
+    elif kind == "Job" and isinstance(spec, dict):
+        from . import jobs  # noqa: PLC0415 - jobs imports the API, which imports this module
+
+        jobs.defaults(obj)
+        pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+        if meta.get("uid") and not spec.get("selector"):
+            jobs.finish(obj)
     elif kind == "Pod" and isinstance(spec, dict):
         pod_spec(spec)
         obj.setdefault("status", {}).setdefault("phase", "Pending")

@@ -14,14 +14,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import kubeconfig
 from .api import Api
 from .bootstrap import seed
 from .ingress import Backend, IngressServer, check_backends
+from .jobs import JobController
 from .server import KubeHTTPServer
 from .simulator import Simulator
 from .store import Store
+from .streams import PodStreams
 
 PID_FILE = "kubeapi.pid"
 LOG_FILE = "kubeapi.log"
@@ -37,6 +40,19 @@ def parse_addr(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class NodeOptions:
+    """The node the kubelet runs pods on: a dockerd at `docker_host`; `root` holds the pods' files."""
+
+    docker_host: str
+    root: Path
+    missing_images: str = "fail"  # or "simulate": a workload pod whose images the node lacks is simulated
+    restart_backoff: float = 10.0  # the kubelet's first restart delay (doubles, 5 min at most)
+    job_backoff: float = 10.0  # the Job controller's first delay before replacing a failed pod
+    pause_image: str = "sevensa-sandbox/base:busybox"
+    dns_port: int = 53
+
+
 @dataclass
 class ServerHandle:
     url: str
@@ -45,6 +61,9 @@ class ServerHandle:
     simulator: Simulator
     kubeconfig: Path | None = None
     ingress_url: str | None = None
+    kubelet: Any = None  # kubelet.Kubelet when a node runs the pods
+    jobs: JobController | None = None
+    dns: Any = None  # clusterdns.ClusterDNS with a node
     _servers: list[KubeHTTPServer | IngressServer] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -58,6 +77,11 @@ class ServerHandle:
             srv.shutdown()
             srv.server_close()
         self.simulator.stop()
+        for part in (self.jobs, self.kubelet, self.dns):
+            if part is not None:
+                part.stop()
+        if self.kubelet is not None:
+            self.kubelet.node.close()
         for t in self._threads:
             t.join(timeout=5)
 
@@ -65,8 +89,11 @@ class ServerHandle:
 def start_server(host: str = "127.0.0.1", port: int = 0, *, ready_delay: float = 0.3,
                  state_file: Path | None = None, kubeconfig_file: Path | None = None,
                  ingress: str | None = None, failures: dict[str, str] | None = None,
-                 backends: dict[str, Backend] | None = None) -> ServerHandle:
+                 backends: dict[str, Backend] | None = None, node: NodeOptions | None = None) -> ServerHandle:
     """Serve in background threads of this process. `port=0` picks a free port; see `.url`.
+
+    `node` attaches a node (a private dockerd) whose kubelet runs the pods as containers, with cluster DNS on
+    the pod network's gateway and pods/exec, portforward and log served (docs/kube-standin.md).
 
     `backends` maps "namespace/service" to a real HTTP server (host, port) in 127.0.0.0/8: the ingress
     stand-in reverse-proxies requests routed to that Service (once its workload is ready) to it.
@@ -81,6 +108,22 @@ def start_server(host: str = "127.0.0.1", port: int = 0, *, ready_delay: float =
     httpd.warnings = sim.warnings
     url = f"http://{host}:{httpd.server_address[1]}"
     handle = ServerHandle(url=url, store=store, api=httpd.api, simulator=sim, _servers=[httpd])
+    handle.jobs = JobController(httpd.api, backoff=node.job_backoff if node else 10.0)
+    if node is not None:
+        from .clusterdns import ClusterDNS  # noqa: PLC0415 - only with a node (docker, dnspython)
+        from .kubelet import Kubelet  # noqa: PLC0415
+        from .node import Node  # noqa: PLC0415
+
+        runtime = Node(node.docker_host)
+        kubelet = Kubelet(httpd.api, runtime, node.root, missing_images=node.missing_images,
+                          restart_backoff=node.restart_backoff, pause_image=node.pause_image)
+        kubelet.start()  # creates the pod network, whose gateway the DNS listens on
+        handle.kubelet = kubelet
+        handle.dns = ClusterDNS(store, kubelet.gateway, node.dns_port)
+        handle.dns.start()
+        sim.kubelet = kubelet
+    httpd.pod_streams = PodStreams(handle.kubelet)
+    handle.jobs.start()
     t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="kubeapi", daemon=True)
     t.start()
     handle._threads.append(t)
@@ -111,7 +154,7 @@ def _answers(url: str) -> bool:
 
 def spawn(dir: Path, port: int, ingress: str | None = None, *, ready_delay: float = 0.3,
           failures: dict[str, str] | None = None, backends: dict[str, Backend] | None = None,
-          timeout: float = 15.0) -> int:
+          node: NodeOptions | None = None, timeout: float = 15.0) -> int:
     """Start `python -m migrator.sandbox.kubeapi` in the background, write `dir/kubeapi.pid`,
     and return its pid once it answers. Raises RuntimeError (with the log's tail) if it does not.
     `backends` as for `start_server` (passed as `--backend NS/SVC=HOST:PORT`; ValueError if not loopback)."""
@@ -127,6 +170,10 @@ def spawn(dir: Path, port: int, ingress: str | None = None, *, ready_delay: floa
         cmd += ["--fail", f"{key}={reason}"]
     for key, (bhost, bport) in checked.items():
         cmd += ["--backend", f"{key}={bhost}:{bport}"]
+    if node is not None:
+        cmd += ["--node-docker-host", node.docker_host, "--node-root", str(node.root),
+                "--missing-images", node.missing_images, "--restart-backoff", str(node.restart_backoff),
+                "--job-backoff", str(node.job_backoff), "--pause-image", node.pause_image]
     log = open(dir / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -47,6 +47,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("apps", "v1", "Deployment", "deployments", True, ("deploy",), True, True),
     Resource("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), True, True),
     Resource("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), True, True),
+    Resource("batch", "v1", "Job", "jobs", True, (), True, True),
     Resource("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), True, True),
     Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",), False, True),
     Resource("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
@@ -88,5 +89,6 @@ SERVICE = BY_KEY["/services"]
 DEPLOYMENT = BY_KEY["apps/deployments"]
 STATEFULSET = BY_KEY["apps/statefulsets"]
 DAEMONSET = BY_KEY["apps/daemonsets"]
+JOB = BY_KEY["batch/jobs"]
 INGRESS = BY_KEY["networking.k8s.io/ingresses"]
 PVC = BY_KEY["/persistentvolumeclaims"]

@@ -24,6 +24,7 @@ from .watch import WatchFilter
 log = logging.getLogger("migrator.sandbox.kubeapi")
 
 MAX_WATCH_SECONDS = 1800
+POD_STREAMS = ("exec", "portforward", "log", "attach")
 # Warnings for objects in a response; the readiness simulator uses it to surface failure reasons.
 WarningSource = Callable[[list[dict[str, Any]]], list[str]]
 
@@ -38,6 +39,8 @@ class KubeHTTPServer(ThreadingHTTPServer):
         self.api = Api(store)
         self.stopping = threading.Event()
         self.warnings: WarningSource = lambda objs: []
+        # pods/exec, portforward and log (streams.PodStreams), set by the launcher
+        self.pod_streams: Any = None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -154,6 +157,9 @@ class Handler(BaseHTTPRequestHandler):
         res = crd.resolve(self.server.store, group, version, rest[0])
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
+        if res is not None and res.kind == "Pod" and ns and name and sub in POD_STREAMS and self.server.pod_streams:
+            self.server.pod_streams.handle(self, method, ns, name, sub)
+            return
         allowed_sub = (sub == "status" and res is not None and res.has_status) or \
             (sub == "scale" and res is not None and res.kind in scale.SCALABLE)
         if res is None or (ns is not None and not res.namespaced) or (sub and not allowed_sub):

@@ -78,13 +78,15 @@ def is_ready(obj: dict[str, Any]) -> bool:
 
 class Simulator:
     def __init__(self, api: Api, ready_delay: float = 0.3, failures: dict[str, str] | None = None,
-                 ingress_ip: str | None = None) -> None:
+                 ingress_ip: str | None = None, kubelet: Any = None) -> None:
         self.api = api
+        # with a node (kubeapi/kubelet.py), pods it claims run for real: their status is the kubelet's
+        self.kubelet = kubelet
         self.ready_delay = ready_delay
         self.failures: dict[str, str] = dict(failures or {})
         self.ingress_ip = ingress_ip
         self._pending: dict[str, tuple[tuple[Any, ...], float]] = {}
-        self._done: dict[str, tuple[tuple[Any, ...], int]] = {}
+        self._done: dict[str, tuple[tuple[Any, ...], tuple[int, int]]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubeapi-simulator", daemon=True)
 
@@ -144,7 +146,7 @@ class Simulator:
                 seen.add(wid)
                 sig = (meta["uid"], meta.get("generation"), (obj.get("spec") or {}).get("replicas", 1),
                        self.failure_for(obj))
-                if self._done.get(wid) == (sig, owned.get(meta["uid"], 0)):
+                if self._done.get(wid) == (sig, owned.get(meta["uid"], (0, 0))):
                     continue
                 pending = self._pending.get(wid)
                 if pending is None or pending[0] != sig:
@@ -153,20 +155,31 @@ class Simulator:
                 if clock - pending[1] < self.ready_delay:
                     continue
                 self._reconcile(res, obj)
-                self._done[wid] = (sig, self._owned_pod_counts().get(meta["uid"], 0))
+                self._done[wid] = (sig, self._owned_pod_counts().get(meta["uid"], (0, 0)))
                 self._pending.pop(wid, None)
         for wid in set(self._done) - seen:
             self._done.pop(wid, None)
         self._bind_claims()
         self._ingress_status()
 
-    def _owned_pod_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def _owned_pod_counts(self) -> dict[str, tuple[int, int]]:
+        """owner uid -> (pods, ready pods): a pod that turns ready or unready re-runs the reconcile."""
+        counts: dict[str, tuple[int, int]] = {}
         with self.api.store.lock:
             for pod in self.api.store.objects.get(POD.key, {}).values():
+                ready = int(_pod_ready(pod))
                 for ref in pod["metadata"].get("ownerReferences") or []:
-                    counts[ref.get("uid", "")] = counts.get(ref.get("uid", ""), 0) + 1
+                    n, r = counts.get(ref.get("uid", ""), (0, 0))
+                    counts[ref.get("uid", "")] = (n + 1, r + ready)
         return counts
+
+    def _real(self, template: dict[str, Any], kind: str) -> bool:
+        return self.kubelet is not None and bool(self.kubelet.claims(template.get("spec") or {}, kind))
+
+    def _ready_pods(self, owner: dict[str, Any]) -> int:
+        uid = owner["metadata"]["uid"]
+        return sum(1 for p in self.api.store.select(POD.key, owner["metadata"]["namespace"])
+                   if _pod_ready(p) and any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or []))
 
     # -- workloads -------------------------------------------------------------------------------------
     def _reconcile(self, res: Resource, obj: dict[str, Any]) -> None:
@@ -179,7 +192,10 @@ class Simulator:
         template = spec.get("template") or {}
         revision = _hash(template)
         failure = self.failure_for(obj)
+        real = self._real(template, res.kind)
         hash_label = "pod-template-hash" if res is DEPLOYMENT else "controller-revision-hash"
+        if real and res is STATEFULSET:
+            self._claims_for(obj, replicas)
         pods = [p for p in self.api.store.select(POD.key, ns)
                 if any(r.get("uid") == meta["uid"] for r in p["metadata"].get("ownerReferences") or [])]
         keep: list[str] = []
@@ -196,7 +212,7 @@ class Simulator:
             names = [f"{name}-{i}" for i in range(replicas)]
         for i, pod_name in enumerate(names):
             self._write_pod(res, obj, pod_name, i, revision, hash_label, failure)
-        self._write_status(res, obj, replicas, revision, failure)
+        self._write_status(res, obj, replicas, revision, failure, self._ready_pods(obj) if real else None)
 
     def _reconcile_daemonset(self, obj: dict[str, Any]) -> None:
         """One node: one pod when the template fits it, none otherwise. RollingUpdate replaces a pod of an
@@ -207,6 +223,7 @@ class Simulator:
         revision = _hash(template)
         failure = self.failure_for(obj)
         desired = 1 if fits_node(template) else 0
+        real = self._real(template, DAEMONSET.kind)
         on_delete = (spec.get("updateStrategy") or {}).get("type") == "OnDelete"
         hash_label = "controller-revision-hash"
         kept: dict[str, Any] | None = None
@@ -223,7 +240,7 @@ class Simulator:
             pod_name = kept["metadata"]["name"] if kept else f"{name}-{_suffix()}"
             self._write_pod(DAEMONSET, obj, pod_name, 0, revision, hash_label, failure)
             updated = 1 if kept is None or (kept["metadata"].get("labels") or {}).get(hash_label) == revision else 0
-        ready = 0 if failure else desired
+        ready = self._ready_pods(obj) if real else 0 if failure else desired
         status: dict[str, Any] = {"observedGeneration": meta.get("generation", 1), "desiredNumberScheduled": desired,
                                   "currentNumberScheduled": desired, "numberMisscheduled": 0, "numberReady": ready}
         # the API omits these when 0
@@ -262,6 +279,19 @@ class Simulator:
         else:
             labels[hash_label] = f"{owner['metadata']['name']}-{revision}"
             labels["statefulset.kubernetes.io/pod-name"] = pod_name
+        real = self._real(template, res.kind)
+        if real and res is STATEFULSET:
+            # the StatefulSet controller: stable hostname and subdomain, one claim per template and ordinal
+            pod_spec["hostname"] = pod_name
+            if (owner.get("spec") or {}).get("serviceName"):
+                pod_spec["subdomain"] = owner["spec"]["serviceName"]
+            volumes = [v for v in pod_spec.get("volumes") or []]
+            for tmpl in (owner.get("spec") or {}).get("volumeClaimTemplates") or []:
+                tname = tmpl["metadata"]["name"]
+                volumes = [v for v in volumes if v.get("name") != tname]
+                volumes.append({"name": tname, "persistentVolumeClaim": {"claimName": f"{tname}-{pod_name}"}})
+            if volumes:
+                pod_spec["volumes"] = volumes
         existing = self.api.store.get(POD.key, ns, pod_name)
         if existing is None:
             pod: dict[str, Any] = {
@@ -276,6 +306,8 @@ class Simulator:
             if not pod["metadata"]["annotations"]:
                 del pod["metadata"]["annotations"]
             existing = self.api.create(POD, ns, pod, manager=MANAGER)
+        if real:
+            return  # the kubelet runs it and writes its status
         ip = f"10.244.{(index // 250) % 250}.{_ip_octet(pod_name)}"
         existing["status"] = self._pod_status(existing, ip, failure)
         self.api.replace(POD, ns, pod_name, {**existing, "metadata": {**existing["metadata"], "resourceVersion": ""}},
@@ -318,10 +350,26 @@ class Simulator:
                 "podIP": ip, "podIPs": [{"ip": ip}], "startTime": started, "qosClass": "BestEffort",
                 "containerStatuses": statuses}
 
+    def _claims_for(self, sts: dict[str, Any], replicas: int) -> None:
+        """The StatefulSet controller's claims `<template>-<sts>-<ordinal>`, kept when the set shrinks or goes
+        (persistentVolumeClaimRetentionPolicy Retain, the default)."""
+        meta = sts["metadata"]
+        for tmpl in (sts.get("spec") or {}).get("volumeClaimTemplates") or []:
+            for i in range(replicas):
+                name = f"{tmpl['metadata']['name']}-{meta['name']}-{i}"
+                if self.api.store.get(PVC.key, meta["namespace"], name) is None:
+                    labels = dict(((sts.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+                    self.api.create(PVC, meta["namespace"], {
+                        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels},
+                        "spec": dict(tmpl.get("spec") or {})}, manager=MANAGER)
+
     def _write_status(self, res: Resource, obj: dict[str, Any], replicas: int, revision: str,
-                      failure: str | None) -> None:
+                      failure: str | None, real_ready: int | None = None) -> None:
         meta = obj["metadata"]
-        ready = 0 if failure else replicas
+        ready = (0 if failure else replicas) if real_ready is None else min(real_ready, replicas)
+        if real_ready is not None and ready < replicas and not failure:
+            failure = None  # real pods that are not ready yet: progressing, not failed
         stamp = now()
         status: dict[str, Any] = {"observedGeneration": meta.get("generation", 1), "replicas": replicas,
                                   "updatedReplicas": replicas, "availableReplicas": ready}
@@ -331,7 +379,10 @@ class Simulator:
             rs = f"{meta['name']}-{revision}"
             if replicas - ready:
                 status["unavailableReplicas"] = replicas - ready
-            if failure:
+            if real_ready is not None and ready < replicas:
+                available = ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+                progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs}" is progressing.')
+            elif failure:
                 available = ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
                 progressing = ("False", "ProgressDeadlineExceeded",
                                f'ReplicaSet "{rs}" has timed out progressing. {failure}')
@@ -387,6 +438,11 @@ class Simulator:
                 self.api.replace(INGRESS, meta["namespace"], meta["name"],
                                  {**ing, "status": want, "metadata": {**meta, "resourceVersion": ""}},
                                  manager=MANAGER, subresource="status")
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 def _ip_octet(name: str) -> int:

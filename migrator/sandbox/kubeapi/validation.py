@@ -113,6 +113,16 @@ def _kind_causes(obj: dict[str, Any]) -> list[Cause]:
         return _workload(obj)
     if kind == "DaemonSet":
         return _daemonset(obj)
+    if kind == "Job":
+        spec = obj.get("spec") or {}
+        tspec = (spec.get("template") or {}).get("spec") or {}
+        job_causes = _containers("spec.template.spec.containers", tspec.get("containers"))
+        if tspec.get("restartPolicy") not in ("Never", "OnFailure"):
+            job_causes.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
+                               f'Unsupported value: "{tspec.get("restartPolicy")}": supported values: "OnFailure", "Never"'))
+        if not isinstance(spec.get("backoffLimit", 6), int) or spec.get("backoffLimit", 6) < 0:
+            job_causes.append(("spec.backoffLimit", "FieldValueInvalid", "Invalid value: must be greater than or equal to 0"))
+        return job_causes
     if kind == "Pod":
         return _containers("spec.containers", (obj.get("spec") or {}).get("containers"))
     if kind == "Service":
