@@ -94,7 +94,8 @@ class JobController:
                 if any(r.get("uid") == meta["uid"] for r in p["metadata"].get("ownerReferences") or [])]
         phases = [(p.get("status") or {}).get("phase") for p in pods]
         succeeded = phases.count("Succeeded")
-        failed = phases.count("Failed") + sum(_restarts(p) for p in pods)  # OnFailure restarts count too
+        failed = phases.count("Failed")
+        retries = failed + sum(_restarts(p) for p in pods)  # OnFailure restarts count against backoffLimit
         active = [p for p, ph in zip(pods, phases, strict=True) if ph not in ("Succeeded", "Failed")]
         ready = sum(1 for p in active if _ready(p))
         completions = int(spec.get("completions", 1) or 1)
@@ -111,7 +112,7 @@ class JobController:
             conditions = [_cond("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
                           _cond("Complete", "CompletionsReached", "Reached expected number of succeeded pods")]
             new["completionTime"] = stamp
-        elif failed > limit:
+        elif retries > limit:
             conditions = [_cond("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
                           _cond("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
         elif deadline is not None and started is not None and time.time() - started > float(deadline):
