@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
     "Deployment": Kind("apps/v1", "deployments", True),
     "StatefulSet": Kind("apps/v1", "statefulsets", True),
     "DaemonSet": Kind("apps/v1", "daemonsets", True),
+    "Job": Kind("batch/v1", "jobs", True),
     "Ingress": Kind("networking.k8s.io/v1", "ingresses", True),
     "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies", True),
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles", True),
@@ -362,13 +363,13 @@ class ExecStream:
             self.close()
             raise TemporaryError(f"exec {self.where}: still running after {timeout:.0f}s")
         status = self.ws.read_channel(3)
-        return _exit_code(status), bytes(out)
+        return exit_code(status), bytes(out)
 
     def close(self) -> None:
         self.ws.close()
 
 
-def _exit_code(status: bytes | str) -> int:
+def exit_code(status: bytes | str) -> int:
     """The v4 status on channel 3: a metav1.Status; failure carries the code in causes[ExitCode]."""
     if not status:
         return 0

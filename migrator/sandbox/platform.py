@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import bind, compose, dataplane, dockerd, envfile, images, openbao, seed, sshd, target_keycloak
+from . import bind, compose, dataplane, dockerd, envfile, images, node, openbao, seed, sshd, target_keycloak
 from .layout import (
     COMPOSE_FILE,
     COMPOSE_PROJECT,
@@ -96,8 +97,17 @@ def _kube_pid_file(paths: Paths) -> Path:
 KUBE_BACKENDS: dict[str, tuple[str, int]] = {target_keycloak.SERVICE: (LOOPBACK, TARGET_KEYCLOAK_PORT)}
 
 
-def _backend_args() -> list[str]:
-    return [f"--backend {key}={host}:{port}" for key, (host, port) in KUBE_BACKENDS.items()]
+def _backend_args(paths: Paths) -> list[str]:
+    return [f"--backend {key}={host}:{port}" for key, (host, port) in KUBE_BACKENDS.items()] + [
+        f"--node-docker-host {paths.node_docker_host}"]
+
+
+def _node_options(paths: Paths) -> Any:
+    from .kubeapi import NodeOptions  # noqa: PLC0415
+
+    # The platform's own images (sevensa/*, postgres:15-alpine, ...) cannot exist here: their pods stay
+    # simulated, as before; pods of the images the sandbox builds run on the node.
+    return NodeOptions(paths.node_docker_host, paths.node / "kubelet", missing_images="simulate")
 
 
 def _kubeapi_up(paths: Paths, log: Log) -> Path | None:
@@ -108,9 +118,10 @@ def _kubeapi_up(paths: Paths, log: Log) -> Path | None:
         return None
     paths.kube.mkdir(parents=True, exist_ok=True)
     pid = pid_alive(_kube_pid_file(paths))
-    if pid is not None and not all(arg in _cmdline(pid) for arg in _backend_args()):
-        # started by an older sandbox without the backends: restart it (the cluster is kept in its state file)
-        log(f"kubeapi: running without ingress backends {sorted(KUBE_BACKENDS)}; restarting it")
+    if pid is not None and not all(arg in _cmdline(pid) for arg in _backend_args(paths)):
+        # started by an older sandbox without the backends or the node: restart it (the cluster is kept in
+        # its state file)
+        log(f"kubeapi: running without ingress backends {sorted(KUBE_BACKENDS)} or the node; restarting it")
         stop_pid_file(_kube_pid_file(paths), exe_hint="kubeapi", timeout=5)
     if pid_alive(_kube_pid_file(paths)) is None:
         busy = [f"{h}:{p}" for h, p in ((LOOPBACK, KUBE_API_PORT), (INGRESS_ADDRESS, INGRESS_PORT)) if tcp_open(h, p)]
@@ -118,7 +129,8 @@ def _kubeapi_up(paths: Paths, log: Log) -> Path | None:
             log(f"kubeapi: WARNING {', '.join(busy)} taken by a process this sandbox did not start; kubeapi skipped")
             return None
         try:
-            pid = spawn(paths.kube, KUBE_API_PORT, f"{INGRESS_ADDRESS}:{INGRESS_PORT}", backends=KUBE_BACKENDS)
+            pid = spawn(paths.kube, KUBE_API_PORT, f"{INGRESS_ADDRESS}:{INGRESS_PORT}", backends=KUBE_BACKENDS,
+                        node=_node_options(paths))
         except RuntimeError as exc:
             raise SandboxError(f"kubeapi did not start: {exc}") from exc
         log(f"kubeapi: up on {LOOPBACK}:{KUBE_API_PORT} (pid {pid})")
@@ -160,10 +172,14 @@ def up(dir: Path | None = None, scale: int = 1, log: Logger = _quiet) -> Sandbox
         log(f"note: sandbox already seeded at scale {prev.read_text().strip()}; keeping it (down first to change)")
         scale = int(prev.read_text().strip())
     env = envfile.ensure(paths)
+    built = threading.Event()
 
     def vps() -> None:
         dockerd.start(paths, log)
-        images.build_all(paths, log)
+        try:
+            images.build_all(paths, log)
+        finally:
+            built.set()
         compose.up(paths, log)
         with ThreadPoolExecutor(max_workers=2) as pool:
             f_seed = pool.submit(seed.seed_all, paths, scale, env, log)
@@ -172,7 +188,13 @@ def up(dir: Path | None = None, scale: int = 1, log: Logger = _quiet) -> Sandbox
             f_bao.result()
         _scale_file(paths).write_text(f"{scale}\n")
 
+    def cluster_node() -> None:
+        built.wait(timeout=600)
+        if dockerd.running(paths) is not None:
+            node.up(paths, log)
+
     def host_side() -> None:
+        node.start(paths, log)  # the kubelet in kubeapi needs its dockerd
         sshd.start(paths, log)
         bind.start(paths, log)
         dataplane.up(paths, env, log)
@@ -180,8 +202,8 @@ def up(dir: Path | None = None, scale: int = 1, log: Logger = _quiet) -> Sandbox
         openbao.target_up(paths, log)
         _kubeapi_up(paths, log)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(vps), pool.submit(host_side)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(vps), pool.submit(host_side), pool.submit(cluster_node)]
         errors = [f.exception() for f in futures]
     for err in errors:
         if err is not None:
@@ -202,6 +224,22 @@ def _bridge_names(paths: Paths) -> list[str]:
     return [f"br-{nid[:12]}" for nid in cp.stdout.decode().split()]
 
 
+def _node_down(paths: Paths) -> list[str]:
+    """Remove the pods' containers (the kubelet is gone with kubeapi) and stop the node; its bridges."""
+    if node.running(paths) is None:
+        return []
+    env = node.env_for(paths.node_docker_host, paths.node)
+    cp = run([dockerd.docker_cli(), "ps", "-aq"], env=env, check=False, timeout=20)
+    ids = cp.stdout.decode().split()
+    if ids:
+        run([dockerd.docker_cli(), "rm", "-f", *ids], env=env, check=False, timeout=120)
+    cp = run([dockerd.docker_cli(), "network", "ls", "--quiet", "--no-trunc", "--filter", "driver=bridge"],
+             env=env, check=False, timeout=20)
+    bridges = [f"br-{nid[:12]}" for nid in cp.stdout.decode().split()]
+    node.stop(paths)
+    return bridges
+
+
 def down(dir: Path | None = None, log: Logger = _quiet) -> None:
     """Stop everything the sandbox started (by pid file), remove containers, volumes, networks and every
     file under ``dir``; unmount whatever is left mounted below it. Idempotent."""
@@ -220,6 +258,8 @@ def down(dir: Path | None = None, log: Logger = _quiet) -> None:
         log(f"docker: pruned ({time.monotonic() - started:.1f}s)")
     dockerd.stop(paths)
     log(f"dockerd: stopped ({time.monotonic() - started:.1f}s)")
+    node_bridges = _node_down(paths)
+    log(f"node dockerd: stopped ({time.monotonic() - started:.1f}s)")
     sshd_pid = sshd.running(paths)
     sessions = descendants(sshd_pid) if sshd_pid else []
     sshd.stop(paths)
@@ -232,7 +272,7 @@ def down(dir: Path | None = None, log: Logger = _quiet) -> None:
     # leftovers that still name the sandbox dir (containerd, shims) — ours, stopped by pid
     for pid in processes_mentioning(f"{paths.root}/"):
         stop_pid(pid, timeout=5)
-    for bridge in bridges:
+    for bridge in bridges + node_bridges:
         if Path(f"/sys/class/net/{bridge}").exists():
             run(["ip", "link", "delete", bridge], check=False, timeout=10)
     for mp in mounts_under(paths.root):
@@ -270,6 +310,7 @@ def status(dir: Path | None = None) -> SandboxInfo:
         comps[name] = {"running": pid is not None, "pid": pid, **extra}
 
     comp("dockerd", dockerd.running(paths))
+    comp("node-dockerd", node.running(paths), docker_host=paths.node_docker_host)
     comp("sshd", sshd.running(paths))
     comp("bind-primary", bind.running(paths, "primary"))
     comp("bind-secondary", bind.running(paths, "secondary"))
@@ -320,6 +361,7 @@ def status(dir: Path | None = None) -> SandboxInfo:
                 "hostnames": [f"{h}.{DNS_ZONE}" for h in PUBLIC_HOSTS]},
         "traefik": {"host": TRAEFIK_HOST, "port": TRAEFIK_PORT},
         "kube": {"api": f"https://{LOOPBACK}:{KUBE_API_PORT}",
+                 "node": {"docker_host": paths.node_docker_host, "images": list(node.NODE_IMAGES)},
                  "kubeconfig": str(kubeconfig) if kubeconfig else None,
                  "ingress": {"host": INGRESS_ADDRESS, "port": INGRESS_PORT}},
         "source_databases": source_dbs,
