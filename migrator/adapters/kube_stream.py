@@ -58,23 +58,12 @@ def exec_run(cluster: KubeCluster, namespace: str, pod: str, container: str | No
     writer = threading.Thread(target=feed, name=f"exec stdin {namespace}/{pod}", daemon=True) if stdin else None
     if writer is not None:
         writer.start()
-    out = 0
     try:
-        while st.ws.is_open():
-            if time.monotonic() > deadline:
-                raise TemporaryError(f"exec {namespace}/{pod} {argv[0]}: still running after {timeout:.0f}s")
-            data = st.read(timeout=1.0)
-            if data:
-                out += len(data)
-                if stdout is not None:
-                    stdout(data)
-        rest = bytes(st.ws.read_channel(1))
-        if rest:
-            out += len(rest)
-            if stdout is not None:
-                stdout(rest)
-        st.stderr += st.ws.read_channel(2)
-        status = st.ws.read_channel(3)
+        status = _pump(st, stdout, deadline, timeout, namespace, pod, argv[0], failure)
+    except Exception:
+        if failure:  # the source failed first; the stream error is its consequence
+            raise failure[0] from None
+        raise
     finally:
         if st.ws.is_open():
             st.close()
@@ -82,11 +71,34 @@ def exec_run(cluster: KubeCluster, namespace: str, pod: str, container: str | No
             writer.join(timeout=10)
     if failure and not isinstance(failure[0], TemporaryError):
         raise failure[0]
-    if not status:
+    if not status[0]:
         if failure:
             raise failure[0]
         raise TemporaryError(f"exec {namespace}/{pod} {argv[0]}: the stream ended without an exit status")
-    return ExecResult(exit_code(status), bytes(st.stderr)[-STDERR_TAIL:], fed["bytes"], out)
+    return ExecResult(exit_code(status[0]), bytes(st.stderr)[-STDERR_TAIL:], fed["bytes"], status[1])
+
+
+def _pump(st: Any, stdout: Callable[[bytes], None] | None, deadline: float, timeout: float, namespace: str,
+          pod: str, what: str, failure: list[BaseException]) -> tuple[Any, int]:
+    """Read stdout to the sink until the stream ends; (status channel, stdout bytes)."""
+    out = 0
+    while st.ws.is_open():
+        if failure:
+            raise failure[0]
+        if time.monotonic() > deadline:
+            raise TemporaryError(f"exec {namespace}/{pod} {what}: still running after {timeout:.0f}s")
+        data = st.read(timeout=1.0)
+        if data:
+            out += len(data)
+            if stdout is not None:
+                stdout(data)
+    rest = bytes(st.ws.read_channel(1))
+    if rest:
+        out += len(rest)
+        if stdout is not None:
+            stdout(rest)
+    st.stderr += st.ws.read_channel(2)
+    return st.ws.read_channel(3), out
 
 
 @dataclass

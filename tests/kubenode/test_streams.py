@@ -27,6 +27,11 @@ SERVER = ("import http.server\n"
           "http.server.ThreadingHTTPServer(('127.0.0.1', 8080), H).serve_forever()\n")
 
 
+# ready once the server listens on the pod's loopback (a tcpSocket probe would go to the pod IP)
+LISTENING = {"exec": {"command": ["python3.11", "-c", "import socket; socket.create_connection(('127.0.0.1', 8080))"]},
+             "periodSeconds": 1}
+
+
 @pytest.fixture
 def sleeper(core: client.CoreV1Api, ns: str) -> str:
     core.create_namespaced_pod(ns, busybox_pod("box", "exec sleep 3600"))
@@ -81,9 +86,7 @@ def test_kubectl_exec_stdin_and_exit_codes(kubectl: Kubectl, ns: str, sleeper: s
 def test_port_forward_through_the_api(core: client.CoreV1Api, cluster: ServerHandle, ns: str, tmp_path: Path) -> None:
     pod = busybox_pod("web", "")
     pod["spec"]["containers"][0].update(image=PYTHON, command=["python3.11", "-c", SERVER],
-                                        readinessProbe={"exec": {"command": ["python3.11", "-c",
-                                            "import socket; socket.create_connection(('127.0.0.1', 8080))"]},
-                                            "periodSeconds": 1})
+                                        readinessProbe=LISTENING)
     core.create_namespaced_pod(ns, pod)
     wait_for(lambda: pod_ready(core, ns, "web"), what="web ready")
     kube = kube_cluster(cluster, tmp_path)
@@ -120,7 +123,8 @@ def test_logs_follow_tail_and_container(core: client.CoreV1Api, kubectl: Kubectl
 
 def test_kubectl_port_forward(core: client.CoreV1Api, ns: str, kubectl: Kubectl) -> None:
     pod = busybox_pod("pf", "")
-    pod["spec"]["containers"][0].update(image=PYTHON, command=["python3.11", "-c", SERVER])
+    pod["spec"]["containers"][0].update(image=PYTHON, command=["python3.11", "-c", SERVER],
+                                        readinessProbe=LISTENING)
     core.create_namespaced_pod(ns, pod)
     wait_for(lambda: pod_ready(core, ns, "pf"), what="pf ready")
     with socket.socket() as s:

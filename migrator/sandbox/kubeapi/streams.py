@@ -121,8 +121,12 @@ class PodStreams:
             return
         if method not in ("GET", "POST"):
             raise errors.method_not_allowed(method)
-        if (h.headers.get("Upgrade") or "").lower() != "websocket":
-            raise errors.bad_request(f"pods/{sub} needs a websocket upgrade (SPDY is not served by the stand-in)")
+        upgrade = (h.headers.get("Upgrade") or "").lower()
+        if sub == "portforward" and upgrade == "spdy/3.1":
+            self.portforward_spdy(h, ns, name)
+            return
+        if upgrade != "websocket":
+            raise errors.bad_request(f"pods/{sub} needs a websocket upgrade (SPDY is served for portforward only)")
         if sub == "exec":
             self.exec(h, ns, name, query)
         elif sub == "portforward":
@@ -256,6 +260,27 @@ class PodStreams:
                 except OSError:
                     pass
 
+    def portforward_spdy(self, h: Handler, ns: str, name: str) -> None:
+        """kubectl port-forward's SPDY/3.1 (kubeapi/spdy.py)."""
+        from .spdy import Session, serve_portforward
+
+        assert self.kubelet is not None
+        pod = self._pod(h, ns, name)
+        offered = [p.strip() for p in (h.headers.get("X-Stream-Protocol-Version") or "").split(",")]
+        offered += [v.strip() for v in h.headers.get_all("X-Stream-Protocol-Version") or []]
+        if "portforward.k8s.io" not in offered:
+            raise errors.bad_request(f"unsupported stream protocols {offered}; supported: portforward.k8s.io")
+        pid = self._sandbox_pid(pod)
+        kubelet = self.kubelet
+        h.send_response_only(101)
+        h.send_header("Connection", "Upgrade")
+        h.send_header("Upgrade", "SPDY/3.1")
+        h.send_header("X-Stream-Protocol-Version", "portforward.k8s.io")
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        serve_portforward(Session(h.rfile, h.connection), lambda port: kubelet.node.connect_in_pod(pid, port), name)
+
     # -- log -----------------------------------------------------------------------------------------
     def log(self, h: Handler, ns: str, name: str, query: dict[str, list[str]]) -> None:
         assert self.kubelet is not None
@@ -276,6 +301,7 @@ class PodStreams:
         h.send_header("Content-Type", "text/plain")
         h.send_header("Transfer-Encoding", "chunked")
         h.send_header("Cache-Control", "no-cache, private")
+        h.send_header("Connection", "close")  # a client must not reuse it: the stream owns the connection
         h.end_headers()
         h.close_connection = True
         left = int(limit) if limit else None
