@@ -85,12 +85,6 @@ class Kubelet:
         refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
         return str(refs[0].get("kind")) if refs else None
 
-    def worker(self, ns: str, name: str) -> PodWorker | None:
-        pod = self.api.store.get(POD.key, ns, name)
-        if pod is None:
-            return None
-        return self._workers.get(pod["metadata"]["uid"])
-
     # -- loop ------------------------------------------------------------------------------------------
     def start(self) -> None:
         self.gateway = self.node.ensure_network()
@@ -214,18 +208,6 @@ class PodWorker:
         for v in out.values():
             v.sort(key=lambda c: int((c.get("Labels") or {}).get(L_ATTEMPT, "0")), reverse=True)
         return out
-
-    def container_id(self, name: str | None, previous: bool = False) -> str | None:
-        """The id of a running (or last) container of that name, for exec and logs."""
-        names = [c["name"] for c in self.spec.get("containers") or []]
-        inits = [c["name"] for c in self.spec.get("initContainers") or []]
-        name = name or (names[0] if names else None)
-        found = self.containers()
-        attempts = found.get(("app", str(name))) or found.get(("init", str(name))) or []
-        if name not in names + inits:
-            return None
-        index = 1 if previous else 0
-        return str(attempts[index]["Id"]) if len(attempts) > index else None
 
     # -- the sync ---------------------------------------------------------------------------------------
     def sync(self) -> bool:

@@ -153,8 +153,8 @@ class PodStreams:
 
     # -- exec ------------------------------------------------------------------------------------------
     def exec(self, h: Handler, ns: str, name: str, query: dict[str, list[str]]) -> None:
+        pod = self._pod(h, ns, name)  # 404, or 400 without a node
         assert self.kubelet is not None
-        pod = self._pod(h, ns, name)
         argv = query.get("command") or []
         if not argv:
             raise errors.bad_request("you must specify at least 1 command")
@@ -209,8 +209,8 @@ class PodStreams:
 
     # -- port-forward ------------------------------------------------------------------------------------
     def portforward(self, h: Handler, ns: str, name: str, query: dict[str, list[str]]) -> None:
+        pod = self._pod(h, ns, name)  # 404, or 400 without a node
         assert self.kubelet is not None
-        pod = self._pod(h, ns, name)
         ports: list[int] = []
         for value in query.get("ports") or []:
             for part in value.split(","):
@@ -264,8 +264,8 @@ class PodStreams:
         """kubectl port-forward's SPDY/3.1 (kubeapi/spdy.py)."""
         from .spdy import Session, serve_portforward
 
+        pod = self._pod(h, ns, name)  # 404, or 400 without a node
         assert self.kubelet is not None
-        pod = self._pod(h, ns, name)
         offered = [p.strip() for p in (h.headers.get("X-Stream-Protocol-Version") or "").split(",")]
         offered += [v.strip() for v in h.headers.get_all("X-Stream-Protocol-Version") or []]
         if "portforward.k8s.io" not in offered:
@@ -283,8 +283,8 @@ class PodStreams:
 
     # -- log -----------------------------------------------------------------------------------------
     def log(self, h: Handler, ns: str, name: str, query: dict[str, list[str]]) -> None:
+        pod = self._pod(h, ns, name)  # 404, or 400 without a node
         assert self.kubelet is not None
-        pod = self._pod(h, ns, name)
         previous = _bool(query, "previous")
         cid, _ = self._container(pod, (query.get("container") or [""])[-1] or None, previous=previous, running=False)
         tail = (query.get("tailLines") or [""])[-1]
