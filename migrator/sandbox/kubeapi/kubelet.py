@@ -340,6 +340,7 @@ class PodWorker:
             [(k, k, mode) for k in data]
         where = self.k.root / self.uid / name
         where.mkdir(parents=True, exist_ok=True)
+        (self.k.root / self.uid).chmod(0o700)  # Secret values on the node's disk: root only
         for key, rel, fmode in files:
             if key not in data:
                 raise ConfigError(f"volume {name}: key {key} not found in {ref}")

@@ -4,6 +4,7 @@ sandbox orchestrator (`spawn` / `stop`)."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import subprocess
@@ -119,8 +120,13 @@ def start_server(host: str = "127.0.0.1", port: int = 0, *, ready_delay: float =
                           restart_backoff=node.restart_backoff, pause_image=node.pause_image)
         kubelet.start()  # creates the pod network, whose gateway the DNS listens on
         handle.kubelet = kubelet
-        handle.dns = ClusterDNS(store, kubelet.gateway, node.dns_port)
-        handle.dns.start()
+        try:
+            handle.dns = ClusterDNS(store, kubelet.gateway, node.dns_port)
+            handle.dns.start()
+        except OSError as exc:  # pods still run and reach each other by IP; names do not resolve
+            logging.getLogger("migrator.sandbox.kubeapi").error(
+                "cluster DNS could not listen on %s:%d (%s): pods cannot resolve Service names",
+                kubelet.gateway, node.dns_port, exc)
         sim.kubelet = kubelet
     httpd.pod_streams = PodStreams(handle.kubelet)
     handle.jobs.start()
