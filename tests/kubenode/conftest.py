@@ -77,10 +77,11 @@ def batch(api_client: client.ApiClient) -> client.BatchV1Api:
 
 
 @pytest.fixture
-def ns(core: client.CoreV1Api) -> str:
+def ns(core: client.CoreV1Api) -> Iterator[str]:
     name = "n-" + uuid.uuid4().hex[:8]
     core.create_namespace({"metadata": {"name": name}})
-    return name
+    yield name
+    core.delete_namespace(name)  # its pods' containers go with it: the node does not fill up
 
 
 @dataclass
