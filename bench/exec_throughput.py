@@ -55,7 +55,7 @@ def rate(total: int, seconds: float) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mb", type=int, default=256)
+    p.add_argument("--mb", type=int, default=128)
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     if not 1 <= args.mb <= 4096 or not 1 <= args.runs <= 10:
@@ -87,12 +87,16 @@ def main() -> int:
         cid = (pod or {}).get("status", {}).get("containerStatuses", [{}])[0].get("containerID", "")
         cid = cid.removeprefix("docker://")
         figures: dict[str, list[float]] = {"api-exec-in": [], "api-exec-out": [], "docker-exec-in": []}
+        load = os.getloadavg()[0]
+        print(f"load average {load:.1f} on {os.cpu_count()} cores (figures are only comparable on a quiet machine)",
+              flush=True)
         for _ in range(args.runs):
             t0 = time.monotonic()
             res = exec_run(kube, "bench", "sink", None, ["sh", "-c", "cat > /dev/null"], stdin=source(total),
                            timeout=600)
             assert res.code == 0 and res.bytes_in == total, res
             figures["api-exec-in"].append(rate(total, time.monotonic() - t0))
+            print(f"  api-exec-in    {figures['api-exec-in'][-1]:7.1f} MB/s", flush=True)
             got = [0]
 
             def sink(b: bytes, got: list[int] = got) -> None:
@@ -103,6 +107,7 @@ def main() -> int:
                            timeout=600)
             assert res.code == 0 and got[0] == total, (res, got)
             figures["api-exec-out"].append(rate(total, time.monotonic() - t0))
+            print(f"  api-exec-out   {figures['api-exec-out'][-1]:7.1f} MB/s", flush=True)
             env = {**os.environ, **dockerd.docker_env(paths)}
             t0 = time.monotonic()
             proc = subprocess.Popen([dockerd.docker_cli(), "exec", "-i", cid, "sh", "-c", "cat > /dev/null"],
@@ -113,6 +118,7 @@ def main() -> int:
             proc.stdin.close()
             assert proc.wait(timeout=600) == 0
             figures["docker-exec-in"].append(rate(total, time.monotonic() - t0))
+            print(f"  docker-exec-in {figures['docker-exec-in'][-1]:7.1f} MB/s", flush=True)
         kube.close()
         summary = {}
         for name, values in figures.items():
