@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from migrator.adapters.kube import KubeCluster, Ref
+from migrator.adapters.kube import KubeCluster, Ref, pod_problem
 from migrator.adapters.kube_stream import ExecResult, exec_run
 from migrator.errors import PermanentError, TemporaryError
 
@@ -59,8 +59,6 @@ def _wait_gone(cluster: KubeCluster, ref: Ref, timeout: float) -> None:
 
 
 def _wait_running(cluster: KubeCluster, ref: Ref, timeout: float) -> None:
-    from migrator.adapters.kube import pod_problem
-
     deadline = time.monotonic() + timeout
     while True:
         pod = cluster.get(ref) or {}
