@@ -100,6 +100,17 @@ class OpenBaoSecret(StrictModel):
 SecretRef = EnvSecret | FileSecret | OpenBaoSecret
 
 
+class GitopsConfig(StrictModel):
+    """Where the charts of `migrate render` live in Git, for the ArgoCD Applications (gitops.handoff)."""
+
+    repo_url: str = Field(pattern=r"^(https://|ssh://|git@)\S+$")
+    revision: str = Field(default="HEAD", min_length=1)  # a branch, tag or commit; pin a tag in production
+    path: str = ""  # the directory of `migrate render --out` inside the repository ("" = its root)
+    argocd_namespace: str = Field(default="argocd", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    project: str = "default"
+    destination_server: str = "https://kubernetes.default.svc"
+
+
 class RunbookFile(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -110,6 +121,7 @@ class RunbookFile(StrictModel):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     environment: Environment = Field(default_factory=Environment)
     settings: dict[str, Any] = Field(default_factory=dict)
+    gitops: GitopsConfig | None = None
 
 
 # Step type name ("dns.cutover") -> its class (migrator.steps.base.Step), built by migrator.steps.catalogue

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from migrator.store.atomic import write_atomic
 
 if TYPE_CHECKING:
     from migrator.adapters.kube import KubeCluster
+    from migrator.runbook.model import Runbook
     from migrator.steps.base import StepContext
 
 # Server-set metadata: never part of what we compare, record or restore.
@@ -144,6 +147,69 @@ def wait_gone(ctx: StepContext, kube: KubeCluster, refs: list[Ref], limit: float
         ctx.sleep(0.5)
 
 
+def manifest_variables(runbook: Runbook, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The variables a manifest step renders with: defaults < storage class < runbook vars < step vars."""
+    from migrator.manifests import render
+
+    target = runbook.environment.target
+    return render.variables(runbook.file.vars, target.storage_class if target else None, overrides)
+
+
+def _runbook_path(runbook: Runbook, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else runbook.dir / p
+
+
+@dataclass(frozen=True)
+class ChartDocument:
+    """Manifest documents with their references unrendered, and where they come from."""
+
+    name: str  # a set name, a file's stem, or a step type's
+    origin: str  # as a chart template's comment names it
+    docs: list[Any]
+
+
+@dataclass
+class ManifestUse:
+    """What one manifest step of a runbook applies (read by `migrate render`)."""
+
+    step_id: str
+    vars: dict[str, Any]  # the step's own overrides
+    namespaces: list[str] | None
+    documents: list[ChartDocument] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)  # what the step's templates() renders
+
+
+class _RenderOnly:
+    """The little of a StepContext that `templates()` reads: the runbook, the step id, paths."""
+
+    def __init__(self, runbook: Runbook, step_id: str) -> None:
+        self.runbook, self.step_id = runbook, step_id
+
+    def path(self, value: str) -> Path:
+        return _runbook_path(self.runbook, value)
+
+
+def manifest_uses(runbook: Runbook) -> list[ManifestUse]:
+    """Every manifest-driven step of the runbook, in run order: its chart documents, and the objects
+    its own `templates()` renders (exactly what it applies)."""
+    from migrator.runbook.loader import params_model
+
+    def no_secret(name: str) -> str:
+        raise PermanentError(f"manifest steps take no secrets (asked for {name!r})")
+
+    out = []
+    for step in runbook.steps:
+        cls = step.step_type  # resolved once, by the loader
+        if not (isinstance(cls, type) and issubclass(cls, ManifestStep)) or not cls.charted:
+            continue
+        params: Any = params_model(step, no_secret)
+        objects = cls(_RenderOnly(runbook, step.id), params).templates()  # type: ignore[arg-type]
+        out.append(ManifestUse(step.id, dict(params.vars), params.namespaces,
+                               cls.chart_documents(params, runbook), objects))
+    return out
+
+
 class ManifestParams(StrictModel):
     vars: dict[str, Any] = Field(default_factory=dict)  # overrides of the manifests' variables
     namespaces: list[str] | None = None  # only the objects in these namespaces (cluster-scoped ones stay)
@@ -154,14 +220,45 @@ class ManifestStep(Step[Any]):
     """Shared by every manifest-driven step type: subclasses say which manifests (`templates`)."""
 
     wait_rollout = False
+    charted = True  # its objects belong in the Helm charts of `migrate render`
+    manifest_sets: tuple[str, ...] = ()  # the sets under migrator/manifests this step type applies
+
+    @classmethod
+    def sources(cls, params: Any) -> tuple[list[str], list[str]]:
+        """(manifest sets, manifest files relative to the runbook) this step applies."""
+        return list(cls.manifest_sets), []
+
+    @classmethod
+    def chart_documents(cls, params: Any, runbook: Runbook) -> list[ChartDocument]:
+        """The unrendered documents (`${vars.x}` still in them) that `migrate render` makes chart
+        templates of: the same ones `templates()` renders."""
+        from migrator.manifests import render
+
+        sets, files = cls.sources(params)
+        out = []
+        for name in sets:
+            docs = render.load_file(render.HERE / f"{name}.yaml")
+            out.append(ChartDocument(name, f"migrator/manifests/{name}.yaml", [d for d in docs if d is not None]))
+        for file in files:
+            path = _runbook_path(runbook, file)
+            docs = render.load_file(path)
+            out.append(ChartDocument(path.stem, path.name, [d for d in docs if d is not None]))
+        return out
 
     def templates(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        from migrator.manifests import render
+
+        vars_ = self.variables()
+        sets, files = self.sources(self.params)
+        out: list[dict[str, Any]] = []
+        for name in sets:
+            out += render.render_set(name, vars_)
+        for file in files:
+            out += render.render_file(self.ctx.path(file), vars_)
+        return out
 
     def variables(self) -> dict[str, Any]:
-        target = self.ctx.runbook.environment.target
-        return render.variables(self.ctx.runbook.file.vars, target.storage_class if target else None,
-                                self.params.vars)
+        return manifest_variables(self.ctx.runbook, self.params.vars)
 
     def objects(self) -> list[dict[str, Any]]:
         if not hasattr(self, "_objects"):
@@ -352,6 +449,22 @@ class KubeNamespaces(ManifestStep):
             raise PermanentError(f"{self.ctx.step_id}: vars.namespaces: {bad[0]!r} is not a namespace name")
         return namespace_objects(names, self.params.labels)
 
+    @classmethod
+    def chart_documents(cls, params: Any, runbook: Runbook) -> list[ChartDocument]:
+        """The same objects over `${vars.namespaces.KEY}`, so that a chart's values name them."""
+        from migrator.manifests import render
+
+        if params.names is not None:
+            raise PermanentError("with.names: explicit namespace names cannot be chart values; name them in "
+                                 "the runbook's vars.namespaces instead")
+        own = params.vars.get("namespaces", (runbook.file.vars or {}).get("namespaces"))
+        value = own if own is not None else render.defaults().get("namespaces")
+        if not isinstance(value, dict):
+            raise PermanentError("vars.namespaces: a chart needs it as a map (role: name), not a list")
+        refs = [f"${{vars.namespaces.{key}}}" for key in value]
+        return [ChartDocument("namespaces", "kube.namespaces (migrator/steps/kube.py)",
+                              namespace_objects(refs, params.labels))]
+
 
 class PoliciesParams(ManifestParams):
     pass
@@ -364,8 +477,7 @@ class KubeNetworkPolicies(ManifestStep):
     Params = PoliciesParams
     description = "apply the NetworkPolicies"
 
-    def templates(self) -> list[dict[str, Any]]:
-        return render.render_set("network-policies", self.variables())
+    manifest_sets = ("network-policies",)
 
 
 class RbacParams(ManifestParams):
@@ -379,8 +491,7 @@ class KubeRbac(ManifestStep):
     Params = RbacParams
     description = "apply ServiceAccounts, Roles and bindings"
 
-    def templates(self) -> list[dict[str, Any]]:
-        return render.render_set("rbac", self.variables())
+    manifest_sets = ("rbac",)
 
 
 class ApplyParams(ManifestParams):
@@ -406,14 +517,9 @@ class KubeApply(ManifestStep):
     def wait_rollout(self) -> bool:  # type: ignore[override]
         return bool(self.params.wait)
 
-    def templates(self) -> list[dict[str, Any]]:
-        vars_ = self.variables()
-        out: list[dict[str, Any]] = []
-        for name in self.params.sets:
-            out += render.render_set(name, vars_)
-        for file in self.params.files:
-            out += render.render_file(self.ctx.path(file), vars_)
-        return out
+    @classmethod
+    def sources(cls, params: Any) -> tuple[list[str], list[str]]:
+        return list(params.sets), list(params.files)
 
 
 class StorageCheckParams(StrictModel):

@@ -1,0 +1,3 @@
+"""The stand-in fixture of tests/kube, shared."""
+
+from tests.kube.conftest import kubeapi  # noqa: F401
