@@ -59,6 +59,9 @@ KINDS: dict[str, Kind] = {
     "ClusterRole": Kind("rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": Kind("rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "StorageClass": Kind("storage.k8s.io/v1", "storageclasses", False),
+    "CustomResourceDefinition": Kind("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    # ArgoCD's (gitops.handoff)
+    "Application": Kind("argoproj.io/v1alpha1", "applications", True),
 }
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 
