@@ -41,6 +41,7 @@ class GitopsHandoff(ManifestStep):
     """Apply the ArgoCD Applications and wait until each is Synced and Healthy."""
 
     Params = HandoffParams
+    charted = False  # the Applications are not part of the charts they deploy
     description = "hand the platform to ArgoCD: Applications applied, each Synced and Healthy"
 
     def _config(self) -> Any:
