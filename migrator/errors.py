@@ -13,6 +13,13 @@ EXIT_LOCKED = 3
 EXIT_INTERRUPTED = 130
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks (and other control characters) escaped: one line, always."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 class MigratorError(Exception):
     """Base of every error the CLI turns into one `FAILED: ...` line and an exit code."""
 
@@ -41,8 +48,9 @@ class InputError(MigratorError):
     exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or [message]
+        super().__init__(one_line(message))
+        # One line each, whatever a value quoted in them holds (a newline in a key, a path...).
+        self.problems = [one_line(p) for p in (problems or [message])]
 
 
 class LockedError(MigratorError):

@@ -183,14 +183,26 @@ class Engine:
         done: set[str] = set()
         out: list[RunbookStep] = []
 
-        def place(step: RunbookStep) -> None:
-            if step.id in done:
+        def place(first: RunbookStep) -> None:
+            # Depth-first, with an explicit stack: a `needs` chain of thousands of steps must not hit
+            # Python's recursion limit.
+            if first.id in done:
                 return
-            done.add(step.id)
-            for need in step.spec.needs:
-                if by_id[need].phase == step.phase:
-                    place(by_id[need])
-            out.append(step)
+            done.add(first.id)
+            stack: list[tuple[RunbookStep, int]] = [(first, 0)]
+            while stack:
+                step, i = stack.pop()
+                needs = step.spec.needs
+                while i < len(needs):
+                    need = by_id[needs[i]]
+                    i += 1
+                    if need.phase == step.phase and need.id not in done:
+                        done.add(need.id)
+                        stack.append((step, i))
+                        stack.append((need, 0))
+                        break
+                else:
+                    out.append(step)
 
         for phase in self.runbook.phases():
             for step in [s for s in self.runbook.steps if s.phase == phase]:
@@ -300,8 +312,8 @@ class Engine:
         except (KeyboardInterrupt, Interrupted):
             rec.status, rec.error = "interrupted", f"interrupted during {rec.stage}"
             rec.finished_at = time.time()
-            s.save()
             s.journal.append("step-interrupted", step=step.id, stage=rec.stage)
+            s.save()
             raise Interrupted(f"{step.id}: interrupted during {rec.stage}; run `migrate resume` to continue") from None
         except MigratorError as exc:
             self._failed(step, str(exc))
@@ -309,11 +321,13 @@ class Engine:
         except Exception as exc:  # a bug or an unexpected library error: record it, then surface it
             self._failed(step, f"{exc.__class__.__name__}: {exc}")
             raise
+        # The journal line first, then the state: a crash in between leaves a step the state still calls
+        # running (checked again on resume, found done), never a step succeeded with no event.
+        elapsed = time.monotonic() - started
+        s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3), report=rec.report)
         rec.status, rec.stage = "succeeded", None
         rec.finished_at = time.time()
         s.save()
-        elapsed = time.monotonic() - started
-        s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3), report=rec.report)
         self.say(f"✓ [{step.phase}] {step.id} ({elapsed:.1f}s)")
 
     def _failed(self, step: RunbookStep, message: str) -> None:
@@ -321,8 +335,8 @@ class Engine:
         rec = s.state.step(step.id)
         rec.status, rec.error = "failed", redact.redact(message)
         rec.finished_at = time.time()
-        s.save()
         s.journal.append("step-failed", step=step.id, stage=rec.stage, error=rec.error)
+        s.save()
 
     def _with_retries(self, step: RunbookStep, fn: Callable[[], None], what: str) -> None:
         """Temporary errors retried with exponential backoff and jitter within retries and timeout."""
@@ -508,9 +522,9 @@ class Engine:
         # The facts described an apply that is now undone: a later run starts from the world as it is,
         # not from a stale record (a check() must not find "done" in them).
         undone = sorted(rec.facts)
+        s.journal.append("rollback-succeeded", step=step.id, facts_cleared=undone)
         rec.status, rec.stage, rec.rolled_back_at, rec.facts, rec.report = "rolled_back", None, time.time(), {}, {}
         s.save()
-        s.journal.append("rollback-succeeded", step=step.id, facts_cleared=undone)
         self.say(f"✓ rolled back {step.id}")
 
     # -- stamp, status ---------------------------------------------------------------------------
@@ -526,8 +540,8 @@ class Engine:
             rec.digest = step.digest
             if status == "succeeded":
                 rec.finished_at = time.time()
-            s.save()
             s.journal.append("stamped", step=step_id, old=old, new=status, user=os.environ.get("USER", "?"))
+            s.save()
 
     def status(self) -> dict[str, Any]:
         steps = []

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 REF = re.compile(r"(?<!\$)\$\{([a-z_]+)\.([A-Za-z0-9_.\-]+)\}")
-WHOLE = re.compile(r"^\$\{([a-z_]+)\.([A-Za-z0-9_.\-]+)\}$")
+# \A...\Z, not ^...$: `$` also matches before a final newline, and "${vars.x}\n" would lose it.
+WHOLE = re.compile(r"\A\$\{([a-z_]+)\.([A-Za-z0-9_.\-]+)\}\Z")
 
 
 class Unresolved(Exception):

@@ -164,6 +164,9 @@ class _Validator:
             except InputError as exc:
                 self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
                 continue
+            except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte...
+                self.problems.append(f"{src.where(('phases', i))}: phases.{i}: cannot use {rel!r}: {exc}")
+                continue
             parsed = self._phase(psrc, lookup)
             if parsed is None:
                 continue
@@ -265,24 +268,34 @@ class _Validator:
                 elif by_id[need].phase > s.phase:
                     self.fail(s.source, f"{s.id}.needs",
                               f"{need!r} is in a later phase ({by_id[need].phase} > {s.phase})")
-        # Cycle detection by depth-first search over `needs`.
-        state: dict[str, int] = {}
-
-        def visit(node: str, trail: list[str]) -> None:
-            state[node] = 1
-            for need in by_id[node].spec.needs:
+        # Cycle detection by depth-first search over `needs`, with an explicit stack (a chain of
+        # thousands of steps must not reach Python's recursion limit).
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for s in steps:
+            if s.id in state:
+                continue
+            state[s.id] = 1
+            path: list[str] = [s.id]
+            stack: list[tuple[str, int]] = [(s.id, 0)]
+            while stack:
+                node, i = stack[-1]
+                needs = by_id[node].spec.needs
+                if i >= len(needs):
+                    stack.pop()
+                    path.pop()
+                    state[node] = 2
+                    continue
+                stack[-1] = (node, i + 1)
+                need = needs[i]
                 if need not in by_id:
                     continue
                 if state.get(need) == 1:
-                    cycle = trail[trail.index(need):] + [need] if need in trail else [node, need]
+                    cycle = path[path.index(need):] + [need]
                     self.fail(by_id[node].source, f"{node}.needs", f"dependency cycle: {' -> '.join(cycle)}")
                 elif need not in state:
-                    visit(need, [*trail, need])
-            state[node] = 2
-
-        for s in steps:
-            if s.id not in state:
-                visit(s.id, [s.id])
+                    state[need] = 1
+                    path.append(need)
+                    stack.append((need, 0))
 
 
 def load_runbook(path: Path, catalogue: Catalogue, *, check_secrets: bool = True) -> Runbook:

@@ -1,27 +1,95 @@
-"""Crash-safe file writes: temp file, fsync, os.replace, fsync of the directory."""
+"""Crash-safe file writes: temp file, fsync, os.replace, fsync of the directory.
+
+The temp file is named `.NAME.mig-PID-START-RANDOM.tmp` (PID and START: the writer's pid and start
+time), so that the temp files of a write interrupted by a crash can be removed by the next write of the
+same file, and only when their writer is gone: never another program's file, never a live writer's.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
+
+from migrator.errors import PermanentError
+from migrator.store.procs import ProcessId, start_ticks
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.mig-(?P<pid>\d+)-(?P<start>\d+|x)-[0-9a-f]{8}\.tmp$")
+
+
+def _temp_name(path: Path) -> Path:
+    start = start_ticks(os.getpid())
+    return path.parent / f".{path.name}.mig-{os.getpid()}-{start if start is not None else 'x'}-{secrets.token_hex(4)}.tmp"
+
+
+def clean_stale_temps(path: Path) -> list[Path]:
+    """Remove temp files of interrupted writes of `path` whose writer is gone; returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if not match or match.group("name") != path.name or not entry.is_file(follow_symlinks=False):
+            continue
+        start = match.group("start")
+        writer = ProcessId(pid=int(match.group("pid")), start=None if start == "x" else int(start),
+                           host="", boot="")
+        if writer.pid == os.getpid() or _alive_here(writer):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _alive_here(writer: ProcessId) -> bool:
+    # Same machine by construction (the temp file sits next to its target on a local disk).
+    if writer.start is not None:
+        return start_ticks(writer.pid) == writer.start
+    try:
+        os.kill(writer.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PermanentError(f"{path.parent}: cannot create the directory: {exc.strerror}") from None
+    clean_stale_temps(path)
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise PermanentError(f"{path}: cannot write: {exc.strerror} (temp file {tmp.name})") from None
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            # ENOSPC, EDQUOT, EIO...: name the file, not just the errno.
+            raise PermanentError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
     fsync_dir(path.parent)
 

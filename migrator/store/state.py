@@ -1,7 +1,8 @@
 """The state file: one JSON document per runbook, rewritten atomically after every transition.
 
-A state file that cannot be read (truncated, corrupted, from an unknown version) is reported and never
-overwritten: the operator decides what to do with it.
+Every field is checked on read (`StateDoc`, strict: no coercion, no unknown keys). A state file that
+cannot be trusted (truncated, corrupted, a field of the wrong type, a status the engine does not know,
+from an unknown version) is refused, exit 2, and never overwritten: the operator decides what to do.
 """
 
 from __future__ import annotations
@@ -10,13 +11,75 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from migrator import redact
 from migrator.errors import InputError
 from migrator.store.atomic import write_atomic
 
 STATE_VERSION = 1
+STATUSES = ("pending", "running", "succeeded", "failed", "interrupted", "rolled_back", "skipped")
+Status = Literal["pending", "running", "succeeded", "failed", "interrupted", "rolled_back", "skipped"]
+Stage = Literal["check", "apply", "verify", "rollback"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ProcessDoc(_Strict):
+    """A process a step started: local (pid, process group, start time) or remote (found by its marker)."""
+
+    kind: Literal["local", "remote"]
+    what: str
+    started_at: float
+    pid: int | None = Field(default=None, ge=1)
+    pgid: int | None = Field(default=None, ge=1)
+    start_ticks: int | None = Field(default=None, ge=0)
+    host: str = ""
+    boot: str = ""
+    marker: str | None = None  # remote: the value of MIGRATOR_PROC in its environment
+    via: str | None = None  # remote: which resource reaches it (e.g. "ssh:source")
+
+
+class StepDoc(_Strict):
+    status: Status = "pending"
+    phase: int = Field(default=0, ge=0)
+    attempts: int = Field(default=0, ge=0)
+    started_at: float | None = None
+    finished_at: float | None = None
+    digest: str | None = None
+    facts: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    stage: Stage | None = None
+    rolled_back_at: float | None = None
+    stamped: bool = False
+    report: dict[str, Any] = Field(default_factory=dict)
+    processes: list[ProcessDoc] = Field(default_factory=list)
+
+
+class LastRun(_Strict):
+    phases: list[int] = Field(default_factory=list)
+    steps: list[str] = Field(default_factory=list)
+
+
+class ExtraDoc(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")  # e.g. the source inventory of `migrate inspect`
+
+    last_run: LastRun | None = None
+
+
+class StateDoc(_Strict):
+    version: Literal[1]
+    runbook: str
+    runbook_path: str
+    runbook_digest: str | None = None
+    created_at: float
+    updated_at: float
+    steps: dict[str, StepDoc]
+    extra: ExtraDoc = Field(default_factory=ExtraDoc)
 
 
 @dataclass
@@ -33,11 +96,15 @@ class StepRecord:
     rolled_back_at: float | None = None
     stamped: bool = False
     report: dict[str, Any] = field(default_factory=dict)  # figures for the rehearsal report
+    # Child processes of the step (see migrator.store.procs), recorded before they run, so that a resume
+    # after a crash finds one still running and waits for it or stops it instead of running beside it.
+    processes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StepRecord:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
+    def from_doc(cls, doc: StepDoc) -> StepRecord:
+        data = doc.model_dump()
+        data["processes"] = [p.model_dump(exclude_none=True) for p in doc.processes]
+        return cls(**data)
 
 
 @dataclass
@@ -96,17 +163,23 @@ class StateStore:
         if data.get("runbook") != runbook:
             raise InputError(f"{where}: runbook: this state belongs to runbook {data.get('runbook')!r}, not {runbook!r}")
         try:
-            steps = {k: StepRecord.from_json(v) for k, v in data["steps"].items()}
-        except TypeError as exc:
-            raise InputError(f"{where}: steps: malformed step record ({exc}); left untouched") from None
+            doc = StateDoc.model_validate(data)
+        except ValidationError as exc:
+            problems = [f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']} "
+                        f"(found {_short(err.get('input'))}); the state file was left untouched"
+                        for err in exc.errors()[:20]]
+            raise InputError(problems[0], problems) from None
+        extra = doc.extra.model_dump()
+        if extra.get("last_run") is None:
+            extra.pop("last_run", None)
         return State(
             runbook=runbook,
-            runbook_path=data.get("runbook_path", runbook_path),
-            runbook_digest=data.get("runbook_digest"),
-            created_at=data.get("created_at", time.time()),
-            updated_at=data.get("updated_at", time.time()),
-            steps=steps,
-            extra=data.get("extra", {}),
+            runbook_path=doc.runbook_path,
+            runbook_digest=doc.runbook_digest,
+            created_at=doc.created_at,
+            updated_at=doc.updated_at,
+            steps={k: StepRecord.from_doc(v) for k, v in doc.steps.items()},
+            extra=extra,
         )
 
     def save(self, state: State) -> None:
@@ -114,3 +187,8 @@ class StateStore:
         # Masking here is the last line of defence: steps must not record secrets in the first place.
         doc = redact.redact_obj(state.to_json())
         write_atomic(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
