@@ -14,6 +14,7 @@ import csv
 import io
 import os
 import secrets
+import shutil
 import subprocess
 import threading
 import zlib
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 from migrator.adapters.postgres import SESSION_OPTIONS, PgConn, clean_env
 from migrator.errors import PermanentError, TemporaryError
+from migrator.store.procs import pdeathsig_prefix
 
 PSQL = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
 CHUNK = 1 << 18
@@ -104,9 +106,14 @@ class LocalRunner:
     @contextlib.contextmanager
     def open(self, argv: list[str], env: dict[str, str], stdin: bool = False) -> Iterator[ProcStream]:
         argv = [local_tool(argv[0]), *argv[1:]]
+        if shutil.which(argv[0]) is None:  # setpriv would exec it: say so here, not as its exit code
+            raise PermanentError(f"{argv[0]} is not installed on this machine (PostgreSQL client tools)")
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env))
+            # Its own process group, and killed with migrate (kill -9 included): never left running.
+            proc = subprocess.Popen([*pdeathsig_prefix("KILL"), *argv],
+                                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env),
+                                    start_new_session=True)
         except FileNotFoundError:
             raise PermanentError(f"{argv[0]} is not installed on this machine (PostgreSQL client tools)") from None
         stream = _LocalStream(proc)

@@ -14,6 +14,7 @@ from migrator import logs
 from migrator.errors import Interrupted
 from migrator.runbook.model import Runbook
 from migrator.steps.base import Progress
+from migrator.steps.children import Recorder
 
 if TYPE_CHECKING:
     from migrator.engine.engine import Session
@@ -44,6 +45,21 @@ class Context:
         self._session.state.step(self.step_id).facts.update(facts)
         self._session.save()
         self._session.journal.append("facts", step=self.step_id, keys=sorted(facts))
+
+    def child_recorder(self) -> Recorder | None:
+        if self.dry_run:
+            return None  # a dry run's `unless` check records nothing (and writes no state)
+        rec = self._session.state.step(self.step_id)
+
+        def add(doc: dict[str, Any]) -> None:
+            rec.processes.append(doc)
+            self._session.save()
+
+        def remove(pid: int) -> None:
+            rec.processes[:] = [p for p in rec.processes if p.get("pid") != pid]
+            self._session.save()
+
+        return Recorder(add, remove)
 
     def journal(self, event: str, **fields: Any) -> None:
         """An audit entry in the journal, tagged with this step (masked like every journal line)."""

@@ -38,10 +38,12 @@ from migrator.runbook.model import STATUSES, Runbook
 from migrator.runbook.model import Step as RunbookStep
 from migrator.runbook.secrets import SecretResolver
 from migrator.steps.base import Plan, Step
+from migrator.steps.children import settle
 from migrator.store.journal import Journal
 from migrator.store.lock import RunLock
 from migrator.store.state import State, StateStore
 
+ORPHAN_WAIT_S = 120.0  # how long a resume waits for a still-running child of a dead run before stopping it
 APPLIED = ("succeeded", "failed", "interrupted", "running")  # statuses whose effects may be in the world
 
 
@@ -289,6 +291,7 @@ class Engine:
         self.say(f"▶ [{step.phase}] {step.id} ({step.spec.uses}){' — resuming' if resumed else ''}")
         started = time.monotonic()
         try:
+            self._settle_children(step)
             inst, ctx = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=False)
 
             def attempt() -> None:
@@ -329,6 +332,24 @@ class Engine:
         rec.finished_at = time.time()
         s.save()
         self.say(f"✓ [{step.phase}] {step.id} ({elapsed:.1f}s)")
+
+    def _settle_children(self, step: RunbookStep) -> None:
+        """Processes an earlier, interrupted run of this step started and recorded: any still alive is
+        waited for (at most the step's timeout, capped at ORPHAN_WAIT_S), then stopped, before the step
+        is checked again; so a command is never run beside a still-running copy of itself."""
+        s = self.session
+        rec = s.state.step(step.id)
+        if not rec.processes:
+            return
+        left = settle(list(rec.processes), wait_s=min(step.spec.timeout, ORPHAN_WAIT_S), say=self.say,
+                      journal=lambda event, **f: s.journal.append(event, step=step.id, **f))
+        if left:
+            kinds = ", ".join(sorted({str(p.get("via") or p.get("kind")) for p in left}))
+            raise PermanentError(f"{step.id}: processes of an interrupted run were started through {kinds}, which "
+                                 "this version cannot find again; make sure they ended, then `migrate stamp` or "
+                                 "edit nothing and resume once they are gone")
+        rec.processes = []
+        s.save()
 
     def _failed(self, step: RunbookStep, message: str) -> None:
         s = self.session
@@ -505,6 +526,7 @@ class Engine:
         s.journal.append("rollback-started", step=step.id, from_status=rec.status)
         self.say(f"↶ [{step.phase}] {step.id}")
         try:
+            self._settle_children(step)
             inst, _ = s.step_instance(step, time.monotonic() + step.spec.timeout, dry_run=False)
             s.failpoints.hit(step.id, "before-rollback")
             self._with_retries(step, inst.rollback, "rollback")

@@ -112,6 +112,10 @@ class StepContext(Protocol):
 
     def progress(self, description: str, total: float | None = None, unit: str = "") -> Progress: ...
 
+    def child_recorder(self) -> Any:
+        """A migrator.steps.children.Recorder that records this step's child processes in its state
+        record (persisted before they run) and forgets them once they ended."""
+
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
         """A connection shared by every step of the run (SSH session, Docker client, kube client...),
         created on first use by `factory` and closed (if it has `close()`) when the run ends."""

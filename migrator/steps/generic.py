@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,9 +15,20 @@ from migrator.adapters.checks import http_check, tcp_check
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import HttpCheck, TcpCheck
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, state_file, step_type
+from migrator.steps.children import run_child
 from migrator.store.atomic import write_atomic
 
 Command = str | list[str]
+
+# What a shell.run command gets from migrate's own environment: only this, plus the runbook's `env:`.
+# Never the rest (migrate's environment may hold resolved secrets, tokens, MIGRATE_* knobs).
+BASELINE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/",
+                "LANG": "C.UTF-8"}
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    base = {k: os.environ.get(k) or default for k, default in BASELINE_ENV.items()}
+    return {**base, **extra}
 
 
 def _argv(command: Command) -> list[str]:
@@ -41,15 +53,15 @@ class ShellRun(Step[ShellParams]):
     argv_fields = ("command", "unless", "undo", "verify")
 
     def _run(self, command: Command, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.params.env}
         cwd = self.ctx.path(self.params.cwd) if self.params.cwd else self.ctx.runbook.dir
-        try:
-            proc = subprocess.run(_argv(command), env=env, cwd=cwd, capture_output=True, text=True,
-                                  timeout=max(1.0, self.ctx.remaining()))
-        except subprocess.TimeoutExpired:
-            raise PermanentError(f"{what} timed out after {self.ctx.remaining():.0f}s") from None
-        except FileNotFoundError as exc:
-            raise PermanentError(f"{what}: {exc.strerror}: {exc.filename}") from None
+        argv = _argv(command)
+        if shutil.which(argv[0], path=child_env(self.params.env)["PATH"]) is None and "/" not in argv[0]:
+            raise PermanentError(f"{what}: {argv[0]}: not found")
+        if not cwd.is_dir():
+            raise PermanentError(f"{what}: working directory {cwd} does not exist")
+        # Its own process group, dying with migrate, recorded in the state before it runs (children.py).
+        proc = run_child(argv, what=what, env=child_env(self.params.env), cwd=cwd,
+                         timeout=max(1.0, self.ctx.remaining()), recorder=self.ctx.child_recorder())
         if check and proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise PermanentError(f"{what} exited {proc.returncode}: {' | '.join(tail)}")

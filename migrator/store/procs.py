@@ -8,6 +8,7 @@ back to kill(pid, 0).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +71,14 @@ def is_zombie(pid: int) -> bool:
         return False
     rest = raw[raw.rfind(b")") + 2:].split()
     return bool(rest) and rest[0] == b"Z"
+
+
+def pdeathsig_prefix(signame: str = "TERM") -> list[str]:
+    """argv prefix that makes the command get `signame` when its parent (migrate) dies, kill -9 included.
+
+    util-linux's setpriv sets PR_SET_PDEATHSIG and execs the command (no preexec_fn, which is unsafe in a
+    process with threads). Empty where Linux or setpriv is missing: the command then outlives a crash."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not Path("/proc/self/stat").exists():
+        return []
+    return [setpriv, "--pdeathsig", signame, "--"]
