@@ -14,7 +14,7 @@ from migrator import logs
 from migrator.errors import Interrupted
 from migrator.runbook.model import Runbook
 from migrator.steps.base import Progress
-from migrator.steps.children import Recorder
+from migrator.adapters.localproc import Recorder
 
 if TYPE_CHECKING:
     from migrator.engine.engine import Session

@@ -38,7 +38,7 @@ from migrator.runbook.model import STATUSES, Runbook
 from migrator.runbook.model import Step as RunbookStep
 from migrator.runbook.secrets import SecretResolver
 from migrator.steps.base import Plan, Step
-from migrator.steps.children import settle
+from migrator.adapters.localproc import settle
 from migrator.store.journal import Journal
 from migrator.store.lock import RunLock
 from migrator.store.state import State, StateStore

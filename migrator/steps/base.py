@@ -113,7 +113,7 @@ class StepContext(Protocol):
     def progress(self, description: str, total: float | None = None, unit: str = "") -> Progress: ...
 
     def child_recorder(self) -> Any:
-        """A migrator.steps.children.Recorder that records this step's child processes in its state
+        """A migrator.adapters.localproc.Recorder that records this step's child processes in its state
         record (persisted before they run) and forgets them once they ended."""
 
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:

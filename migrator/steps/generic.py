@@ -15,7 +15,7 @@ from migrator.adapters.checks import http_check, tcp_check
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import HttpCheck, TcpCheck
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, state_file, step_type
-from migrator.steps.children import run_child
+from migrator.adapters.localproc import run_child
 from migrator.store.atomic import write_atomic
 
 Command = str | list[str]

@@ -155,6 +155,11 @@ def settle(processes: list[dict[str, Any]], *, wait_s: float, say: Callable[[str
         if ident.boot and ident.boot != boot_id():
             continue  # the machine rebooted since: nothing of that run survives
         pgid = int(rec.get("pgid") or ident.pid)
+        leader = start_ticks(pgid)
+        if leader is not None and ident.start is not None and leader != ident.start:
+            continue  # that pid is another process now, leading a group of its own: not ours
+        # With the leader gone, live members of the group are still ours: Linux does not hand out a pid
+        # that is in use as a process group id.
         members = group_members(pgid, ident.start)
         if not members:
             continue
