@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from migrator import logs
+from migrator.adapters.localproc import Recorder
 from migrator.errors import Interrupted
 from migrator.runbook.model import Runbook
 from migrator.steps.base import Progress
-from migrator.adapters.localproc import Recorder
 
 if TYPE_CHECKING:
     from migrator.engine.engine import Session

@@ -21,6 +21,7 @@ from typing import Any
 
 from migrator import logs, redact
 from migrator.adapters.checks import run_gate_check
+from migrator.adapters.localproc import settle
 from migrator.engine.context import Context
 from migrator.engine.failpoints import Failpoints
 from migrator.errors import (
@@ -38,7 +39,6 @@ from migrator.runbook.model import STATUSES, Runbook
 from migrator.runbook.model import Step as RunbookStep
 from migrator.runbook.secrets import SecretResolver
 from migrator.steps.base import Plan, Step
-from migrator.adapters.localproc import settle
 from migrator.store.journal import Journal
 from migrator.store.lock import RunLock
 from migrator.store.state import State, StateStore

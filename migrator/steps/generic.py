@@ -12,10 +12,10 @@ from pathlib import Path
 from pydantic import Field
 
 from migrator.adapters.checks import http_check, tcp_check
+from migrator.adapters.localproc import run_child
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import HttpCheck, TcpCheck
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, state_file, step_type
-from migrator.adapters.localproc import run_child
 from migrator.store.atomic import write_atomic
 
 Command = str | list[str]
@@ -111,7 +111,7 @@ class FileWrite(Step[FileParams]):
         return self.ctx.path(self.params.path)
 
     def _backup(self) -> Path:
-        return state_file(self.ctx, "backups", f"{self.ctx.step_id}.bak")
+        return self.ctx.path(self.ctx.runbook.file.state_dir or "state") / "backups" / f"{self.ctx.step_id}.bak"
 
     def check(self) -> Check:
         target = self._target()
