@@ -105,12 +105,30 @@ class _Validator:
         ctx["environment"] = rb_file.environment.model_dump(mode="json") if rb_file is not head else env_interp
 
         self._check_secrets(src, rb_file)
+        if rb_file.production:
+            self._refuse_insecure(src, ("environment",), env_interp)
         steps, names = self._load_phases(src, rb_file, lookup)
         self._check_graph(steps)
         if self.problems:
             raise InputError("invalid runbook", self.problems)
         digest = _digest([s.digest for s in steps] + [rb_file.model_dump(mode="json", exclude={"description"})])
         return Runbook(path=self.path, file=rb_file, steps=steps, digest=digest, phase_names=names)
+
+    def _refuse_insecure(self, src: Located, prefix: Loc, value: Any) -> None:
+        """A production runbook verifies TLS everywhere: `tls_verify: false` is refused (give ca_file)."""
+        stack: list[tuple[Loc, Any]] = [(prefix, value)]
+        while stack:
+            loc, item = stack.pop()
+            if isinstance(item, dict):
+                for key, sub in item.items():
+                    if key == "tls_verify" and sub is False:
+                        self.fail(src.where((*loc, key)), _dotted((*loc, key)),
+                                  "tls_verify: false is refused on a production runbook (production: true); "
+                                  "give the server's CA in ca_file instead")
+                    else:
+                        stack.append(((*loc, key), sub))
+            elif isinstance(item, list):
+                stack.extend(((*loc, i), sub) for i, sub in enumerate(item))
 
     def _check_secrets(self, src: Located, rb: RunbookFile) -> None:
         resolved: dict[str, str] = {}
@@ -183,6 +201,9 @@ class _Validator:
                 seen[spec.id] = where
                 raw_with = (psrc.data["steps"][j] or {}).get("with") or {}
                 params, model = self._params(psrc, loc, spec, raw_with, rb, lookup, types)
+                if rb.production:
+                    self._refuse_insecure(psrc, (*loc, "with"), params)
+                    self._refuse_insecure(psrc, (*loc, "gate"), spec.gate.model_dump(exclude_defaults=True))
                 digest = _digest({"uses": spec.uses, "with": params, "gate": spec.gate.model_dump(),
                                   "rollback": spec.rollback, "ponr": spec.point_of_no_return})
                 steps.append(Step(spec=spec, phase=phase.phase, phase_name=phase.name, source=where,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from migrator import redact
 from migrator.adapters.checks import http_check, tcp_check
 from migrator.adapters.localproc import run_child
 from migrator.errors import GateNotReady, PermanentError
@@ -100,7 +101,8 @@ class ShellRun(Step[ShellParams]):
 class FileParams(StrictModel):
     path: str
     content: str
-    mode: int = 0o644
+    # Default: 0600 when the content holds a secret (a ${secrets.x} resolved into it), else 0644.
+    mode: int | None = Field(default=None, ge=0, le=0o7777)
 
 
 @step_type("file.write")
@@ -109,6 +111,13 @@ class FileWrite(Step[FileParams]):
 
     def _target(self) -> Path:
         return self.ctx.path(self.params.path)
+
+    def _mode(self) -> int:
+        if self.params.mode is not None:
+            return self.params.mode
+        # Every secret value resolved for this step is registered for masking: masking changes the text
+        # exactly when the content holds one.
+        return 0o600 if redact.redact(self.params.content) != self.params.content else 0o644
 
     def _backup(self) -> Path:
         return self.ctx.path(self.ctx.runbook.file.state_dir or "state") / "backups" / f"{self.ctx.step_id}.bak"
@@ -129,12 +138,15 @@ class FileWrite(Step[FileParams]):
         if "existed" not in self.ctx.facts:  # first attempt only: later ones would back up our own write
             existed = target.is_file()
             sha = None
+            mode = None
             if existed:
                 data = target.read_bytes()
                 sha = hashlib.sha256(data).hexdigest()
+                mode = target.stat().st_mode & 0o7777
                 write_atomic(self._backup(), data)
-            self.ctx.record(existed=existed, previous_sha256=sha, backup=str(self._backup()) if existed else None)
-        write_atomic(target, self.params.content.encode(), mode=self.params.mode)
+            self.ctx.record(existed=existed, previous_sha256=sha, previous_mode=mode,
+                            backup=str(self._backup()) if existed else None)
+        write_atomic(target, self.params.content.encode(), mode=self._mode())
 
     def rollback(self) -> None:
         facts = self.ctx.facts
@@ -145,7 +157,7 @@ class FileWrite(Step[FileParams]):
             data = Path(facts["backup"]).read_bytes()
             if hashlib.sha256(data).hexdigest() != facts["previous_sha256"]:
                 raise PermanentError(f"backup {facts['backup']} does not match its recorded checksum; not restored")
-            write_atomic(target, data)
+            write_atomic(target, data, mode=facts.get("previous_mode") or 0o600)
         else:
             target.unlink(missing_ok=True)
 

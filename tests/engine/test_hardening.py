@@ -418,3 +418,39 @@ def test_a_var_ending_in_a_newline_keeps_it(tmp_path: Path) -> None:
 def test_status_names_the_holder_liveness(tmp_path: Path) -> None:
     runbook = effect_runbook(tmp_path, n=1, seconds=0)
     assert status_json(runbook, tmp_path / "st")["lock"] == "free"
+
+
+# -- secrets where they belong ----------------------------------------------------------------------
+
+def test_tls_verify_false_is_refused_on_a_production_runbook(tmp_path: Path) -> None:
+    import re
+
+    check = {"id": "probe", "uses": "check.http",
+             "with": {"url": "https://127.0.0.1:1/", "tls_verify": False},
+             "gate": {"checks": [{"http": {"url": "https://127.0.0.1:1/", "tls_verify": False}}]}}
+    runbook = write_runbook(tmp_path, {1: [check]})
+    text = runbook.read_text()
+    runbook.write_text(text + "production: true\n")
+    proc = migrate("plan", "-r", str(runbook), "--state-dir", str(tmp_path / "st"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert re.search(r"phase1\.yaml:\d+: steps\.0\.with\.tls_verify: tls_verify: false is refused on a production", lines[0] + lines[1])
+    assert re.search(r"steps\.0\.gate\.checks\.0\.http\.tls_verify: tls_verify: false is refused", proc.stderr)
+    runbook.write_text(text)  # the same on a rehearsal runbook: accepted
+    assert migrate("plan", "-r", str(runbook), "--state-dir", str(tmp_path / "st")).returncode == 0
+
+
+def test_file_write_defaults_to_0600_when_its_content_holds_a_secret(tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, {1: [
+        {"id": "secret-file", "uses": "file.write", "with": {"path": "s.conf", "content": "token=${secrets.tok}\n"}},
+        {"id": "plain-file", "uses": "file.write", "with": {"path": "p.conf", "content": "hello\n"}},
+        {"id": "chosen-mode", "uses": "file.write", "with": {"path": "c.conf", "content": "x", "mode": 0o640}},
+    ]}, secrets={"tok": {"env": "T_FILE_SECRET"}})
+    proc = migrate("run", "-r", str(runbook), "--state-dir", str(tmp_path / "st"),
+                   env={"T_FILE_SECRET": "canary-file-Zq8v1"})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s.conf").read_text() == "token=canary-file-Zq8v1\n"
+    assert (tmp_path / "s.conf").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "p.conf").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "c.conf").stat().st_mode & 0o777 == 0o640
