@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrator.errors import InputError
-from migrator.runbook.loader import load_runbook
+from migrator.steps.catalogue import load_runbook
 from tests.util import migrate
 
 RUNBOOK = "name: fz\nphases: [p1.yaml]\nvars: {x: '1', work: /tmp}\nsecrets: {tok: {env: FUZZ_TOKEN_UNSET}}\n"
