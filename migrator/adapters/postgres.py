@@ -162,13 +162,12 @@ def write_server_passfile(c: psycopg.Connection[Any], name: str, password: str |
 
     For CREATE SUBSCRIPTION ... CONNECTION '... passfile=PATH': the subscriber's walreceiver reads the
     password from it, so the password is in no SQL text (pg_stat_activity, the server's log on error)
-    and not in pg_subscription.subconninfo. How, with the server's own means only:
-    - the file is created by lo_export of an EMPTY large object (the server creates it under its umask,
-      0077: mode 0600; nothing secret in the large object, so nothing secret in the WAL);
-    - the line is put in a TEMPORARY table (never WAL-logged) as a bound parameter (the statement text
-      holds $1, not the value), and `COPY ... TO` the existing file, which keeps its 0600 mode;
-    - `password=None` empties the file (after the subscription is dropped).
-    Needs a superuser (which CREATE SUBSCRIPTION needs on PostgreSQL 15 anyway)."""
+    and not in pg_subscription.subconninfo. With the server's own means only: the line goes into a
+    TEMPORARY table (never WAL-logged) as a bound parameter (the statement text holds $1, not the value),
+    then `COPY ... TO PROGRAM` hands it on stdin to `umask 077; cat > tmp; mv tmp PATH` run by the
+    server (lo_export and COPY TO a file create 0644 files, which libpq refuses as a passfile).
+    `password=None` removes the file (once the subscription is dropped). Needs a superuser (which
+    CREATE SUBSCRIPTION needs on PostgreSQL 15 anyway) and a shell in the server's container."""
     import psycopg
 
     try:
@@ -181,24 +180,26 @@ def write_server_passfile(c: psycopg.Connection[Any], name: str, password: str |
 
 def _write_server_passfile(c: psycopg.Connection[Any], name: str, password: str | None) -> str:
     path = f"{rows(c, 'SHOW data_directory')[0][0]}/migrator-{name}.pgpass"
-    line = "" if password is None else passfile_line(password)
-    with c.transaction():
-        oid = rows(c, "SELECT lo_from_bytea(0, ''::bytea)")[0][0]
-        try:
-            c.execute("SELECT lo_export(%s::oid, %s)", (int(oid), path))
-        finally:
-            c.execute("SELECT lo_unlink(%s::oid)", (int(oid),))
+    target = _quote_sh(path)
+    if password is None:
+        c.execute(f"COPY (SELECT 1 WHERE false) TO PROGRAM {_quote_literal(f'rm -f {target}')}".encode())
+        return path
+    line = passfile_line(password).rstrip("\n")
     c.execute("CREATE TEMPORARY TABLE IF NOT EXISTS migrator_passfile (line text)")
     try:
         c.execute("TRUNCATE migrator_passfile")
-        if line:
-            c.execute("INSERT INTO migrator_passfile VALUES (%s)", (line.rstrip("\n"),))
+        c.execute("INSERT INTO migrator_passfile VALUES (%s)", (line,))
+        program = f"umask 077 && cat > {_quote_sh(path + '.tmp')} && mv -f {_quote_sh(path + '.tmp')} {target}"
         # CSV with a delimiter and a quote that a password line cannot hold: the line is written as is.
-        c.execute(f"COPY migrator_passfile TO {_quote_literal(path)} WITH (FORMAT csv, DELIMITER E'\\x02', "
-                  "QUOTE E'\\x01')".encode())
+        c.execute(f"COPY migrator_passfile TO PROGRAM {_quote_literal(program)} WITH (FORMAT csv, "
+                  "DELIMITER E'\\x02', QUOTE E'\\x01')".encode())
     finally:
         c.execute("DROP TABLE IF EXISTS migrator_passfile")
     return path
+
+
+def _quote_sh(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _quote_literal(text: str) -> str:

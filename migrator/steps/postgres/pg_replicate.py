@@ -109,7 +109,8 @@ def drop_subscription(db: PgConn, source: PgSource, name: str) -> None:
                 c.execute(f"ALTER SUBSCRIPTION {_id(name)} DISABLE".encode())
                 c.execute(f"ALTER SUBSCRIPTION {_id(name)} SET (slot_name = NONE)".encode())
                 c.execute(f"DROP SUBSCRIPTION {_id(name)}".encode())
-            write_server_passfile(c, name, None)  # the password file emptied: nothing of it stays
+    with connect(db) as c:
+        write_server_passfile(c, name, None)  # the password file removed (even if CREATE never ran)
     deadline = time.monotonic() + 30
     while True:
         state = source.query(f"SELECT active::text FROM pg_replication_slots WHERE slot_name = {_lit(name)}")
