@@ -161,10 +161,9 @@ def write_server_passfile(c: psycopg.Connection[Any], name: str, password: str |
     """Write a libpq password file on the SERVER's own disk, mode 0600; returns its path there.
 
     For CREATE SUBSCRIPTION ... CONNECTION '... passfile=PATH': the subscriber's walreceiver reads the
-    password from it, so the password is in no SQL text (pg_stat_activity, the server's log on error)
-    and not in pg_subscription.subconninfo. With the server's own means only: the line goes into a
-    TEMPORARY table (never WAL-logged) as a bound parameter (the statement text holds $1, not the value),
-    then `COPY ... TO PROGRAM` hands it on stdin to `umask 077; cat > tmp; mv tmp PATH` run by the
+    password from it, so the password is in no SQL text (pg_stat_activity, the server's log, even
+    with every statement logged) and not in pg_subscription.subconninfo. With the server's own means
+    only: the line goes into a TEMPORARY table (never WAL-logged) as COPY FROM STDIN data, then `COPY ... TO PROGRAM` hands it on stdin to `umask 077; cat > tmp; mv tmp PATH` run by the
     server (lo_export and COPY TO a file create 0644 files, which libpq refuses as a passfile).
     `password=None` removes the file (once the subscription is dropped). Needs a superuser (which
     CREATE SUBSCRIPTION needs on PostgreSQL 15 anyway) and a shell in the server's container."""
@@ -188,7 +187,10 @@ def _write_server_passfile(c: psycopg.Connection[Any], name: str, password: str 
     c.execute("CREATE TEMPORARY TABLE IF NOT EXISTS migrator_passfile (line text)")
     try:
         c.execute("TRUNCATE migrator_passfile")
-        c.execute("INSERT INTO migrator_passfile VALUES (%s)", (line,))
+        # COPY FROM STDIN: the line travels as COPY data, which no log and no pg_stat_activity shows
+        # (a bound parameter would be logged with log_statement = all).
+        with c.cursor() as cur, cur.copy("COPY migrator_passfile (line) FROM STDIN") as copy:
+            copy.write_row((line,))
         program = f"umask 077 && cat > {_quote_sh(path + '.tmp')} && mv -f {_quote_sh(path + '.tmp')} {target}"
         # CSV with a delimiter and a quote that a password line cannot hold: the line is written as is.
         c.execute(f"COPY migrator_passfile TO PROGRAM {_quote_literal(program)} WITH (FORMAT csv, "
