@@ -127,22 +127,3 @@ def _maybe_traceback() -> None:
         import traceback
 
         print(_redact(traceback.format_exc()), file=sys.stderr, end="")
-
-
-def _click_exceptions() -> tuple[type[Exception], ...]:
-    """ClickException of the click typer uses: typer >= 0.20 vendors its own, and a standalone click
-    (import-linter pulls one in) is another class, so both are tried."""
-    found: list[type[Exception]] = []
-    try:
-        from typer import _click  # type: ignore[attr-defined]
-
-        found.append(_click.exceptions.ClickException)
-    except ImportError:
-        pass
-    try:
-        import click
-
-        found.append(click.exceptions.ClickException)
-    except ImportError:
-        pass
-    return tuple(found)
