@@ -120,7 +120,7 @@ class FileWrite(Step[FileParams]):
         return 0o600 if redact.redact(self.params.content) != self.params.content else 0o644
 
     def _backup(self) -> Path:
-        return self.ctx.path(self.ctx.runbook.file.state_dir or "state") / "backups" / f"{self.ctx.step_id}.bak"
+        return state_file(self.ctx, "backups", f"{self.ctx.step_id}.bak")
 
     def check(self) -> Check:
         target = self._target()
