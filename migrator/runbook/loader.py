@@ -182,7 +182,7 @@ class _Validator:
             except InputError as exc:
                 self.problems.append(f"{src.where(('phases', i))}: phases.{i}: {exc}")
                 continue
-            except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte...
+            except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable directory...
                 self.problems.append(f"{src.where(('phases', i))}: phases.{i}: cannot use {rel!r}: {exc}")
                 continue
             parsed = self._phase(psrc, lookup)
