@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def main() -> int:
     if not 1 <= args.mb <= 4096 or not 1 <= args.runs <= 10:
         print("--mb must be 1..4096 and --runs 1..10", file=sys.stderr)
         return 2
+    # a SIGTERM (timeout, Ctrl-C in a wrapper) still runs the clean-up below: no dockerd left behind
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     total = args.mb * 1_000_000
     root = Path(f"/tmp/bench-exec-{uuid.uuid4().hex[:8]}")
     paths = Paths(root)
