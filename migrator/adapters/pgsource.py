@@ -417,9 +417,15 @@ class PgSource:
             self.run([*PSQL, "-f", "-"], script)
 
     def dump_schema(self, section: str) -> str:
-        """pg_dump of one section (pre-data, post-data) as SQL, without privileges or replication objects."""
-        argv = ["pg_dump", "--schema-only", f"--section={section}", "--no-privileges", "--no-publications",
-                "--no-subscriptions", "--no-security-labels", "--quote-all-identifiers"]
+        """pg_dump of one section (pre-data, post-data) as SQL, with privileges, default privileges, comments
+        and security labels, without replication objects (publications, subscriptions: postgres.replicate's).
+
+        Not --schema-only, which leaves out large objects and materialized views' data: pre-data then
+        carries each large object's lo_create, owner, grants and comment, and post-data a REFRESH of each
+        materialized view populated in the source, in dependency order (table rows and large objects'
+        contents are the data section, which is never dumped here)."""
+        argv = ["pg_dump", f"--section={section}", "--no-publications", "--no-subscriptions",
+                "--quote-all-identifiers"]
         return self.run(argv).decode()
 
     @contextlib.contextmanager

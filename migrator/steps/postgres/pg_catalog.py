@@ -148,3 +148,62 @@ def counts(query: Query, items: list[TableInfo]) -> dict[str, int]:
         sql.SQL("SELECT {}::text, count(*)::text FROM ONLY {}").format(
             sql.Literal(t.label), sql.Identifier(t.schema, t.name)).as_string(None) for t in items)
     return {r[0]: int(r[1]) for r in query(q)}
+
+
+# Materialized views (their rows are compared like a table's when populated).
+MATVIEWS_SQL = f"""
+SELECT n.nspname::text, c.relname::text, c.relispopulated::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'm' AND {USER_NS}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+# Large objects: how many, and an md5 over each one's oid and the md5 of its contents, in oid order
+# (computed in the server; lo_get reads one object at a time into memory).
+LARGE_OBJECTS_SQL = """
+SELECT count(*)::text, coalesce(md5(string_agg(m.oid::text || ':' || md5(lo_get(m.oid)), ',' ORDER BY m.oid)), '')
+FROM pg_catalog.pg_largeobject_metadata m
+"""
+
+# Settings of this database ('' as the role) and of roles in it, one element a row, in stored order.
+SETTINGS_SQL = """
+SELECT coalesce(r.rolname, '')::text, x.item
+FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole,
+     unnest(s.setconfig) WITH ORDINALITY AS x(item, i)
+WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY 1, x.i
+"""
+
+COMMENT_SQL = ("SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
+               "WHERE datname = current_database()")
+
+
+def matviews(query: Query) -> dict[TableInfo, bool]:
+    """{materialized view (as a TableInfo, for the digest): populated}"""
+    return {TableInfo(r[0], r[1], 0, 0, False, "n", (), True): r[2] == "true" for r in query(MATVIEWS_SQL)}
+
+
+def large_objects(query: Query) -> tuple[int, str]:
+    r = query(LARGE_OBJECTS_SQL)[0]
+    return int(r[0]), r[1]
+
+
+@dataclass(frozen=True)
+class Setting:
+    role: str  # '' for the database itself
+    name: str
+    value: str
+
+
+def settings(query: Query) -> list[Setting]:
+    out = []
+    for role, item in query(SETTINGS_SQL):
+        name, _, value = item.partition("=")
+        out.append(Setting(role, name, value))
+    return out
+
+
+def comment(query: Query) -> str:
+    return query(COMMENT_SQL)[0][0]

@@ -31,6 +31,7 @@ from migrator.steps.base import Check, Plan, Step, step_type
 from migrator.steps.postgres import pg_aside as aside
 from migrator.steps.postgres import pg_catalog as cat
 from migrator.steps.postgres import pg_schema as schema
+from migrator.steps.postgres import pg_whole as whole
 from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ class PostgresCopy(Step[CopyParams]):
             plan.change(f"create extensions first: {', '.join(exts)}")
         if nopk:
             plan.change(f"tables without a primary key (copied as they are): {', '.join(nopk)}")
+        plan.changes += self._plan_whole(source)
         split = [t for t in tabs if self._parts(t) > 1]
         if split:
             plan.change("read in block ranges in parallel, in one snapshot: "
@@ -242,6 +244,50 @@ class PostgresCopy(Step[CopyParams]):
                           "whether the target server has the extensions' files installed",
                           "row counts are estimates (pg_class.reltuples) until the copy counts them"]
         return plan
+
+    def _plan_whole(self, source: PgSource) -> list[str]:
+        """What comes along besides tables and their rows (and what is left out on purpose)."""
+        lines = []
+        n_lo = int(source.query("SELECT count(*) FROM pg_largeobject_metadata")[0][0])
+        if n_lo:
+            lines.append(f"copy {n_lo} large object(s): owners, grants and comments with the schema, contents after "
+                         "the tables")
+        mvs = cat.matviews(source.query)
+        if mvs:
+            cold = [t.label for t, populated in mvs.items() if not populated]
+            lines.append(f"refresh {len(mvs) - len(cold)} materialized view(s) after loading, in dependency order"
+                         + (f"; left unpopulated as in the source: {', '.join(cold)}" if cold else ""))
+        sets = cat.settings(source.query)
+        if sets:
+            skipped = sorted({s.role for s in sets if s.role and self._role_for(s.role) is None})
+            lines.append(f"set {len(sets)} database/role setting(s) on {self.params.target.database} once loaded"
+                         + (f"; not for roles neither mapped nor on the target: {', '.join(skipped)}" if skipped else ""))
+        pubs = [r[0] for r in source.query("SELECT pubname::text FROM pg_publication ORDER BY 1")]
+        if pubs:
+            lines.append(f"publications are not copied (replication is set up by postgres.replicate): {', '.join(pubs)}")
+        return lines
+
+    def _role_for(self, role: str) -> str | None:
+        """The target role a source role's settings go to: its owner_map entry, or the same name when the
+        target has it; None otherwise (default_owner is for ownership, not for another role's settings)."""
+        p = self.params
+        if role in p.owner_map:
+            return p.owner_map[role]
+        _, server, _ = self._ends()
+        return None if schema.missing_roles(server, {role}) else role
+
+    def _finish_database(self, source: PgSource, server: PgConn) -> None:
+        """Database- and role-level settings and the database's comment, once the data is in (a setting such
+        as default_transaction_read_only would stop the copy itself)."""
+        ctx = self.ctx
+        if ctx.facts.get("settings_done"):
+            return
+        sets = cat.settings(source.query)
+        skipped = whole.apply_settings(server, self.params.target.database, sets, self._role_for)
+        if skipped:
+            ctx.log.warning("role settings not copied: role neither mapped nor on the target", roles=skipped)
+        whole.set_comment(server, self.params.target.database, cat.comment(source.query) or None)
+        ctx.record(settings_done=True, settings=len(sets), settings_skipped=skipped)
 
     def apply(self) -> None:
         p, ctx = self.params, self.ctx
@@ -278,6 +324,7 @@ class PostgresCopy(Step[CopyParams]):
             with connect(db) as c:
                 c.execute("ANALYZE")
             lap("analyze")
+        self._finish_database(source, server)
         if ctx.facts.get("logins_out"):
             aside.let_logins_in(server, p.target.database, ctx.facts["db_owner"])
             ctx.record(logins_out=False)
@@ -299,16 +346,25 @@ class PostgresCopy(Step[CopyParams]):
         ctx = self.ctx
         done = set(ctx.facts.get("tables_done") or [])
         todo = sorted((t for t in tabs if t.label not in done), key=lambda t: -t.bytes)  # biggest first
-        if not todo:
+        if not todo and ctx.facts.get("large_objects_done"):
             return
-        total_b = sum(t.bytes for t in todo)
-        bar = ctx.progress(f"copy {self.params.target.database}", total=total_b or None, unit="B")
-        rows_bar = ctx.progress(f"rows {self.params.target.database}", total=sum(t.rows_est for t in todo) or None,
-                                unit="rows")
         with contextlib.ExitStack() as stack:
             snapshot = self._snapshot(stack, source)
-            pieces = self._pieces(source, todo, snapshot is not None)
-            self._run_pieces(source, db, pieces, snapshot, bar, rows_bar)
+            if todo:
+                total_b = sum(t.bytes for t in todo)
+                bar = ctx.progress(f"copy {self.params.target.database}", total=total_b or None, unit="B")
+                rows_bar = ctx.progress(f"rows {self.params.target.database}",
+                                        total=sum(t.rows_est for t in todo) or None, unit="rows")
+                pieces = self._pieces(source, todo, snapshot is not None)
+                self._run_pieces(source, db, pieces, snapshot, bar, rows_bar)
+            if not ctx.facts.get("large_objects_done"):
+                # In the same snapshot as the rows: a table's oid column and the objects it points to agree.
+                n, moved = 0, 0
+                if source.query("SELECT count(*) FROM pg_largeobject_metadata")[0][0] != "0":
+                    n, moved = whole.copy_large_objects(source, db, snapshot)
+                    ctx.log.info("large objects copied", objects=n, bytes=moved)
+                ctx.record(large_objects_done=True, large_objects=n, large_object_bytes=moved)
+                ctx.failpoint("after-large-objects")
 
     def _snapshot(self, stack: contextlib.ExitStack[Any], source: PgSource) -> Snapshot | None:
         try:
@@ -406,6 +462,7 @@ class PostgresCopy(Step[CopyParams]):
     def report(self) -> dict[str, Any]:
         f = self.ctx.facts
         return {"tables": len(f.get("tables_done") or []), "rows": f.get("rows"), "bytes": f.get("bytes"),
+                "large_objects": f.get("large_objects"), "settings": f.get("settings"),
                 "seconds": f.get("seconds"), "phases": f.get("phases")}
 
 

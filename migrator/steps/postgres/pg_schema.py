@@ -6,6 +6,7 @@ Each section is applied in one transaction, so a crash leaves it either wholly t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from migrator.adapters.postgres import connect, database_exists, role_exists, rows
@@ -15,7 +16,23 @@ from migrator.steps.postgres import pg_catalog as cat
 if TYPE_CHECKING:
     from migrator.adapters.postgres import PgConn
 
-_OWNER = re.compile(r'^(ALTER .+ OWNER TO )("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*);$')
+_Q = r'"(?:[^"]|"")+"'  # a quoted identifier (pg_dump runs with --quote-all-identifiers)
+_ROLE = rf"(?:{_Q}|PUBLIC)"
+_ROLES = rf"{_ROLE}(?:, ?{_ROLE})*"
+_OWNER = re.compile(rf'^(ALTER .+ OWNER TO )({_Q}|[A-Za-z_][A-Za-z0-9_$]*);$')
+# Every other statement of pg_dump's that names roles: grants and revokes (objects, large objects,
+# default privileges), the grantor's session, policies, user mappings. Groups r1, r2: role lists.
+_ROLE_LINES = [
+    re.compile(rf"^(GRANT .* TO )(?P<r1>{_ROLES})((?: WITH GRANT OPTION)?;)$"),
+    re.compile(rf"^(REVOKE .* FROM )(?P<r1>{_ROLES})((?: CASCADE)?;)$"),
+    re.compile(rf"^(ALTER DEFAULT PRIVILEGES FOR ROLE )(?P<r1>{_Q})(.* (?:TO|FROM) )(?P<r2>{_ROLES})"
+               r"((?: WITH GRANT OPTION)?;)$"),
+    re.compile(rf"^(SET SESSION AUTHORIZATION )(?P<r1>{_Q})(;)$"),
+    re.compile(rf"^(CREATE POLICY {_Q} ON {_Q}\.{_Q}(?: AS \w+)?(?: FOR \w+)? TO )(?P<r1>{_ROLES})"
+               r"((?: USING | WITH CHECK |;).*)$"),
+    re.compile(rf"^(CREATE USER MAPPING FOR )(?P<r1>{_ROLE})( SERVER .*)$"),
+]
+_ROLE_ITEM = re.compile(_ROLE)
 # pg_dump 15.14+ fences its script with \restrict/\unrestrict (psql meta-commands): not SQL, dropped.
 _META_OK = ("\\restrict ", "\\unrestrict ")
 
@@ -24,8 +41,34 @@ def _unquote(ident: str) -> str:
     return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
 
 
+def _map_line(line: str, fn: Callable[[str], str]) -> str:
+    """`line` with every role it names passed through `fn` (PUBLIC stays PUBLIC)."""
+    from migrator.adapters.pgsql import sql
+
+    def one(m: re.Match[str]) -> str:
+        item = m.group(0)
+        return item if item == "PUBLIC" else sql.Identifier(fn(_unquote(item))).as_string(None)
+
+    if m := _OWNER.match(line):
+        return f"{m.group(1)}{sql.Identifier(fn(_unquote(m.group(2)))).as_string(None)};"
+    for pattern in _ROLE_LINES:
+        if m := pattern.match(line):
+            roles = {pattern.groupindex[k] for k in ("r1", "r2") if k in pattern.groupindex}
+            return "".join(_ROLE_ITEM.sub(one, g) if i in roles else g for i, g in enumerate(m.groups(), 1))
+    return line
+
+
 def owners_in(script: str) -> set[str]:
-    return {_unquote(m.group(2)) for line in script.splitlines() if (m := _OWNER.match(line))}
+    """Every role the script names (owners, grantees, grantors, policies' and user mappings' roles)."""
+    seen: set[str] = set()
+
+    def note(role: str) -> str:
+        seen.add(role)
+        return role
+
+    for line in script.splitlines():
+        _map_line(line, note)
+    return seen
 
 
 def map_role(role: str, owner_map: dict[str, str], default_owner: str | None) -> str:
@@ -37,20 +80,20 @@ def map_role(role: str, owner_map: dict[str, str], default_owner: str | None) ->
 
 
 def prepare(script: str, owner_map: dict[str, str], default_owner: str | None) -> str:
-    """pg_dump SQL with owners mapped and psql meta-commands removed."""
-    from migrator.adapters.pgsql import sql
-
+    """pg_dump SQL with roles mapped and psql meta-commands removed."""
     out = []
+    refreshing = False
     for line in script.splitlines():
+        if line.startswith("REFRESH MATERIALIZED VIEW ") and not refreshing:
+            # pg_dump's `SET row_security = off` makes a REFRESH fail on a table whose policies apply to the
+            # view's owner (FORCE ROW LEVEL SECURITY); the source's REFRESH ran with them applied, so does this.
+            out.append("SET row_security = on;")
+            refreshing = True
         if line.startswith("\\"):
             if line.startswith(_META_OK):
                 continue
             raise PermanentError(f"pg_dump output has a psql meta-command the migrator cannot apply: {line[:40]}")
-        m = _OWNER.match(line)
-        if m:
-            role = map_role(_unquote(m.group(2)), owner_map, default_owner)
-            line = f"{m.group(1)}{sql.Identifier(role).as_string(None)};"
-        out.append(line)
+        out.append(_map_line(line, lambda r: map_role(r, owner_map, default_owner)))
     return "\n".join(out) + "\n"
 
 

@@ -1,7 +1,9 @@
 """postgres.verify: the parity gate between source and target, computed inside each server.
 
 Per table: row count and a sum of 64-bit row hashes (order-independent, so no sort and no data pulled
-out); sequences (target at least the source); counts of constraints, indexes and triggers. A mismatch
+out); sequences (target at least the source); counts of constraints, indexes and triggers; large objects
+(count and an md5 over their contents in oid order); each materialized view's populated state and, when
+populated, its rows like a table's; the database's own settings (ALTER DATABASE ... SET). A mismatch
 fails the gate and names what differs. Writers must be frozen (or replication caught up) first.
 """
 
@@ -54,9 +56,45 @@ def compare(source_q: cat.Query, target_q: cat.Query, sequences: bool = True) ->
     diff_st = [f"{k} {src_st[k]} vs {dst_st.get(k, 0)}" for k in src_st if src_st[k] != dst_st.get(k, 0)]
     if diff_st:
         problems.append(f"structure differs: {', '.join(diff_st)}")
+    extra, more = compare_whole(source_q, target_q)
+    problems += extra
     figures = {"tables": len(common), "rows": sum(n for n, _ in src_d.values()), "sequences": len(src_s),
-               **{k.replace(" ", "_"): v for k, v in src_st.items()}}
+               **{k.replace(" ", "_"): v for k, v in src_st.items()}, **more}
     return problems, figures
+
+
+def compare_whole(source_q: cat.Query, target_q: cat.Query) -> tuple[list[str], dict[str, Any]]:
+    """Large objects (count and digest), materialized views (populated state, then rows like a table's),
+    the database's own settings."""
+    problems: list[str] = []
+    (sn, sh), (dn, dh) = cat.large_objects(source_q), cat.large_objects(target_q)
+    if sn != dn:
+        problems.append(f"large objects: {sn} on the source, {dn} on the target")
+    elif sh != dh:
+        problems.append(f"large objects: same {sn}, different contents")
+    src_mv, dst_mv = cat.matviews(source_q), cat.matviews(target_q)
+    dst_by = {t.label: populated for t, populated in dst_mv.items()}
+    missing = sorted(t.label for t in src_mv if t.label not in dst_by)
+    if missing:
+        problems.append(f"materialized views missing on the target: {', '.join(missing)}")
+    state = [f"{t.label} ({'populated' if pop else 'not populated'} on the source, "
+             f"{'populated' if dst_by[t.label] else 'not populated'} on the target)"
+             for t, pop in src_mv.items() if t.label in dst_by and pop != dst_by[t.label]]
+    if state:
+        problems.append(f"materialized views: {', '.join(state)}")
+    full = [t for t, pop in src_mv.items() if pop and dst_by.get(t.label)]
+    s_d, d_d = cat.digests(source_q, full), cat.digests(target_q, full)
+    differ = [f"{t.label} (rows {s_d[t.label][0]} vs {d_d[t.label][0]})" if s_d[t.label][0] != d_d[t.label][0]
+              else f"{t.label} (same {s_d[t.label][0]} rows, different content)"
+              for t in full if s_d[t.label] != d_d[t.label]]
+    if differ:
+        problems.append(f"materialized views that differ: {', '.join(differ)}")
+    s_set = [(s.name, s.value) for s in cat.settings(source_q) if not s.role]
+    d_set = [(s.name, s.value) for s in cat.settings(target_q) if not s.role]
+    if sorted(s_set) != sorted(d_set):
+        problems.append("database settings differ: source " + (", ".join(f"{n}={v}" for n, v in s_set) or "none")
+                        + "; target " + (", ".join(f"{n}={v}" for n, v in d_set) or "none"))
+    return problems, {"large_objects": sn, "materialized_views": len(src_mv), "database_settings": len(s_set)}
 
 
 @step_type("postgres.verify")
@@ -69,7 +107,8 @@ class PostgresVerify(Step[VerifyParams]):
     def plan(self) -> Plan:
         p = self.params
         return Plan(changes=[f"compare {p.source.database} (source) with {p.target.database} on "
-                             f"{p.target.endpoint}: per-table counts and content digests, sequences, structure"],
+                             f"{p.target.endpoint}: per-table counts and content digests, sequences, structure, large objects, "
+                             "materialized views, database settings"],
                     unknowns=["whether they match, until the digests are computed"])
 
     def apply(self) -> None:
