@@ -239,6 +239,8 @@ ALTER DATABASE {db} SET default_text_search_config = 'app.simple_en';
 ALTER ROLE chk_reader IN DATABASE {db} SET work_mem = '7MB';
 ALTER ROLE chk_writer IN DATABASE {db} SET lock_timeout = '3s';
 COMMENT ON DATABASE {db} IS 'all that pg_dump carries';
+REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC;
+GRANT CONNECT, CREATE ON DATABASE {db} TO chk_writer;
 """
 
 

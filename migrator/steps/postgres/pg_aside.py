@@ -1,5 +1,5 @@
 """A target database that already has tables, set aside (renamed, kept) so that a copy can start afresh,
-and put back by rollback; and the application's logins kept out of a database while it is being filled.
+and put back by rollback (the application's logins are kept out of the new one by pg_logins).
 
 Two cases need it. An application may fill an empty database by itself before the copy: Keycloak creates
 its schema and a master realm as soon as it starts on the StatefulSet's empty `keycloak` database. And a
@@ -95,25 +95,3 @@ def put_back(ctx: Any, server: PgConn, name: str) -> None:
         _exec(server, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(aside), sql.Identifier(name)))
     _exec(server, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
     ctx.record(set_aside=None)
-
-
-def keep_logins_out(server: PgConn, name: str, owner: str) -> None:
-    """While the copy fills it, only superusers connect: an application started on it now would find it
-    half-filled (or, like Keycloak, create its own schema in it). Its sessions are ended."""
-    from migrator.adapters.pgsql import sql
-
-    ident = sql.Identifier(name)
-    _exec(server, sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC, {}").format(ident,
-                                                                                         sql.Identifier(owner)))
-    _exec(server, "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = "
-                  "a.usename WHERE a.datname = %s AND NOT r.rolsuper AND a.pid <> pg_backend_pid()", (name,))
-
-
-def let_logins_in(server: PgConn, name: str, owner: str) -> None:
-    """The privileges a new database has by default: PUBLIC connects and makes temporary tables, the
-    owner has them all."""
-    from migrator.adapters.pgsql import sql
-
-    ident = sql.Identifier(name)
-    _exec(server, sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(ident))
-    _exec(server, sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(ident, sql.Identifier(owner)))

@@ -30,6 +30,7 @@ from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, Step, step_type
 from migrator.steps.postgres import pg_aside as aside
 from migrator.steps.postgres import pg_catalog as cat
+from migrator.steps.postgres import pg_logins as logins
 from migrator.steps.postgres import pg_schema as schema
 from migrator.steps.postgres import pg_whole as whole
 from migrator.steps.postgres.pg_common import DbParams, source_of, target_conn
@@ -50,8 +51,8 @@ class CopyParams(DbParams):
     # Tables larger than this (on disk) are copied as up to `jobs` block ranges in parallel; 0: never.
     split_mb: int = Field(default=256, ge=0)
     # A target database that already has tables: refuse it, or set it aside (renamed
-    # <db>_before_<step id>, kept; rollback puts it back) and copy into a new one, with the application's
-    # logins kept out until the copy is complete (see pg_aside).
+    # <db>_before_<step id>, kept; rollback puts it back) and copy into a new one. Either way the
+    # application's logins are kept out until the copy is complete (see pg_logins).
     existing: Literal["refuse", "set-aside"] = "refuse"
 
 
@@ -289,6 +290,26 @@ class PostgresCopy(Step[CopyParams]):
         whole.set_comment(server, self.params.target.database, cat.comment(source.query) or None)
         ctx.record(settings_done=True, settings=len(sets), settings_skipped=skipped)
 
+    def _keep_logins_out(self, server: PgConn) -> None:
+        """Again on every attempt (a session that got in between is ended); the ACL before, recorded once."""
+        ctx, name = self.ctx, self.params.target.database
+        if "acl_before" not in ctx.facts:
+            ctx.record(acl_before=logins.acl_of(server, name))
+        ended = logins.keep_out(server, name)
+        if ended:
+            ctx.log.info("sessions on the target ended while it is filled", database=name, sessions=ended)
+        ctx.record(logins_out=True)
+
+    def _let_logins_in(self, source: PgSource, server: PgConn) -> None:
+        p, ctx = self.params, self.ctx
+        f = ctx.facts
+        explicit, src = logins.source_acl(source.query, lambda r: schema.map_role(r, p.owner_map, p.default_owner),
+                                          f["db_owner"])
+        acl = logins.final_acl(f["acl_before"], created=not f["db_existed"], explicit=explicit, source=src)
+        ensure_roles(ctx, p, server, {g for g, _, _ in acl if g != "PUBLIC"})
+        logins.set_acl(server, p.target.database, acl)
+        ctx.record(logins_out=False, acl_after=acl)
+
     def apply(self) -> None:
         p, ctx = self.params, self.ctx
         source, server, db = self._ends()
@@ -297,9 +318,7 @@ class PostgresCopy(Step[CopyParams]):
         if p.existing == "set-aside":
             aside.set_aside(ctx, server, p.target.database)
         prepare_database(ctx, p, source, server)
-        if p.existing == "set-aside" and "logins_out" not in ctx.facts:
-            aside.keep_logins_out(server, p.target.database, ctx.facts["db_owner"])
-            ctx.record(logins_out=True)
+        self._keep_logins_out(server)
         tabs = cat.tables(source.query)
         if not ctx.facts.get("pre_done"):
             # A crash after the commit but before the record leaves the tables there: do not apply twice.
@@ -325,9 +344,9 @@ class PostgresCopy(Step[CopyParams]):
                 c.execute("ANALYZE")
             lap("analyze")
         self._finish_database(source, server)
-        if ctx.facts.get("logins_out"):
-            aside.let_logins_in(server, p.target.database, ctx.facts["db_owner"])
-            ctx.record(logins_out=False)
+        self.verify()  # the cheap gate, before the application may log in
+        ctx.failpoint("before-logins-in")
+        self._let_logins_in(source, server)
         ctx.record(complete=time.time(), seconds=round(time.monotonic() - started, 3), phases=lap.seconds)
 
     def _parts(self, t: cat.TableInfo) -> int:
@@ -447,6 +466,9 @@ class PostgresCopy(Step[CopyParams]):
     def rollback(self) -> None:
         _, server, _ = self._ends()
         schema.rollback_database(self.ctx, server)
+        f = self.ctx.facts
+        if f.get("db_existed") and f.get("acl_before"):  # recreated empty: with the privileges it had
+            logins.set_acl(server, f["target_database"], f["acl_before"])
         aside.put_back(self.ctx, server, self.params.target.database)
 
     def rollback_plan(self) -> Plan:
