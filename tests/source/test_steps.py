@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import threading
 import time
@@ -299,3 +300,92 @@ def test_decommission_stops_dependents_first() -> None:
     assert sorted(order) == ["api", "db", "logs", "web"]
     a, b = c("a", "b:service_started:false"), c("b", "a:service_started:false")  # a cycle: kept, not lost
     assert dependents_first([a, b, db]) == [db, a, b]
+
+
+def _fill_every_kind(vps: VPS) -> None:
+    """Every kind of entry a volume may hold: files, empty directories, symlinks (relative, to a directory,
+    dangling absolute), hard links, unusual modes and owners, and a fifo."""
+    script = ("cd /www/uploads && mkdir -p site/css empty/deeper && echo body > site/index.html && "
+              "echo 'p{}' > site/css/a.css && ln -s index.html site/home.html && ln -s site/css css && "
+              "ln -s /etc/nowhere dangling && ln site/index.html site/index-hard.html && "
+              "echo secret > private.key && chmod 0600 private.key && chmod 2750 site && "
+              "chown -h 33:33 site/home.html && chown 1001:1002 site/css/a.css && mkfifo queue.fifo && "
+              "i=0; while [ $i -lt 12 ]; do dd if=/dev/urandom of=site/img-$i.bin bs=1024 count=32 2>/dev/null; "
+              "i=$((i+1)); done")
+    vps.docker("exec", container(vps, "web"), "sh", "-c", script)
+
+
+def _inst(rb: Path, sd: Path, step_id: str) -> Any:
+    eng = engine(rb, sd)
+    step = eng.select(step_ids=[step_id])[0]
+    inst, _ = eng.session.step_instance(step, time.monotonic() + 60, dry_run=False)
+    return inst
+
+
+def test_volume_copy_carries_every_entry_crash_resume_rollback(vps: VPS, tmp_path: Path) -> None:
+    _fill_every_kind(vps)
+    try:
+        _every_kind(vps, tmp_path)
+    finally:  # the volume is shared with the other tests, which copy it without skip_special
+        vps.docker("exec", container(vps, "web"), "sh", "-c",
+                   "cd /www/uploads && rm -rf site empty css dangling private.key queue.fifo")
+
+
+def _every_kind(vps: VPS, tmp_path: Path) -> None:
+    from migrator.errors import PermanentError
+
+    sd = tmp_path / "state"
+    dest = tmp_path / "named" / "pvc" / "uploads"
+    # A special file not named in the runbook: the plan says the step would fail, the step fails, clearly.
+    rb = runbook(tmp_path, vps, {1: [COPY]})
+    plan = migrate("plan", "--runbook", str(rb), "--state-dir", str(sd))
+    assert "FAILS: special file(s) not named in skip_special: queue.fifo (fifo)" in plan.stdout, plan.stdout
+    refused = migrate("run", "--runbook", str(rb), "--state-dir", str(sd))
+    assert refused.returncode != 0
+    assert "queue.fifo (fifo)" in refused.stdout + refused.stderr and "skip_special" in refused.stdout + refused.stderr
+    assert not (tmp_path / "pvc" / "uploads").exists() or not any(
+        p.is_file() for p in (tmp_path / "pvc" / "uploads").rglob("*"))
+
+    # Named: left out on purpose. A crash mid-copy, then resume.
+    copy = {**COPY, "with": {**COPY["with"], "skip_special": ["queue.fifo"], "batch_files": 2}}
+    rb = runbook(tmp_path / "named", vps, {1: [copy]})
+    sd = tmp_path / "named" / "state"
+    crashed = migrate("run", "--runbook", str(rb), "--state-dir", str(sd),
+                      env={"MIGRATE_FAILPOINTS": "copy-uploads:after-file@5=crash"})
+    assert crashed.returncode == -9, crashed.stderr
+    # (The volume may hold other tests' files too: count them all.)
+    first = {p: p.stat().st_ino for p in dest.rglob("*") if p.is_file() and not p.is_symlink()
+             and not p.name.endswith(".migrator-part")}
+    total = int(vps.docker("exec", container(vps, "web"), "sh", "-c",
+                           "find /www/uploads -type f -links 1 | wc -l").stdout) + 1  # + one per hard-link pair
+    assert 5 <= len(first) < total
+    resumed = migrate("resume", "--runbook", str(rb), "--state-dir", str(sd))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # The files verified before the crash were not copied again (same inodes: not rewritten).
+    assert all(p.stat().st_ino == ino for p, ino in first.items())
+    facts = json.loads((sd / "test.state.json").read_text())["steps"]["copy-uploads"]["facts"]
+    assert facts["files_skipped_last"] >= 5 and facts["specials_skipped"] == ["queue.fifo"]
+    assert facts["verified_kinds"]["symlink"] == 3 and facts["hardlink_groups"] == 1
+    assert os.readlink(dest / "site/home.html") == "index.html" and os.readlink(dest / "css") == "site/css"
+    assert os.readlink(dest / "dangling") == "/etc/nowhere" and (dest / "empty/deeper").is_dir()
+    assert (dest / "site/index.html").stat().st_ino == (dest / "site/index-hard.html").stat().st_ino
+    assert (dest / "private.key").stat().st_mode & 0o7777 == 0o600
+    assert (dest / "site").stat().st_mode & 0o7777 == 0o2750
+    assert not (dest / "queue.fifo").exists()
+    if os.geteuid() == 0:
+        assert os.lstat(dest / "site/home.html").st_uid == 33
+        assert (dest / "site/css/a.css").stat().st_uid == 1001 and (dest / "site/css/a.css").stat().st_gid == 1002
+    # The check on the target sees a missing link, a missing directory and a hard link broken in two.
+    (dest / "css").unlink()
+    (dest / "empty/deeper").rmdir()
+    (dest / "site/index-hard.html").unlink()
+    (dest / "site/index-hard.html").write_text("body\n")
+    with pytest.raises(PermanentError) as err:
+        _inst(rb, sd, "copy-uploads").verify()
+    text = str(err.value)
+    assert "css: symlink missing on the target (-> site/css)" in text and "empty/deeper: dir missing" in text
+    assert "hard links site/index-hard.html, site/index.html: not one file on the target" in text
+    # Rollback: the target held nothing before, so nothing of the copy is left.
+    engine(rb, sd).rollback(step_id="copy-uploads")
+    assert not dest.exists()
+
