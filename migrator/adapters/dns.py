@@ -1,8 +1,9 @@
 """DNS providers: read record sets, apply change sets guarded by prerequisites, find the authoritative servers.
 
 `DNSProvider` is the interface the dns steps use; `Rfc2136Provider` implements it with TSIG-signed
-dynamic updates (dnspython). An HTTP-API provider (Hetzner, Cloudflare...) implements the same three
-methods; verification stays plain DNS (`query_server`), whoever the provider is.
+dynamic updates (dnspython), `dns_lexicon.LexiconProvider` with a registrar's HTTP API (TransIP,
+Cloudflare). Verification stays plain DNS (`query_server`) on every authoritative server, whoever the
+provider is.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -170,7 +172,9 @@ class Rfc2136Provider(DNSProvider):
     """Dynamic updates (RFC 2136) signed with TSIG, sent over TCP to the zone's primary."""
 
     def __init__(self, config: DNSConfig, key_secret: Callable[[], str]) -> None:
+        assert config.primary is not None and config.tsig is not None  # DNSConfig checks: provider rfc2136
         self.config = config
+        self.tsig = config.tsig
         self.zone = config.zone.rstrip(".") + "."
         self.primary = Server("primary", config.primary.host, config.primary.port)
         self._key_secret = key_secret  # called only when an update is signed: reads need no key
@@ -180,26 +184,13 @@ class Rfc2136Provider(DNSProvider):
         return query_server(self.primary, name, rtype, tcp=True, timeout=self.config.timeout_s)
 
     def authoritative_servers(self) -> list[Server]:
-        ns = query_server(self.primary, self.zone, "NS", tcp=True, timeout=self.config.timeout_s)
-        if ns is None:
-            raise PermanentError(f"zone {self.zone}: no NS records at the primary {self.primary}")
-        mapped = {k.rstrip(".").lower(): v for k, v in self.config.nameservers.items()}
-        return [self._locate(n, mapped.get(n.rstrip(".").lower())) for n in ns.rdatas]
-
-    def _locate(self, ns_name: str, where: HostPort | None) -> Server:
-        if where is not None:
-            return Server(ns_name, where.host, where.port)
-        try:  # not mapped: the NS name's own address, port 53
-            info = socket.getaddrinfo(ns_name, 53, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise TemporaryError(f"cannot resolve NS {ns_name}: {exc}; map it in environment.dns.nameservers") from None
-        return Server(ns_name, str(info[0][4][0]), 53)
+        return authoritative_from_config(self.config, self.zone, ask=self.primary)
 
     # -- writing -----------------------------------------------------------------------------------
     def _message(self) -> dns.update.UpdateMessage:
         from migrator.runbook.tsig import TSIGKeyError, resolve
 
-        tsig = self.config.tsig
+        tsig = self.tsig
         try:
             name, secret = resolve(self._key_secret(), tsig.name, tsig.algorithm)
         except TSIGKeyError as exc:
@@ -234,7 +225,7 @@ class Rfc2136Provider(DNSProvider):
             return
         if rcode in (dns.rcode.YXRRSET, dns.rcode.NXRRSET, dns.rcode.YXDOMAIN, dns.rcode.NXDOMAIN):
             raise ConflictError(f"{self.primary}: {dns.rcode.to_text(rcode)}: a record changed since it was read")
-        raise _rcode_error(rcode, self.primary, f"the update of {self.zone}", self.config.tsig.name)
+        raise _rcode_error(rcode, self.primary, f"the update of {self.zone}", self.tsig.name)
 
     def _send(self, msg: dns.update.UpdateMessage) -> dns.message.Message:
         p = self.primary
@@ -243,7 +234,7 @@ class Rfc2136Provider(DNSProvider):
         except (dns.tsig.PeerBadSignature, dns.tsig.PeerBadKey, dns.tsig.PeerBadTime, dns.tsig.PeerBadTruncation) as exc:
             why = {dns.tsig.PeerBadSignature: "BADSIG", dns.tsig.PeerBadKey: "BADKEY",
                    dns.tsig.PeerBadTime: "BADTIME"}.get(type(exc), "TSIG error")
-            raise PermanentError(f"TSIG key {self.config.tsig.name} rejected by {p} ({why}): "
+            raise PermanentError(f"TSIG key {self.tsig.name} rejected by {p} ({why}): "
                                  "check environment.dns.tsig") from None
         except dns.tsig.BadSignature:
             raise PermanentError(f"the response of {p} failed TSIG validation: check environment.dns.tsig") from None
@@ -303,8 +294,59 @@ def query_server(server: Server, name: str, rtype: str, *, tcp: bool, timeout: f
     return None
 
 
-def provider_for(config: DNSConfig, secret: Callable[[str], str]) -> DNSProvider:
-    """The provider named by environment.dns.provider; `secret` resolves a runbook secret by name."""
+def authoritative_from_config(config: DNSConfig, zone: str, ask: Server | None = None) -> list[Server]:
+    """Every server the zone's NS records name, with the address to ask it at.
+
+    The NS set comes from `ask` (RFC 2136: the primary), else from the first of environment.dns.nameservers
+    that answers with authority (an HTTP API provider's own servers), else from the system resolver."""
+    mapped = {k.rstrip(".").lower(): v for k, v in config.nameservers.items()}
+    askable = [ask] if ask else [Server(n, hp.host, hp.port) for n, hp in config.nameservers.items()]
+    ns: RRSet | None = None
+    errors: list[str] = []
+    for server in askable:
+        try:
+            ns = query_server(server, zone, "NS", tcp=True, timeout=config.timeout_s)
+        except TemporaryError as exc:
+            errors.append(str(exc))
+            continue
+        if ns is None:
+            raise PermanentError(f"zone {zone}: no NS records at {server}")
+        break
+    if ns is None and askable:
+        raise TemporaryError(f"zone {zone}: no authoritative server answered for its NS records: {'; '.join(errors)}")
+    if ns is None:
+        ns = _resolve_ns(zone, config.timeout_s)
+    return [_locate(n, mapped.get(n.rstrip(".").lower())) for n in ns.rdatas]
+
+
+def _resolve_ns(zone: str, timeout: float) -> RRSet:
+    import dns.resolver
+
+    try:
+        answer = dns.resolver.resolve(zone, "NS", lifetime=timeout)
+    except dns.exception.DNSException as exc:
+        raise TemporaryError(f"zone {zone}: cannot resolve its NS records ({exc.__class__.__name__}); list its "
+                             "servers in environment.dns.nameservers") from None
+    return RRSet.make(zone, "NS", int(answer.rrset.ttl) if answer.rrset else 0, [rd.to_text() for rd in answer])
+
+
+def _locate(ns_name: str, where: HostPort | None) -> Server:
+    if where is not None:
+        return Server(ns_name, where.host, where.port)
+    try:  # not mapped: the NS name's own address, port 53
+        info = socket.getaddrinfo(ns_name, 53, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise TemporaryError(f"cannot resolve NS {ns_name}: {exc}; map it in environment.dns.nameservers") from None
+    return Server(ns_name, str(info[0][4][0]), 53)
+
+
+def provider_for(config: DNSConfig, secret: Callable[[str], str], path: Callable[[str], Path]) -> DNSProvider:
+    """The provider named by environment.dns.provider; `secret` resolves a runbook secret by name, `path` a
+    file name relative to the runbook."""
     if config.provider == "rfc2136":
-        return Rfc2136Provider(config, lambda: secret(config.tsig.secret))
-    raise PermanentError(f"environment.dns.provider: {config.provider!r} is not implemented")
+        tsig = config.tsig
+        assert tsig is not None
+        return Rfc2136Provider(config, lambda: secret(tsig.secret))
+    from migrator.adapters.dns_lexicon import LexiconProvider
+
+    return LexiconProvider(config, secret, path)

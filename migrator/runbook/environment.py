@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from migrator.runbook.base import StrictModel
 
@@ -93,15 +93,53 @@ class TSIGConfig(StrictModel):
     secret: str
 
 
+class TransipConfig(StrictModel):
+    """TransIP's REST API v6: an account name and an API key pair (the private key, PEM, as a secret)."""
+
+    username: str
+    private_key: str  # the name of a runbook secret holding the PEM private key
+    global_key: bool = False  # a key without TransIP's IP whitelist
+
+
+class CloudflareConfig(StrictModel):
+    """Cloudflare's API v4 with an API token (Zone:Read + DNS:Edit)."""
+
+    token: str  # the name of a runbook secret holding the API token
+    zone_id: str | None = None  # set it when the token is scoped to the one zone (no zone listing then)
+
+
+DNSProviderName = Literal["rfc2136", "transip", "cloudflare"]
+
+
 class DNSConfig(StrictModel):
-    provider: Literal["rfc2136"] = "rfc2136"
+    provider: DNSProviderName = "rfc2136"
     zone: str
-    primary: HostPort  # where updates are sent
-    tsig: TSIGConfig
+    primary: HostPort | None = None  # rfc2136: where updates are sent
+    tsig: TSIGConfig | None = None  # rfc2136
+    transip: TransipConfig | None = None
+    cloudflare: CloudflareConfig | None = None
+    # HTTP API providers: the API's base URL (default the provider's public one; tests point it at a
+    # stand-in) and the CA bundle its certificate is verified against (default the system's).
+    api_url: str | None = None
+    ca_file: str | None = None  # relative to the runbook
     # NS host name -> address to ask it at (the sandbox's servers listen on loopback ports).
     nameservers: dict[str, HostPort] = Field(default_factory=dict)
     resolvers: list[HostPort] = Field(default_factory=list)
     timeout_s: float = 3
+
+    @model_validator(mode="after")
+    def _provider_section(self) -> DNSConfig:
+        need = {"rfc2136": ("primary", "tsig"), "transip": ("transip",), "cloudflare": ("cloudflare",)}
+        missing = [f for f in need[self.provider] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"provider {self.provider} needs {' and '.join(missing)}")
+        others = [f for p, fields in need.items() if p != self.provider for f in fields
+                  if f not in need[self.provider] and getattr(self, f) is not None]
+        if others:
+            raise ValueError(f"{', '.join(others)} given but the provider is {self.provider}")
+        if self.provider == "rfc2136" and (self.api_url or self.ca_file):
+            raise ValueError("api_url and ca_file are for the HTTP API providers (transip, cloudflare)")
+        return self
 
 
 class OpenBaoEndpoint(StrictModel):

@@ -144,7 +144,7 @@ class _DnsStep(Step[P]):
         from migrator.adapters.dns import provider_for
 
         env = self.env
-        return self.ctx.resource(f"dns:{env.zone}", lambda: provider_for(env, self.ctx.secret))  # type: ignore[no-any-return]
+        return self.ctx.resource(f"dns:{env.zone}", lambda: provider_for(env, self.ctx.secret, self.ctx.path))  # type: ignore[no-any-return]
 
     def names(self) -> list[str]:
         from migrator.adapters.dns import absolute

@@ -1,4 +1,5 @@
-"""Fixtures for the dns steps: a fresh BIND primary/secondary pair per test, and runbooks pointing at it."""
+"""Fixtures for the dns steps: a fresh BIND primary/secondary pair per test, the provider in front of it
+(RFC 2136, or the TransIP/Cloudflare API stand-in writing into it), and runbooks pointing at it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.dns.bind_fixture import NAMED, BindPair
+from tests.dns.providers import PROVIDERS, ProviderZone
 from tests.util import write_runbook
 
 if not shutil.which(NAMED):
@@ -23,6 +25,16 @@ NEW = "127.0.0.20"
 def bind(tmp_path: Path) -> Iterator[BindPair]:
     with BindPair(tmp_path / "bind") as pair:
         yield pair
+
+
+@pytest.fixture(params=PROVIDERS)
+def zone(request: pytest.FixtureRequest, bind: BindPair, tmp_path: Path) -> Iterator[ProviderZone]:
+    """The BIND pair behind each provider in turn."""
+    z = ProviderZone(request.param, bind, tmp_path / "api").start()
+    try:
+        yield z
+    finally:
+        z.stop()
 
 
 def dns_steps(*, ttl: int = 2, wait_override: float | None = 1, gate_timeout: float = 20,
@@ -42,9 +54,11 @@ def dns_steps(*, ttl: int = 2, wait_override: float | None = 1, gate_timeout: fl
     }
 
 
-def dns_runbook(directory: Path, bind: BindPair, *, key: str | None = None, **steps: Any) -> Path:
-    """A runbook on `bind`, the TSIG key in a 0600 file referenced as secret `dns_tsig`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    bind.write_secret(directory / "tsig.key", key)
-    return write_runbook(directory, dns_steps(**steps), environment={"dns": bind.env_dns("dns_tsig")},
-                         secrets={"dns_tsig": {"file": "tsig.key"}})
+def dns_runbook(directory: Path, zone: ProviderZone, *, key: str | None = None, ca: bool = True,
+                **steps: Any) -> Path:
+    """A runbook on `zone`, its credential (or `key`) in a 0600 file referenced as secret `dns_credential`;
+    the lowered TTL is the provider's lowest unless given."""
+    steps.setdefault("ttl", zone.low_ttl)
+    ref = zone.write_credential(directory, key)
+    return write_runbook(directory, dns_steps(**steps), environment={"dns": zone.env_dns(ca=ca)},
+                         secrets={"dns_credential": ref})

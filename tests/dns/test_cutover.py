@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from migrator.errors import GateNotReady, PermanentError
 from tests.dns.bind_fixture import BindPair
 from tests.dns.conftest import NEW, dns_runbook
+from tests.dns.providers import ProviderZone
 from tests.util import engine
 
 NAMES = ["rentguy", "api.rentguy", "psra"]
@@ -25,14 +27,15 @@ def wait_lower_ttl_passed(seconds: float = 1.1) -> None:
     time.sleep(seconds)  # the runbook's ttl_wait_override_s is 1s
 
 
-def test_lower_cutover_restore_and_roll_back_everything(tmp_path: Path, bind: BindPair,
+def test_lower_cutover_restore_and_roll_back_everything(tmp_path: Path, zone: ProviderZone,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    bind, low = zone.bind, zone.low_ttl
     from migrator.steps.dns import DnsCutover
 
     original = bind.axfr()
-    eng = engine(dns_runbook(tmp_path / "rb", bind))
+    eng = engine(dns_runbook(tmp_path / "rb", zone))
     eng.run(step_ids=["dns-lower-ttl"])
-    assert answers(bind, bind.secondary)["rentguy"] == (2, ["127.0.0.10"])
+    assert answers(bind, bind.secondary)["rentguy"] == (low, ["127.0.0.10"])
     facts = eng.state.steps["dns-lower-ttl"].facts
     assert facts["old"]["rentguy.sevensa.test.|A"] == {"ttl": 3600, "rdatas": ["127.0.0.10"]}
     assert facts["old"]["rentguy.sevensa.test.|AAAA"] is None
@@ -69,9 +72,9 @@ def test_lower_cutover_restore_and_roll_back_everything(tmp_path: Path, bind: Bi
     assert "ns1" not in seen[0]
     assert eng.state.steps["dns-cutover"].status == "succeeded", eng.state.steps["dns-cutover"].error
     for server in (bind.primary, bind.secondary):
-        assert answers(bind, server) == {n: (2, [NEW]) for n in NAMES}
+        assert answers(bind, server) == {n: (low, [NEW]) for n in NAMES}
     cut = eng.state.steps["dns-cutover"].facts
-    assert cut["old_sets"]["psra.sevensa.test.|A"] == {"name": "psra.sevensa.test.", "type": "A", "ttl": 2,
+    assert cut["old_sets"]["psra.sevensa.test.|A"] == {"name": "psra.sevensa.test.", "type": "A", "ttl": low,
                                                       "rdatas": ["127.0.0.10"]}
     report = eng.state.steps["dns-cutover"].report
     assert report["resolvers_still_caching"] == {} and len(report["authoritative_servers"]) == 2
@@ -87,19 +90,21 @@ def test_lower_cutover_restore_and_roll_back_everything(tmp_path: Path, bind: Bi
     assert bind.axfr(bind.secondary) == original
 
 
-def test_plan_shows_old_and_new_and_the_wait(tmp_path: Path, bind: BindPair) -> None:
-    eng = engine(dns_runbook(tmp_path / "rb", bind, wait_override=None))
+def test_plan_shows_old_and_new_and_the_wait(tmp_path: Path, zone: ProviderZone) -> None:
+    low = zone.low_ttl
+    eng = engine(dns_runbook(tmp_path / "rb", zone, wait_override=None))
     eng.run(step_ids=["dns-lower-ttl"])
     plan = engine(eng.runbook.path, dry_run=True)
     out = plan.plan(step_ids=["dns-cutover"])[0]
-    assert "rentguy.sevensa.test. A: 2 A 127.0.0.10 -> 2 A 127.0.0.20" in out["changes"]
-    assert out["waits"][0].startswith("TTL wait: 36") and "old TTL 3600s" in out["waits"][0]
+    assert f"rentguy.sevensa.test. A: {low} A 127.0.0.10 -> {low} A 127.0.0.20" in out["changes"]
+    assert re.match(r"TTL wait: 3[56]\d\ds left", out["waits"][0]) and "old TTL 3600s" in out["waits"][0]
 
 
-def test_cutover_refuses_until_the_old_ttl_has_passed(tmp_path: Path, bind: BindPair) -> None:
+def test_cutover_refuses_until_the_old_ttl_has_passed(tmp_path: Path, zone: ProviderZone) -> None:
+    bind = zone.bind
     from tests.util import migrate
 
-    rb = dns_runbook(tmp_path / "rb", bind, ttl=60, wait_override=None)
+    rb = dns_runbook(tmp_path / "rb", zone, ttl=60, wait_override=None)
     args = ["--runbook", str(rb), "--state-dir", str(tmp_path / "state")]
     assert migrate("run", *args, "--step", "dns-lower-ttl").returncode == 0
     before = bind.axfr(without_serial=False)
@@ -111,10 +116,11 @@ def test_cutover_refuses_until_the_old_ttl_has_passed(tmp_path: Path, bind: Bind
     assert bind.axfr(without_serial=False) == before
 
 
-def test_cutover_waits_out_a_short_remaining_ttl_then_flips(tmp_path: Path, bind: BindPair) -> None:
+def test_cutover_waits_out_a_short_remaining_ttl_then_flips(tmp_path: Path, zone: ProviderZone) -> None:
+    bind = zone.bind
     from tests.util import migrate
 
-    rb = dns_runbook(tmp_path / "rb", bind, ttl=60, wait_override=2)
+    rb = dns_runbook(tmp_path / "rb", zone, ttl=60, wait_override=2)
     args = ["--runbook", str(rb), "--state-dir", str(tmp_path / "state")]
     assert migrate("run", *args, "--step", "dns-lower-ttl").returncode == 0
     started = time.monotonic()
@@ -125,52 +131,60 @@ def test_cutover_waits_out_a_short_remaining_ttl_then_flips(tmp_path: Path, bind
     assert flipped and all(ips == [NEW] for ips in flipped)
 
 
-def test_wrong_tsig_key_one_clear_line_and_nothing_changes(tmp_path: Path, bind: BindPair) -> None:
-    from tests.dns.bind_fixture import bogus_key
+def test_wrong_credential_one_clear_line_and_nothing_changes(tmp_path: Path, zone: ProviderZone) -> None:
     from tests.util import migrate
 
-    wrong = bogus_key()
-    rb = dns_runbook(tmp_path / "rb", bind, key=wrong)
+    bind = zone.bind
+    wrong = zone.wrong_credential()
+    rb = dns_runbook(tmp_path / "rb", zone, key=wrong)
     before = bind.axfr(without_serial=False)
     proc = migrate("run", "--runbook", str(rb), "--state-dir", str(tmp_path / "state"), "--step", "dns-lower-ttl")
     assert proc.returncode == 1
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1
-    assert (f"TSIG key migrator-key rejected by primary (127.0.0.1:{bind.primary.port}) (BADSIG): "
-            "check environment.dns.tsig") in failed[0]
-    assert "Traceback" not in proc.stderr and wrong not in proc.stderr + proc.stdout
+    if zone.provider == "rfc2136":
+        expected = (f"TSIG key migrator-key rejected by primary (127.0.0.1:{bind.primary.port}) (BADSIG): "
+                    "check environment.dns.tsig")
+    else:
+        why = "401: Provided signature is not valid" if zone.provider == "transip" else "403: Authentication error"
+        expected = (f"{zone.provider} API at {zone.api_url} rejected the credentials (HTTP {why}): check "
+                    f"environment.dns.{zone.provider} and its secret")
+    assert expected in failed[0]
+    assert "Traceback" not in proc.stderr
+    assert all(line not in proc.stderr + proc.stdout for line in wrong.splitlines() if len(line) > 20)
     assert bind.axfr(without_serial=False) == before
 
 
-def test_record_changed_between_check_and_apply_is_not_overwritten(tmp_path: Path, bind: BindPair,
+def test_record_changed_between_check_and_apply_is_not_overwritten(tmp_path: Path, zone: ProviderZone,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrator.adapters.dns import Rfc2136Provider
-
-    eng = engine(dns_runbook(tmp_path / "rb", bind))
+    bind, low = zone.bind, zone.low_ttl
+    provider = zone.provider_class()
+    eng = engine(dns_runbook(tmp_path / "rb", zone))
     eng.run(step_ids=["dns-lower-ttl"])
     wait_lower_ttl_passed()
-    real_apply = Rfc2136Provider.apply
+    real_apply = provider.apply
 
-    def someone_else_first(self: Rfc2136Provider, changes: Any) -> None:
+    def someone_else_first(self: Any, changes: Any) -> None:
         bind.update(("rentguy", "A", 300, ["127.0.0.99"]))  # lands after check() read the records
         real_apply(self, changes)
 
-    monkeypatch.setattr(Rfc2136Provider, "apply", someone_else_first)
+    monkeypatch.setattr(provider, "apply", someone_else_first)
     with pytest.raises(PermanentError) as err:
         eng.run(step_ids=["dns-cutover"])
-    assert "rentguy.sevensa.test. A: expected 2 A 127.0.0.10, found 300 A 127.0.0.99" in str(err.value)
+    assert f"rentguy.sevensa.test. A: expected {low} A 127.0.0.10, found 300 A 127.0.0.99" in str(err.value)
     assert "nothing was overwritten" in str(err.value)
     assert bind.query("rentguy") == (300, ["127.0.0.99"])
-    assert bind.query("psra") == (2, ["127.0.0.10"])  # the one update was refused whole
+    assert bind.query("psra") == (low, ["127.0.0.10"])  # the one update was refused whole
     assert eng.state.steps["dns-cutover"].facts["old_sets"] == {}
     # Nothing was written, so the rollback has nothing to undo (and leaves the other's change alone).
-    monkeypatch.setattr(Rfc2136Provider, "apply", real_apply)
+    monkeypatch.setattr(provider, "apply", real_apply)
     eng.rollback(step_id="dns-cutover")
     assert bind.query("rentguy") == (300, ["127.0.0.99"])
 
 
-def test_record_changed_before_the_step_is_detected(tmp_path: Path, bind: BindPair) -> None:
-    eng = engine(dns_runbook(tmp_path / "rb", bind))
+def test_record_changed_before_the_step_is_detected(tmp_path: Path, zone: ProviderZone) -> None:
+    bind = zone.bind
+    eng = engine(dns_runbook(tmp_path / "rb", zone))
     eng.run(step_ids=["dns-lower-ttl"])
     wait_lower_ttl_passed()
     bind.update(("api.rentguy", "A", 2, ["127.0.0.77"]))
@@ -181,8 +195,9 @@ def test_record_changed_before_the_step_is_detected(tmp_path: Path, bind: BindPa
     assert bind.axfr(without_serial=False) == before
 
 
-def test_rollback_refuses_when_someone_changed_the_flipped_record(tmp_path: Path, bind: BindPair) -> None:
-    eng = engine(dns_runbook(tmp_path / "rb", bind))
+def test_rollback_refuses_when_someone_changed_the_flipped_record(tmp_path: Path, zone: ProviderZone) -> None:
+    bind, low = zone.bind, zone.low_ttl
+    eng = engine(dns_runbook(tmp_path / "rb", zone))
     eng.run(step_ids=["dns-lower-ttl"])
     wait_lower_ttl_passed()
     eng.run(step_ids=["dns-cutover"])
@@ -190,30 +205,32 @@ def test_rollback_refuses_when_someone_changed_the_flipped_record(tmp_path: Path
     before = bind.axfr(without_serial=False)
     with pytest.raises(PermanentError) as err:
         eng.rollback(step_id="dns-cutover")
-    assert "psra.sevensa.test. A is now 2 A 127.0.0.55, not what dns-cutover wrote (2 A 127.0.0.20)" in str(err.value)
+    assert f"psra.sevensa.test. A is now 2 A 127.0.0.55, not what dns-cutover wrote ({low} A 127.0.0.20)" in str(err.value)
     assert bind.axfr(without_serial=False) == before
 
 
-def test_cname_target_and_back(tmp_path: Path, bind: BindPair) -> None:
+def test_cname_target_and_back(tmp_path: Path, zone: ProviderZone) -> None:
+    bind = zone.bind
     original = bind.axfr()
-    eng = engine(dns_runbook(tmp_path / "rb", bind, records=["wpcs"], target="ingress.k8s.example."))
+    eng = engine(dns_runbook(tmp_path / "rb", zone, records=["wpcs"], target="ingress.k8s.example."))
     eng.run(step_ids=["dns-lower-ttl"])
     wait_lower_ttl_passed()
     eng.run(step_ids=["dns-cutover"])
-    assert bind.query("wpcs", "CNAME", server=bind.secondary) == (2, ["ingress.k8s.example."])
+    assert bind.query("wpcs", "CNAME", server=bind.secondary) == (zone.low_ttl, ["ingress.k8s.example."])
     assert bind.query("wpcs", "A", server=bind.secondary) == (0, [])
     eng.rollback(step_id="dns-cutover")
     eng.rollback(step_id="dns-lower-ttl")
     assert bind.axfr() == original
 
 
-def test_crash_after_update_resume_once_then_rollback_from_a_fresh_process(tmp_path: Path, bind: BindPair) -> None:
+def test_crash_after_update_resume_once_then_rollback_from_a_fresh_process(tmp_path: Path, zone: ProviderZone) -> None:
     """SIGKILL right after the update, before the state write: resume updates nothing twice; a fresh
-    process then rolls back to exactly the zone before the cutover. The TSIG key shows up nowhere."""
+    process then rolls back to exactly the zone before the cutover. The credential shows up nowhere."""
+    bind, low = zone.bind, zone.low_ttl
     from tests.util import migrate, status_json
 
     original = bind.axfr()
-    rb = dns_runbook(tmp_path / "rb", bind)
+    rb = dns_runbook(tmp_path / "rb", zone)
     state = tmp_path / "state"
     args = ["--runbook", str(rb), "--state-dir", str(state)]
     outputs: list[str] = []
@@ -231,17 +248,21 @@ def test_crash_after_update_resume_once_then_rollback_from_a_fresh_process(tmp_p
     crashed = cli("run", "--step", "dns-cutover", env={"MIGRATE_FAILPOINTS": "dns-cutover:after-update=crash"})
     assert crashed.returncode == -9, crashed.stderr
     assert status_json(rb, state)["steps"][1]["status"] == "running"
-    assert bind.query("rentguy") == (2, [NEW])
-    assert bind.soa_serial() == serial + 1
+    assert bind.query("rentguy") == (low, [NEW])
+    after_crash = bind.soa_serial()
+    if zone.provider == "rfc2136":
+        assert after_crash == serial + 1  # one update message
 
     resumed = cli("resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "already in place" in resumed.stdout
-    assert bind.soa_serial() == serial + 1 and bind.updates_applied() == updates + 1  # exactly one update
-    assert answers(bind, bind.secondary) == {n: (2, [NEW]) for n in NAMES}
+    assert bind.soa_serial() == after_crash  # the resume wrote nothing
+    if zone.provider == "rfc2136":
+        assert bind.updates_applied() == updates + 1  # exactly one update
+    assert answers(bind, bind.secondary) == {n: (low, [NEW]) for n in NAMES}
 
     plan = cli("rollback", "--step", "dns-cutover", "--dry-run")
-    assert "rentguy.sevensa.test. A: 2 A 127.0.0.20 -> 2 A 127.0.0.10" in plan.stdout, plan.stdout + plan.stderr
+    assert f"rentguy.sevensa.test. A: {low} A 127.0.0.20 -> {low} A 127.0.0.10" in plan.stdout, plan.stdout + plan.stderr
     rolled = cli("rollback", "--step", "dns-cutover")
     assert rolled.returncode == 0, rolled.stderr
     assert bind.axfr() == before_cutover
@@ -250,8 +271,11 @@ def test_crash_after_update_resume_once_then_rollback_from_a_fresh_process(tmp_p
     assert cli("rollback", "--step", "dns-lower-ttl").returncode == 0
     assert bind.axfr() == original
 
-    key = bind.key_secret
-    for path in state.rglob("*"):
-        if path.is_file():
-            assert key not in path.read_text(errors="replace"), path
-    assert all(key not in out for out in outputs)
+    # Canaries: the TSIG key, the TransIP private key (a line of its PEM), the Cloudflare token.
+    canaries = [bind.key_secret] + [line for line in zone.credential.splitlines() if len(line) > 40][:1]
+    canaries += [zone.credential] if zone.provider == "cloudflare" else []
+    for key in canaries:
+        for path in state.rglob("*"):
+            if path.is_file():
+                assert key not in path.read_text(errors="replace"), path
+        assert all(key not in out for out in outputs)
