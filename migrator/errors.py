@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_LOCKED = 3
+EXIT_PLAN_INCOMPLETE = 4  # `migrate plan`: printed, but some steps cannot be planned
 EXIT_INTERRUPTED = 130
 
 

@@ -39,8 +39,10 @@ def resume(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt =
 
 def plan(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None, phase: PhaseOpt = None,
          step: StepOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """The dry run: what `run` would change, and what it cannot predict."""
-    plan_cmd.plan(runbook, state_dir, phase or [], step or [], as_json)
+    """The dry run: what `run` would change, and what it cannot predict. Exit 4 when a step cannot be planned."""
+    code = plan_cmd.exit_code(plan_cmd.plan(runbook, state_dir, phase or [], step or [], as_json))
+    if code:
+        raise typer.Exit(code)
 
 
 def rollback(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None,
