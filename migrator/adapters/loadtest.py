@@ -1,8 +1,11 @@
 """The bounded load generator behind `validate.load`: threads with keep-alive http.client connections.
 
-Loopback only (127.0.0.0/8): the address is checked before any socket is opened. Every run is bounded in
-request count and in time: no request starts after `duration_s`, and each in-flight request gets a socket
-timeout that ends at most `GRACE_S` after that, so a run lasts at most `duration_s + GRACE_S` (+ joins).
+Loopback only (127.0.0.0/8) unless the spec says `allow_remote` (a runbook's explicit choice, with the
+tighter REMOTE_* bounds and a rate): the address is checked before any socket is opened, and is always an
+IP literal (never resolved). Every run is bounded in request count and in time: no request starts after
+`duration_s`, and each in-flight request gets a socket timeout that ends at most `GRACE_S` after that, so a
+run lasts at most `duration_s + GRACE_S` (+ joins). With `rate`, request n starts no earlier than n/rate
+seconds into the run.
 Stdlib only, so it also serves the smoke and monitoring checks (`connect`, `tls_context`).
 """
 
@@ -24,6 +27,11 @@ GRACE_S = 1.0  # how long in-flight requests may run past duration_s
 MAX_REQUESTS = 100_000
 MAX_DURATION_S = 600.0
 MAX_CONCURRENCY = 64
+# A target that is not loopback (the production ingress): a smaller, paced load, never a stress test.
+REMOTE_MAX_REQUESTS = 5_000
+REMOTE_MAX_DURATION_S = 120.0
+REMOTE_MAX_CONCURRENCY = 16
+REMOTE_MAX_RATE = 200.0  # requests per second
 
 
 class NotLoopback(ValueError):
@@ -44,6 +52,15 @@ def loopback_ip(host: str) -> str:
     if ip.version != 4 or not ip.is_loopback:
         raise NotLoopback(f"{host} is outside 127.0.0.0/8; load tests only target loopback")
     return str(ip)
+
+
+def remote_ip(host: str) -> str:
+    """An IP literal (any address); names are not resolved, so the target is exactly what the runbook says."""
+    name = host.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        raise NotLoopback(f"{host!r} is not an IP address; names are not resolved") from None
 
 
 def tls_context(verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
@@ -88,6 +105,8 @@ class LoadSpec:
     timeout_s: float = 5.0  # per request
     expect_status: tuple[int, ...] = (200,)
     tls: ssl.SSLContext | None = None
+    rate: float | None = None  # requests per second at most (None: as fast as the workers go)
+    allow_remote: bool = False  # a non-loopback address, within the REMOTE_* bounds and with a rate
 
 
 @dataclass
@@ -147,10 +166,19 @@ class _Run:
             if self.result.requests >= self.spec.requests:
                 self.result.stopped_by = self.result.stopped_by or "requests"
                 return False
-            if time.monotonic() >= self.deadline:
+            n = self.result.requests
+            self.result.requests += 1  # the slot is ours; given back below if the time runs out first
+        if self.spec.rate:
+            not_before = self.started + n / self.spec.rate
+            while (wait := not_before - time.monotonic()) > 0 and not self.stop.is_set():
+                self.stop.wait(min(wait, max(0.0, self.deadline - time.monotonic()) + 0.001))
+                if time.monotonic() >= self.deadline:
+                    break
+        with self.lock:
+            if self.stop.is_set() or time.monotonic() >= self.deadline:
+                self.result.requests -= 1
                 self.result.stopped_by = self.result.stopped_by or "duration"
                 return False
-            self.result.requests += 1
             return True
 
     def done(self, latency_ms: float | None, error: str | None) -> None:
@@ -199,13 +227,29 @@ def _worker(run: _Run) -> None:
             conn.close()
 
 
+def check_bounds(spec: LoadSpec) -> None:
+    """ValueError naming the bound a spec exceeds (the remote ones when `allow_remote`)."""
+    if spec.allow_remote:
+        limits = (REMOTE_MAX_REQUESTS, REMOTE_MAX_DURATION_S, REMOTE_MAX_CONCURRENCY)
+        if spec.rate is None or not 0 < spec.rate <= REMOTE_MAX_RATE:
+            raise ValueError(f"a remote load test needs a rate of at most {REMOTE_MAX_RATE:g} requests/s")
+    else:
+        limits = (MAX_REQUESTS, MAX_DURATION_S, MAX_CONCURRENCY)
+        if spec.rate is not None and spec.rate <= 0:
+            raise ValueError("rate must be above 0")
+    max_requests, max_duration, max_concurrency = limits
+    if not (1 <= spec.requests <= max_requests and 0 < spec.duration_s <= max_duration
+            and 1 <= spec.concurrency <= max_concurrency and spec.timeout_s > 0):
+        where = "a remote target" if spec.allow_remote else "loopback"
+        raise ValueError(f"load bounds out of range for {where}: requests 1..{max_requests}, duration_s "
+                         f"0..{max_duration:g}, concurrency 1..{max_concurrency}")
+
+
 def run_load(spec: LoadSpec) -> LoadResult:
-    """Run the load test described by `spec`; NotLoopback (before any traffic) for a non-loopback address."""
-    address = loopback_ip(spec.address)
-    if not (1 <= spec.requests <= MAX_REQUESTS and 0 < spec.duration_s <= MAX_DURATION_S
-            and 1 <= spec.concurrency <= MAX_CONCURRENCY and spec.timeout_s > 0):
-        raise ValueError(f"load bounds out of range: requests 1..{MAX_REQUESTS}, duration_s 0..{MAX_DURATION_S:g}, "
-                         f"concurrency 1..{MAX_CONCURRENCY}")
+    """Run the load test described by `spec`; NotLoopback (before any traffic) for a non-loopback address
+    without `allow_remote`, ValueError for bounds out of range."""
+    check_bounds(spec)
+    address = remote_ip(spec.address) if spec.allow_remote else loopback_ip(spec.address)
     run = _Run(dataclasses.replace(spec, address=address))
     threads = [threading.Thread(target=_worker, args=(run,), name=f"load-{i}", daemon=True)
                for i in range(min(spec.concurrency, spec.requests))]

@@ -1,8 +1,11 @@
-"""validate.load: a bounded load test on loopback (127.0.0.0/8 only), gated on latency and error thresholds.
+"""validate.load: a bounded load test, gated on latency and error thresholds.
 
-The generator (migrator/adapters/loadtest.py) stops at whichever bound comes first: `requests` or `duration_s`.
-A non-loopback target is refused with a PermanentError before any socket is opened. A threshold exceeded
-is permanent too: retrying a load test until it happens to pass would hide the problem.
+The generator (migrator/adapters/loadtest.py) stops at whichever bound comes first: `requests` or `duration_s`,
+and paces itself to `rate` requests/s when given. The target is loopback (127.0.0.0/8) unless the runbook
+says `allow_remote: true` (phase 4 against a real cluster's ingress): then it needs a `rate`, and requests,
+seconds, concurrency and rate stay within the adapter's REMOTE_* bounds (checked when the runbook is read).
+Otherwise a non-loopback target is refused with a PermanentError before any socket is opened. A threshold
+exceeded is permanent too: retrying a load test until it happens to pass would hide the problem.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from migrator.adapters.loadtest import LoadSpec, NotLoopback, loopback_ip, run_load, tls_context
+from migrator.adapters.loadtest import LoadSpec, NotLoopback, loopback_ip, remote_ip, run_load, tls_context
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel, step_type
 from migrator.steps.validate import Scheme, Validation
@@ -37,6 +40,8 @@ class LoadParams(StrictModel):
     p99_ms: float | None = Field(default=None, gt=0)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
     min_requests: int = Field(default=1, ge=1)  # fewer completed requests than this fails the gate
+    rate: float | None = Field(default=None, gt=0)  # requests per second at most
+    allow_remote: bool = False  # a target outside loopback: the runbook's explicit choice, bounded tighter
 
     @model_validator(mode="after")
     def _where(self) -> LoadParams:
@@ -46,14 +51,25 @@ class LoadParams(StrictModel):
             raise ValueError("`address:` needs `port:`")
         if not self.path.startswith("/"):
             raise ValueError("`path:` starts with /")
+        if self.allow_remote:
+            from migrator.adapters import loadtest as lt
+
+            over = [f"{name} {value:g} > {limit:g}" for name, value, limit in (
+                ("requests", self.requests, lt.REMOTE_MAX_REQUESTS), ("duration_s", self.duration_s,
+                 lt.REMOTE_MAX_DURATION_S), ("concurrency", self.concurrency, lt.REMOTE_MAX_CONCURRENCY),
+                ("rate", self.rate or 0, lt.REMOTE_MAX_RATE)) if value > limit]
+            if self.rate is None:
+                over.insert(0, "`rate:` (requests/s) is required")
+            if over:
+                raise ValueError(f"allow_remote: {'; '.join(over)} (a remote target gets a bounded, paced load)")
         return self
 
 
 @step_type("validate.load")
 class Load(Validation[LoadParams]):
-    """A bounded burst of GETs against a loopback endpoint; fails naming the threshold exceeded."""
+    """A bounded burst of GETs (loopback, or a remote target the runbook allows); fails naming the threshold."""
 
-    description = "bounded load test on loopback with latency and error thresholds"
+    description = "bounded load test with latency and error thresholds (loopback unless allow_remote)"
 
     def __init__(self, ctx: StepContext, params: LoadParams) -> None:
         super().__init__(ctx, params)
@@ -70,13 +86,14 @@ class Load(Validation[LoadParams]):
             address, port = u.hostname, u.port or (443 if scheme == "https" else 80)
             path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         try:
-            address = loopback_ip(address)
+            address = remote_ip(address) if p.allow_remote else loopback_ip(address)
         except NotLoopback as exc:
-            raise PermanentError(f"{self.ctx.step_id}: refused: {exc}") from None
+            hint = "" if p.allow_remote else " (a runbook may allow a remote target: allow_remote: true, with rate)"
+            raise PermanentError(f"{self.ctx.step_id}: refused: {exc}{hint}") from None
         tls = tls_context(p.tls_verify, str(self.ctx.path(p.ca_file)) if p.ca_file else None) if scheme == "https" else None
         return LoadSpec(address=address, port=port, path=path, host_header=host, requests=p.requests,
                         duration_s=p.duration_s, concurrency=p.concurrency, timeout_s=p.timeout_s,
-                        expect_status=tuple(p.expect_status), tls=tls)
+                        expect_status=tuple(p.expect_status), tls=tls, rate=p.rate, allow_remote=p.allow_remote)
 
     def verify(self) -> None:
         p = self.params

@@ -131,3 +131,54 @@ def test_non_loopback_refused_without_traffic(tmp_path: Path, where: dict[str, A
         eng.run()
     assert "refused" in str(err.value) and "loopback" in str(err.value)
     assert opened == []
+
+
+def test_rate_paces_the_requests(http_server: Any) -> None:
+    srv = http_server({"*": Route()})
+    started = time.monotonic()
+    result = run_load(LoadSpec("127.0.0.1", srv.port, requests=20, duration_s=10, concurrency=4, rate=40))
+    elapsed = time.monotonic() - started
+    assert result.requests == result.ok == len(srv.hits) == 20 and result.stopped_by == "requests"
+    assert elapsed >= 19 / 40 - 0.02  # request n starts no earlier than n/rate s into the run
+    assert result.rps <= 40 * 1.1
+
+
+def test_rate_and_the_time_bound_together(http_server: Any) -> None:
+    srv = http_server({"*": Route()})
+    result = run_load(LoadSpec("127.0.0.1", srv.port, requests=1000, duration_s=0.5, concurrency=4, rate=20))
+    assert result.stopped_by == "duration" and result.requests == len(srv.hits) <= 11
+
+
+def test_remote_needs_a_rate_and_the_remote_bounds_before_any_traffic() -> None:
+    with pytest.raises(ValueError, match="needs a rate"):
+        run_load(LoadSpec("10.1.2.3", 80, allow_remote=True))
+    with pytest.raises(ValueError, match="for a remote target: requests 1..5000"):
+        run_load(LoadSpec("10.1.2.3", 80, requests=10_000, rate=10, allow_remote=True))
+    with pytest.raises(NotLoopback, match="names are not resolved"):
+        run_load(LoadSpec("ingress.example", 80, rate=10, allow_remote=True))
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    ({}, "allow_remote: `rate:` (requests/s) is required"),
+    ({"rate": 500}, "rate 500 > 200"),
+    ({"rate": 10, "requests": 6000, "duration_s": 300}, "requests 6000 > 5000; duration_s 300 > 120"),
+])
+def test_allow_remote_bounds_are_bad_input(tmp_path: Path, extra: dict[str, Any], why: str) -> None:
+    from tests.util import migrate
+
+    rb = write_runbook(tmp_path, {4: [load_step(address="10.1.2.3", port=80, allow_remote=True, **extra)]})
+    proc = migrate("plan", "--runbook", str(rb), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and why in lines[0], proc.stderr
+
+
+def test_allow_remote_runs_paced_against_the_target_it_names(tmp_path: Path, http_server: Any) -> None:
+    """The tests keep to loopback: allow_remote takes any IP literal, 127.0.0.1 included."""
+    srv = http_server({"*": Route()})
+    rb = write_runbook(tmp_path, {4: [load_step(address="127.0.0.1", port=srv.port, allow_remote=True, rate=50,
+                                                requests=10, duration_s=5)]})
+    eng = engine(rb)
+    eng.run()
+    report = eng.state.steps["load"].report
+    assert report["requests"] == report["ok"] == 10 and len(srv.hits) == 10
