@@ -28,7 +28,7 @@ MAX_REQUESTS = 100_000
 MAX_DURATION_S = 600.0
 MAX_CONCURRENCY = 64
 # A target that is not loopback (the production ingress): a smaller, paced load, never a stress test.
-REMOTE_MAX_REQUESTS = 5_000
+REMOTE_MAX_REQUESTS = 10_000
 REMOTE_MAX_DURATION_S = 120.0
 REMOTE_MAX_CONCURRENCY = 16
 REMOTE_MAX_RATE = 200.0  # requests per second
