@@ -12,8 +12,9 @@ What an HTTP API does not give, and how this adapter makes up for it:
   (in reverse) before the error is raised. A process killed in the middle leaves a mix of the old and the
   new records, which the dns steps' own checks then report rather than overwrite.
 - TransIP keeps one TTL per entry and lexicon changes an entry by deleting and re-creating it: a TTL change
-  (lower-ttl, restore-ttl) leaves the name without that record type for one API round trip. Content
-  changes (the cutover) create the new entries before deleting the old ones, so the name always answers.
+  (lower-ttl, restore-ttl) leaves the name without that record type for one API round trip. Cloudflare
+  changes a TTL in place (PUT). Content changes (the cutover) create the new records before deleting the
+  old ones, so the name always answers (a CNAME replacing addresses, or the reverse, cannot: deleted first).
 
 Lexicon 3.25's providers call `requests.request` without a timeout, a CA bundle or a configurable base URL.
 `_Transport` stands in for the `requests` module inside the provider's module for the length of each call:
@@ -29,6 +30,7 @@ import importlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,6 +43,7 @@ from migrator.adapters.dns import (
     DNSProvider,
     RRSet,
     Server,
+    _canonical,
     authoritative_from_config,
     same,
     show,
@@ -73,6 +76,26 @@ class _Transport:
 
     def close(self) -> None:
         self.session.close()
+
+
+@dataclass(frozen=True)
+class Op:
+    """One record write: create, delete, or retime (a TTL changed in place; `old_ttl` for the undo)."""
+
+    op: str
+    name: str
+    rtype: str
+    content: str
+    ttl: int
+    old_ttl: int = 0
+
+    def inverse(self) -> Op:
+        if self.op == "retime":
+            return Op("retime", self.name, self.rtype, self.content, self.old_ttl, self.ttl)
+        return Op("delete" if self.op == "create" else "create", self.name, self.rtype, self.content, self.ttl)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.name} {self.rtype} {self.content}" + (f" TTL {self.ttl}" if self.op != "delete" else "")
 
 
 class LexiconProvider(DNSProvider):
@@ -188,53 +211,72 @@ class LexiconProvider(DNSProvider):
                  for c in changes if not same(now[c.key], c.expect)]
         if stale:
             raise ConflictError(f"{self.name}: a record changed since it was read: {'; '.join(stale)}")
-        done: list[tuple[str, str, str, str, int]] = []  # (op, name, type, content, ttl) for the undo
+        done: list[Op] = []
         try:
-            for op, name, rtype, content, ttl in self._operations(writing, now):
-                self._do(op, name, rtype, content, ttl)
-                done.append((op, name, rtype, content, ttl))
+            for op in self._operations(writing, now):
+                self._do(op)
+                done.append(op)
         except (PermanentError, TemporaryError) as exc:
             undone = self._undo(done)
             raise type(exc)(f"{exc}; {undone}") from None
 
-    def _operations(self, writing: Sequence[Change], now: dict[str, RRSet | None]) -> list[tuple[str, str, str, str, int]]:
+    def _operations(self, writing: Sequence[Change], now: dict[str, RRSet | None]) -> list[Op]:
         """Record writes: deletes of a type the name gives up first (a CNAME shares its name with nothing),
-        then per record set the new records before the old ones go, except where a TTL alone changes."""
-        first: list[tuple[str, str, str, str, int]] = []
-        adds: list[tuple[str, str, str, str, int]] = []
-        last: list[tuple[str, str, str, str, int]] = []
+        then per record set the new records before the old ones go. A TTL alone changes in place where the
+        API can (Cloudflare's PUT); at TransIP by delete and create (lexicon has no other way)."""
+        first: list[Op] = []
+        adds: list[Op] = []
+        last: list[Op] = []
+        in_place = self.name == "cloudflare"
         for c in writing:
             cur, new = now[c.key], c.new
             old_rd = set(cur.rdatas) if cur else set()
             new_rd = set(new.rdatas) if new else set()
+            old_ttl = cur.ttl if cur else 0
+            new_ttl = new.ttl if new else 0
             retimed = cur is not None and new is not None and cur.ttl != new.ttl
             for rd in sorted(old_rd):
-                if new is None:
-                    first.append(("delete", c.name, c.rtype, rd, cur.ttl if cur else 0))
+                if rd in new_rd and retimed and in_place:
+                    adds.append(Op("retime", c.name, c.rtype, rd, new_ttl, old_ttl))
                 elif rd not in new_rd or retimed:
-                    (first if rd in new_rd else last).append(("delete", c.name, c.rtype, rd, cur.ttl if cur else 0))
+                    (first if new is None or rd in new_rd else last).append(
+                        Op("delete", c.name, c.rtype, rd, old_ttl))
             for rd in sorted(new_rd):
-                if rd not in old_rd or retimed:
-                    adds.append(("create", c.name, c.rtype, rd, new.ttl if new else 0))
+                if rd not in old_rd or (retimed and not in_place):
+                    adds.append(Op("create", c.name, c.rtype, rd, new_ttl))
         return first + adds + last
 
-    def _do(self, op: str, name: str, rtype: str, content: str, ttl: int) -> None:
-        api = self._api()
-        out = self._content_out(rtype, content)
-        with self._calling(f"{op} {name} {rtype} {content}"):
-            if op == "create":
-                self._options["ttl"] = ttl
-                api.create_record(rtype, name.rstrip("."), out)
-            else:
-                api.delete_record(rtype=rtype, name=name.rstrip("."), content=out)
+    def _find(self, api: Any, op: Op) -> str:
+        """The identifier of the record as the API lists it. Lexicon's delete by content matches the API's own
+        spelling only (a relative CNAME target at TransIP), and deletes nothing otherwise."""
+        want = _canonical(op.rtype, op.content)
+        ids = [r["id"] for r in api.list_records(rtype=op.rtype, name=op.name.rstrip("."))
+               if r["type"].upper() == op.rtype.upper()
+               and _canonical(op.rtype, self._absolute_content(op.rtype, r["content"])) == want]
+        if not ids:
+            raise TemporaryError(f"{self.name}: {op.name} {op.rtype} {op.content} vanished before it was changed")
+        return str(ids[0])
 
-    def _undo(self, done: list[tuple[str, str, str, str, int]]) -> str:
+    def _do(self, op: Op) -> None:
+        api = self._api()
+        with self._calling(str(op)):
+            if op.op == "create":
+                self._options["ttl"] = op.ttl
+                api.create_record(op.rtype, op.name.rstrip("."), self._content_out(op.rtype, op.content))
+            elif op.op == "retime":
+                self._options["ttl"] = op.ttl
+                api.update_record(self._find(api, op), op.rtype, op.name.rstrip("."),
+                                  self._content_out(op.rtype, op.content))
+            else:
+                api.delete_record(identifier=self._find(api, op))
+
+    def _undo(self, done: list[Op]) -> str:
         failed = []
-        for op, name, rtype, content, ttl in reversed(done):
+        for op in reversed(done):
             try:
-                self._do("delete" if op == "create" else "create", name, rtype, content, ttl)
+                self._do(op.inverse())
             except (PermanentError, TemporaryError) as exc:
-                failed.append(f"{op} {name} {rtype} {content} ({exc})")
+                failed.append(f"{op} ({exc})")
         if not done:
             return "nothing had been written"
         if failed:
