@@ -211,6 +211,9 @@ class MonitoringParams(Endpoint):
     expect_jobs: list[str] = Field(default_factory=list)
     ignore_jobs: list[str] = Field(default_factory=list)  # jobs whose down targets do not fail the gate
     min_targets: int = Field(default=1, ge=0)
+    # The namespaces whose deployed objects declare what Prometheus must scrape: every Pod not finished, and
+    # every Service, annotated `prometheus.io/scrape: "true"` must be an active target that is up.
+    declared_in: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _where(self) -> MonitoringParams:
@@ -223,7 +226,8 @@ class MonitoringParams(Endpoint):
 
 @step_type("validate.monitoring")
 class Monitoring(Validation[MonitoringParams]):
-    """Prometheus's /api/v1/targets: every active target up, and every expected job present."""
+    """Prometheus's /api/v1/targets: every active target up, every expected job present, and (declared_in)
+    every Pod and Service that declares prometheus.io/scrape among the targets."""
 
     description = "every Prometheus target is up"
 
@@ -261,10 +265,38 @@ class Monitoring(Validation[MonitoringParams]):
             raise GateNotReady(f"Prometheus at {where}: not a targets answer ({exc.__class__.__name__})") from None
         if status != "success":
             raise GateNotReady(f"Prometheus at {where}: status {status!r}: {body_hint(got.body)}")
-        self._judge(where, [t for t in active if isinstance(t, dict)])
+        self._judge(where, [t for t in active if isinstance(t, dict)], self._declared())
 
-    def _judge(self, where: str, active: list[dict[str, Any]]) -> None:
+    def _declared(self) -> list[tuple[str, str, str]]:
+        """(kind, namespace, name) of every Pod (not finished) and Service annotated prometheus.io/scrape=true."""
+        if not self.params.declared_in:
+            return []
+        from migrator.adapters import resources
+
+        kube = resources.kube(self.ctx.resource, self.ctx.runbook)
+        out = []
+        for ns in self.params.declared_in:
+            for kind in ("Pod", "Service"):
+                for obj in kube.list_objects(kind, ns):
+                    meta = obj.get("metadata") or {}
+                    if str((meta.get("annotations") or {}).get("prometheus.io/scrape", "")).lower() != "true":
+                        continue
+                    if kind == "Pod" and (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                        continue  # a finished pod (a Job's) is not a scrape target; a pending one should be
+                    out.append((kind, ns, str(meta.get("name"))))
+        return out
+
+    @staticmethod
+    def _scrapes(target: dict[str, Any], kind: str, ns: str, name: str) -> bool:
+        found = target.get("discoveredLabels") or {}
+        key = "__meta_kubernetes_pod_name" if kind == "Pod" else "__meta_kubernetes_service_name"
+        return bool(found.get("__meta_kubernetes_namespace") == ns and found.get(key) == name)
+
+    def _judge(self, where: str, active: list[dict[str, Any]], declared: list[tuple[str, str, str]] | None = None) -> None:
         p = self.params
+        declared = declared or []
+        unscraped = [f"{kind} {ns}/{name} declares prometheus.io/scrape but Prometheus has no target for it"
+                     for kind, ns, name in declared if not any(self._scrapes(t, kind, ns, name) for t in active)]
         jobs: dict[str, dict[str, int]] = {}
         down: list[str] = []
         for t in active:
@@ -280,9 +312,10 @@ class Monitoring(Validation[MonitoringParams]):
         missing = [j for j in p.expect_jobs if j not in jobs]
         self._report = {"prometheus": where, "targets": len(active),
                         "up": sum(c["up"] for c in jobs.values()), "down": sum(c["down"] for c in jobs.values()),
-                        "jobs": jobs}
-        self.ctx.journal("validate-monitoring", prometheus=where, targets=len(active), down=down, missing=missing)
-        problems = down + [f"job {j} has no target" for j in missing]
+                        "jobs": jobs, "declared": len(declared), "declared_unscraped": len(unscraped)}
+        self.ctx.journal("validate-monitoring", prometheus=where, targets=len(active), down=down, missing=missing,
+                         declared=len(declared), unscraped=unscraped)
+        problems = down + [f"job {j} has no target" for j in missing] + unscraped
         if len(active) < p.min_targets:
             problems.append(f"{len(active)} active targets, expected at least {p.min_targets}")
         if problems:
