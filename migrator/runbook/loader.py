@@ -148,22 +148,32 @@ class _Validator:
         dns_cfg = rb.environment.dns
         if dns_cfg is None:
             return
+        # An HTTP API provider's credential: the secret it names must exist (its value is checked by the API).
+        api_secret = {"transip": dns_cfg.transip and ("transip.private_key", dns_cfg.transip.private_key),
+                      "cloudflare": dns_cfg.cloudflare and ("cloudflare.token", dns_cfg.cloudflare.token)}
+        named = api_secret.get(dns_cfg.provider)
+        if named and named[1] not in rb.secrets:
+            self.fail(src.where(("environment", "dns", named[0].split(".")[0])), f"environment.dns.{named[0]}",
+                      f"secret {named[1]!r} is not defined in the runbook's secrets")
+        tsig = dns_cfg.tsig
+        if tsig is None:
+            return
         where = src.where(("environment", "dns", "tsig"))
-        if dns_cfg.tsig.secret not in rb.secrets:
+        if tsig.secret not in rb.secrets:
             self.fail(where, "environment.dns.tsig.secret",
-                      f"secret {dns_cfg.tsig.secret!r} is not defined in the runbook's secrets")
+                      f"secret {tsig.secret!r} is not defined in the runbook's secrets")
             return
-        if dns_cfg.tsig.algorithm and dns_cfg.tsig.algorithm.lower() not in tsigmod.ALGORITHMS:
+        if tsig.algorithm and tsig.algorithm.lower() not in tsigmod.ALGORITHMS:
             self.fail(where, "environment.dns.tsig.algorithm",
-                      f"unknown {dns_cfg.tsig.algorithm!r} (known: {', '.join(tsigmod.ALGORITHMS)})")
+                      f"unknown {tsig.algorithm!r} (known: {', '.join(tsigmod.ALGORITHMS)})")
             return
-        value = resolved.get(dns_cfg.tsig.secret)
+        value = resolved.get(tsig.secret)
         if value is None:
             return  # not resolvable here (an OpenBao reference): checked the same way when first used
         try:
-            tsigmod.resolve(value, dns_cfg.tsig.name, dns_cfg.tsig.algorithm)
+            tsigmod.resolve(value, tsig.name, tsig.algorithm)
         except tsigmod.TSIGKeyError as exc:
-            self.fail(where, "environment.dns.tsig.secret", f"secret {dns_cfg.tsig.secret!r}: {exc}")
+            self.fail(where, "environment.dns.tsig.secret", f"secret {tsig.secret!r}: {exc}")
 
     def _load_phases(self, src: Located, rb: RunbookFile, lookup: Any) -> tuple[list[Step], dict[int, str]]:
         types = self.catalogue
