@@ -68,3 +68,16 @@ def test_provider_section_checked_before_anything_runs(tmp_path: Path, api_zone:
     lines = [line for line in proc.stderr.strip().splitlines() if line]
     assert len(lines) == 1, proc.stderr
     assert f"provider {api_zone.provider} needs {api_zone.provider}" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_credential_secret_must_be_defined(tmp_path: Path, api_zone: ProviderZone) -> None:
+    from tests.dns.conftest import dns_steps
+    from tests.util import write_runbook
+
+    rb = write_runbook(tmp_path / "rb", dns_steps(), environment={"dns": api_zone.env_dns()})
+    proc = migrate("plan", "--runbook", str(rb), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 2, proc.stderr
+    field = "private_key" if api_zone.provider == "transip" else "token"
+    lines = [line for line in proc.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and (f"environment.dns.{api_zone.provider}.{field}: secret 'dns_credential' is not "
+                                "defined in the runbook's secrets") in lines[0], proc.stderr
