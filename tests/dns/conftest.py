@@ -54,11 +54,13 @@ def dns_steps(*, ttl: int = 2, wait_override: float | None = 1, gate_timeout: fl
     }
 
 
-def dns_runbook(directory: Path, zone: ProviderZone, *, key: str | None = None, ca: bool = True,
+def dns_runbook(directory: Path, zone: ProviderZone | BindPair, *, key: str | None = None, ca: bool = True,
                 **steps: Any) -> Path:
-    """A runbook on `zone`, its credential (or `key`) in a 0600 file referenced as secret `dns_credential`;
-    the lowered TTL is the provider's lowest unless given."""
+    """A runbook on `zone` (a bare BindPair: RFC 2136 to it), its credential (or `key`) in a 0600 file
+    referenced as the runbook secret `zone.secret_name`; the lowered TTL is the provider's lowest unless given."""
+    if isinstance(zone, BindPair):
+        zone = ProviderZone("rfc2136", zone, directory / "api").start()
     steps.setdefault("ttl", zone.low_ttl)
     ref = zone.write_credential(directory, key)
     return write_runbook(directory, dns_steps(**steps), environment={"dns": zone.env_dns(ca=ca)},
-                         secrets={"dns_credential": ref})
+                         secrets={zone.secret_name: ref})

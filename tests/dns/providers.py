@@ -79,8 +79,13 @@ class ProviderZone:
         assert self.server is not None
         return self.server.base + ("/v6" if self.provider == "transip" else "/client/v4")
 
-    def env_dns(self, *, ca: bool = True, secret: str = "dns_credential") -> dict[str, Any]:
-        """environment.dns for this provider; the credential is the runbook secret `secret`."""
+    @property
+    def secret_name(self) -> str:
+        return "dns_tsig" if self.provider == "rfc2136" else "dns_credential"
+
+    def env_dns(self, *, ca: bool = True, secret: str | None = None) -> dict[str, Any]:
+        """environment.dns for this provider; the credential is the runbook secret `secret_name`."""
+        secret = secret or self.secret_name
         env = self.bind.env_dns("dns_tsig")
         if self.provider == "rfc2136":
             env["tsig"]["secret"] = secret
