@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from migrator.errors import GateNotReady
 from migrator.steps.base import StepContext, step_type
-from migrator.steps.validate import MAX_PARALLEL, Endpoint, Validation, journal, resolve_target
+from migrator.steps.validate import MAX_PARALLEL, Endpoint, Validation, resolve_target
 
 
 class TLSParams(Endpoint):
@@ -73,7 +73,7 @@ class TLS(Validation[TLSParams]):
         where = f"{target.address}:{target.port}"
         self._report = {"through": where, "hosts_checked": len(hosts), "hosts_failed": len(failures),
                         "min_days": p.min_days, "hosts": report}
-        journal(self.ctx, "validate-tls", through=where, hosts_checked=len(hosts),
+        self.ctx.journal("validate-tls", through=where, hosts_checked=len(hosts),
                 failed=[f.split(":", 1)[0] for f in failures])
         if failures:
             raise GateNotReady(f"{len(failures)} of {len(hosts)} hosts fail TLS through {where}: "
