@@ -1,17 +1,42 @@
 """The target data plane: what the cluster's StatefulSets' pods would hold, served by real servers on the
 host because no pod runs here: one PostgreSQL 15 cluster per database (empty: the migrator creates the app
-databases), and the uploads PVC directory. (The target OpenBao lives in openbao.py.)"""
+databases), WPCS's MariaDB and RentGuy's Redis (Debian's servers, empty), the PVC directories, and the
+n8n and Grafana stand-ins reading theirs. (The target OpenBao lives in openbao.py.)"""
 
 from __future__ import annotations
 
 import os
 import pwd
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .layout import LOOPBACK, TARGET_PG_PORTS, TARGET_PG_SUPERUSER, Paths
-from .proc import Log, SandboxError, alive, read_pid, run, stop_pid, tcp_open, wait_until
+from . import hoststores
+from .layout import (
+    LOOPBACK,
+    PVC_VOLUMES,
+    STANDINS_DIR,
+    TARGET_APPS,
+    TARGET_MYSQL_PORT,
+    TARGET_PG_PORTS,
+    TARGET_PG_SUPERUSER,
+    TARGET_REDIS_PORT,
+    Paths,
+)
+from .proc import (
+    Log,
+    SandboxError,
+    alive,
+    pid_alive,
+    read_pid,
+    run,
+    spawn,
+    stop_pid,
+    stop_pid_file,
+    tcp_open,
+    wait_until,
+)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
@@ -78,15 +103,60 @@ def pg_down(paths: Paths, db: str) -> None:
     stop_pid(pid, timeout=5)
 
 
+def mysql_dir(paths: Paths) -> Path:
+    return paths.dataplane / "mariadb-wpcs"
+
+
+def redis_dir(paths: Paths) -> Path:
+    return paths.dataplane / "redis-rentguy"
+
+
+def _mysql_up(paths: Paths, password: str, log: Log) -> None:
+    hoststores.mariadb_up(mysql_dir(paths), TARGET_MYSQL_PORT, password, LOOPBACK)
+    log(f"target mariadb wpcs: up on {LOOPBACK}:{TARGET_MYSQL_PORT}")
+
+
+def _redis_up(paths: Paths, password: str, log: Log) -> None:
+    hoststores.redis_up(redis_dir(paths), TARGET_REDIS_PORT, password, LOOPBACK)
+    log(f"target redis rentguy: up on {LOOPBACK}:{TARGET_REDIS_PORT}")
+
+
+def app_pid_file(paths: Paths, service: str) -> Path:
+    return paths.dataplane / f"app-{service.replace('/', '_')}.pid"
+
+
+def apps_up(paths: Paths, log: Log) -> None:
+    """The n8n and Grafana stand-ins on the host, each reading its PVC directory (empty until copied)."""
+    for service, (port, pvc, env_key) in TARGET_APPS.items():
+        if pid_alive(app_pid_file(paths, service), "app.py") is not None:
+            continue
+        if tcp_open(LOOPBACK, port):
+            raise SandboxError(f"{LOOPBACK}:{port} is taken by another process")
+        name = service.split("/", 1)[1]
+        spawn([sys.executable, STANDINS_DIR / "app.py"], pid_file=app_pid_file(paths, service),
+              log_file=paths.logs / f"target-{name}.log", cwd=STANDINS_DIR,
+              env={"SERVICE_NAME": name, "PORT": str(port), env_key: str(paths.pvc_dir(pvc)), "PYTHONPATH": str(STANDINS_DIR)})
+        wait_until(f"target {name}", lambda port=port: tcp_open(LOOPBACK, port), 15)  # type: ignore[misc]
+        log(f"target {name}: up on {LOOPBACK}:{port}, reading {paths.pvc_dir(pvc)}")
+
+
 def up(paths: Paths, env: dict[str, str], log: Log) -> None:
     paths.dataplane.mkdir(parents=True, exist_ok=True)
-    paths.uploads_pvc.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=len(TARGET_PG_PORTS)) as pool:
+    for pvc in PVC_VOLUMES:
+        paths.pvc_dir(pvc).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=len(TARGET_PG_PORTS) + 2) as pool:
         futures = [pool.submit(pg_up, paths, db, env["TARGET_PG_PASSWORD"], log) for db in TARGET_PG_PORTS]
+        futures.append(pool.submit(_mysql_up, paths, env["TARGET_MYSQL_PASSWORD"], log))
+        futures.append(pool.submit(_redis_up, paths, env["RENTGUY_REDIS_PASSWORD"], log))
     for f in futures:
         f.result()
+    apps_up(paths, log)
 
 
 def down(paths: Paths) -> None:
+    for service in TARGET_APPS:
+        stop_pid_file(app_pid_file(paths, service), exe_hint="app.py", timeout=5)
     for db in TARGET_PG_PORTS:
         pg_down(paths, db)
+    hoststores.mariadb_down(mysql_dir(paths))
+    hoststores.redis_down(redis_dir(paths))

@@ -25,6 +25,11 @@ KEYS: dict[str, str | None] = {
     "ANTHROPIC_API_KEY": "sk-ant-sandbox-",
     "GRAFANA_ADMIN_PASSWORD": None,
     "TARGET_PG_PASSWORD": None,
+    "WPCS_MYSQL_ROOT_PASSWORD": None,
+    "WPCS_MYSQL_PASSWORD": None,
+    "WPCS_MYSQL_READER_PASSWORD": None,
+    "TARGET_MYSQL_PASSWORD": None,
+    "RENTGUY_REDIS_PASSWORD": None,
     "SANDBOX_DOMAIN": DNS_ZONE,
 }
 

@@ -25,8 +25,10 @@ from .dockerd import docker_cli, docker_env
 from .layout import (
     IMAGE_BASE,
     IMAGE_HASH_LABEL,
+    IMAGE_MARIADB,
     IMAGE_OPENBAO,
     IMAGE_POSTGRES,
+    IMAGE_REDIS,
     IMAGE_STANDIN,
     STANDINS_DIR,
     Paths,
@@ -40,6 +42,11 @@ PG_SHARE = Path("/usr/share/postgresql/15")
 PYTHON = Path("/usr/bin/python3.11")
 PY_STDLIB = Path("/usr/lib/python3.11")
 PG_UID = 999
+MYSQL_UID = 998
+REDIS_UID = 997
+MARIADB_BINS = [Path("/usr/sbin/mariadbd"), Path("/usr/bin/mariadb"), Path("/usr/bin/mariadb-dump"),
+                Path("/usr/bin/my_print_defaults")]
+REDIS_BINS = [Path("/usr/bin/redis-check-rdb"), Path("/usr/bin/redis-cli")]
 LD_PATH = "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu"
 _PY_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "dist-packages",
             "site-packages", "config-3.11-x86_64-linux-gnu", "__pycache__"}
@@ -72,6 +79,48 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
 fi
 exec postgres -D "$PGDATA" -c jit=off -c listen_addresses='*' -c wal_level=logical "$@"
+"""
+
+MARIADB_ENTRYPOINT = r"""#!/bin/sh
+# sevensa-sandbox mariadb entrypoint (the official image's contract: MARIADB_ROOT_PASSWORD, MARIADB_DATABASE,
+# MARIADB_USER, MARIADB_PASSWORD): initialise once, passwords given to the server as SQL on stdin, never
+# argv; root@localhost also by unix_socket (docker exec as root needs no password), as upstream does.
+set -eu
+D=/var/lib/mysql
+OPTS="--no-defaults --user=mysql --datadir=$D --skip-name-resolve --innodb-log-file-size=8M --innodb-buffer-pool-size=64M --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_520_ci"
+if [ ! -d "$D/mysql" ]; then
+  mariadb-install-db --no-defaults --basedir=/usr --datadir="$D" --user=mysql --auth-root-authentication-method=socket     --skip-test-db --skip-name-resolve --innodb-log-file-size=8M >/dev/null 2>&1
+  # The first start listens on its own socket only, so the health check sees the server once it is final.
+  mariadbd $OPTS --skip-networking --socket=/run/mysqld/init.sock &
+  pid=$!
+  i=0
+  until mariadb -uroot -S /run/mysqld/init.sock -e 'SELECT 1' >/dev/null 2>&1; do
+    i=$((i+1)); [ "$i" -lt 600 ] || { echo "mariadb did not start" >&2; exit 1; }; sleep 0.1
+  done
+  mariadb -uroot -S /run/mysqld/init.sock <<SQL
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('${MARIADB_ROOT_PASSWORD:?}');
+CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE:?}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci;
+CREATE USER IF NOT EXISTS '${MARIADB_USER:?}'@'%' IDENTIFIED BY '${MARIADB_PASSWORD:?}';
+GRANT ALL PRIVILEGES ON \`${MARIADB_DATABASE}\`.* TO '${MARIADB_USER}'@'%';
+FLUSH PRIVILEGES;
+SQL
+  kill "$pid"; wait "$pid" || true
+fi
+exec mariadbd $OPTS --socket=/run/mysqld/mysqld.sock --port=3306 --bind-address=0.0.0.0 --event-scheduler=ON
+"""
+
+REDIS_ENTRYPOINT = r"""#!/bin/sh
+# sevensa-sandbox redis entrypoint: requirepass from REDIS_PASSWORD into a 0600 config file (never argv).
+set -eu
+umask 077
+printf 'bind 0.0.0.0
+port 6379
+dir /data
+appendonly yes
+protected-mode no
+requirepass "%s"
+'   "${REDIS_PASSWORD:?}" > /tmp/redis.conf
+exec redis-server /tmp/redis.conf
 """
 
 OPENBAO_CONFIG = """storage "raft" {
@@ -226,10 +275,13 @@ def base_rootfs() -> RootFS:
     fs.add_bytes("etc/passwd", (
         "root:x:0:0:root:/root:/bin/sh\n"
         f"postgres:x:{PG_UID}:{PG_UID}:PostgreSQL:/var/lib/postgresql:/bin/sh\n"
+        f"mysql:x:{MYSQL_UID}:{MYSQL_UID}:MariaDB:/var/lib/mysql:/bin/false\n"
+        f"redis:x:{REDIS_UID}:{REDIS_UID}:Redis:/data:/bin/false\n"
         "www-data:x:33:33:www-data:/var/www:/bin/sh\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").encode())
     fs.add_bytes("etc/group", (
-        f"root:x:0:\npostgres:x:{PG_UID}:\nwww-data:x:33:\nnogroup:x:65534:\n").encode())
+        f"root:x:0:\npostgres:x:{PG_UID}:\nmysql:x:{MYSQL_UID}:\nredis:x:{REDIS_UID}:\nwww-data:x:33:\n"
+        "nogroup:x:65534:\n").encode())
     fs.add_bytes("etc/nsswitch.conf", b"passwd: files\ngroup: files\nhosts: files dns\n")
     return fs
 
@@ -256,6 +308,36 @@ def postgres_rootfs() -> RootFS:
     fs.add_dir("var/lib/postgresql/data", 0o700, PG_UID, PG_UID)
     fs.add_dir("var/run/postgresql", 0o2775, PG_UID, PG_UID)
     fs.add_bytes("usr/local/bin/docker-entrypoint.sh", PG_ENTRYPOINT.encode(), 0o755)
+    return fs
+
+
+def mariadb_rootfs() -> RootFS:
+    """Debian's MariaDB server and client tools with their shared libraries (no registry here)."""
+    fs = base_rootfs()
+    for b in MARIADB_BINS:
+        fs.add_file(b, str(b), 0o755)
+    fs.add_file(Path("/usr/bin/mariadb-install-db"), "usr/bin/mariadb-install-db", 0o755)
+    fs.add_link("usr/bin/mysql", "mariadb")
+    fs.add_link("usr/bin/mysqldump", "mariadb-dump")
+    fs.add_tree(Path("/usr/share/mysql"))
+    plugins = Path("/usr/lib/mysql/plugin")
+    if plugins.is_dir():
+        fs.add_tree(plugins)
+    fs.add_tree(Path("/usr/share/zoneinfo"))
+    fs.add_libs_for([*MARIADB_BINS, *(p for p in plugins.glob("*.so"))])
+    fs.add_dir("var/lib/mysql", 0o750, MYSQL_UID, MYSQL_UID)
+    fs.add_dir("run/mysqld", 0o755, MYSQL_UID, MYSQL_UID)
+    fs.add_bytes("usr/local/bin/docker-entrypoint.sh", MARIADB_ENTRYPOINT.encode(), 0o755)
+    return fs
+
+
+def redis_rootfs() -> RootFS:
+    fs = base_rootfs()
+    fs.add_file(REDIS_BINS[0], "usr/bin/redis-server", 0o755)  # Debian's redis-server is a link to it
+    fs.add_file(REDIS_BINS[1], "usr/bin/redis-cli", 0o755)
+    fs.add_libs_for(REDIS_BINS)
+    fs.add_dir("data", 0o750, REDIS_UID, REDIS_UID)
+    fs.add_bytes("usr/local/bin/docker-entrypoint.sh", REDIS_ENTRYPOINT.encode(), 0o755)
     return fs
 
 
@@ -364,6 +446,14 @@ def build(paths: Paths, log: Log, only: tuple[str, ...] | None = None) -> None:
             ],
             log,
         )
+    if wanted(IMAGE_MARIADB):
+        _import(paths, IMAGE_MARIADB, mariadb_rootfs(),
+                ["ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin", f"ENV LD_LIBRARY_PATH={LD_PATH}", "ENV LANG=C.UTF-8",
+                 "EXPOSE 3306", 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]'], log)
+    if wanted(IMAGE_REDIS):
+        _import(paths, IMAGE_REDIS, redis_rootfs(),
+                [base_env, f"ENV LD_LIBRARY_PATH={LD_PATH}", "USER redis", "EXPOSE 6379",
+                 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]'], log)
     if wanted(IMAGE_OPENBAO):
         _import(
             paths,

@@ -63,6 +63,21 @@ TARGET_KEYCLOAK_PORT = 28080
 #: target data plane: one PostgreSQL cluster per StatefulSet
 TARGET_PG_PORTS: dict[str, int] = {"rentguy": 25432, "psra": 25433, "wpcs": 25434, "keycloak": 25435}
 TARGET_PG_SUPERUSER = "postgres"
+#: target data plane: WPCS's WordPress MariaDB and RentGuy's Redis (Debian's servers on the host)
+TARGET_MYSQL_PORT = 23306
+TARGET_REDIS_PORT = 26379
+#: the cluster's n8n and Grafana (no pod runs here): the app stand-in as a host process reading its PVC
+#: directory, proxied to by the ingress stand-in: Service (ns/name) -> (port, PVC, env key of the data dir)
+TARGET_APPS: dict[str, tuple[int, str, str]] = {
+    "ai/ai-n8n": (28081, "ai-n8n-data", "N8N_USER_FOLDER"),
+    "monitoring/grafana": (28082, "grafana-data", "GF_PATHS_DATA"),
+}
+#: PVCs standing as host directories: PVC name -> (compose volume, service, mount in the container)
+PVC_VOLUMES: dict[str, tuple[str, str, str]] = {
+    "wpcs-uploads": ("wpcs-uploads", "wpcs-wordpress", "/var/www/html/wp-content/uploads"),
+    "ai-n8n-data": ("n8n-data", "ai-n8n", "/home/node/.n8n"),
+    "grafana-data": ("grafana-data", "grafana", "/var/lib/grafana"),
+}
 
 # --- compose -------------------------------------------------------------------------------------
 COMPOSE_PROJECT = "sevensa"
@@ -76,6 +91,11 @@ SOURCE_DATABASES: dict[str, tuple[str, str, str, str]] = {
     "wpcs": ("wpcs-db", "wpcs", "wpcs", "WPCS_DB_PASSWORD"),
     "keycloak": ("keycloak-db", "keycloak", "keycloak", "KEYCLOAK_DB_PASSWORD"),
 }
+
+#: WordPress's own database (MariaDB): service, database, application user, env keys of the passwords
+SOURCE_MYSQL = ("wpcs-mysql", "wordpress", "wordpress", "WPCS_MYSQL_PASSWORD", "WPCS_MYSQL_ROOT_PASSWORD")
+#: RentGuy's Redis: service, env key of its password
+SOURCE_REDIS = ("rentguy-redis", "RENTGUY_REDIS_PASSWORD")
 
 UPLOADS_VOLUME = "wpcs-uploads"
 UPLOADS_SERVICE = "wpcs-wordpress"
@@ -106,6 +126,8 @@ IMAGE_BASE = "sevensa-sandbox/base:busybox"
 IMAGE_POSTGRES = "sevensa-sandbox/postgres:15"
 IMAGE_OPENBAO = "sevensa-sandbox/openbao:2"
 IMAGE_STANDIN = "sevensa-sandbox/standin:py311"
+IMAGE_MARIADB = "sevensa-sandbox/mariadb:10.11"
+IMAGE_REDIS = "sevensa-sandbox/redis:7"
 IMAGE_HASH_LABEL = "io.sevensa.sandbox.content-hash"
 
 # --- paths ---------------------------------------------------------------------------------------
@@ -219,6 +241,9 @@ class Paths:
     @property
     def uploads_pvc(self) -> Path:
         return self.pvc / "wpcs-uploads"
+
+    def pvc_dir(self, name: str) -> Path:
+        return self.pvc / name
 
     @property
     def target_keycloak(self) -> Path:

@@ -35,9 +35,12 @@ from .layout import (
     SSH_HOST,
     SSH_PORT,
     SSH_USER,
+    TARGET_APPS,
     TARGET_KEYCLOAK_PORT,
+    TARGET_MYSQL_PORT,
     TARGET_PG_PORTS,
     TARGET_PG_SUPERUSER,
+    TARGET_REDIS_PORT,
     TRAEFIK_HOST,
     TRAEFIK_PORT,
     TSIG_KEY_NAME,
@@ -94,7 +97,8 @@ def _kube_pid_file(paths: Paths) -> Path:
 
 
 #: Services of the cluster whose pods are real servers on the host: the ingress stand-in proxies to them
-KUBE_BACKENDS: dict[str, tuple[str, int]] = {target_keycloak.SERVICE: (LOOPBACK, TARGET_KEYCLOAK_PORT)}
+KUBE_BACKENDS: dict[str, tuple[str, int]] = {target_keycloak.SERVICE: (LOOPBACK, TARGET_KEYCLOAK_PORT),
+                                             **{svc: (LOOPBACK, port) for svc, (port, _, _) in TARGET_APPS.items()}}
 
 
 def _backend_args(paths: Paths) -> list[str]:
@@ -316,6 +320,10 @@ def status(dir: Path | None = None) -> SandboxInfo:
     comp("bind-secondary", bind.running(paths, "secondary"))
     for db in TARGET_PG_PORTS:
         comp(f"target-postgres-{db}", dataplane.postmaster_pid(paths, db))
+    comp("target-mariadb-wpcs", dataplane.hoststores.mariadb_pid(dataplane.mysql_dir(paths)), port=TARGET_MYSQL_PORT)
+    comp("target-redis-rentguy", dataplane.hoststores.redis_pid(dataplane.redis_dir(paths)), port=TARGET_REDIS_PORT)
+    for svc in TARGET_APPS:
+        comp(f"target-app-{svc}", pid_alive(dataplane.app_pid_file(paths, svc), "app.py"))
     comp("target-openbao", openbao.target_running(paths))
     comp("target-keycloak", target_keycloak.running(paths), url=target_keycloak.url())
     kube_pid = pid_alive(_kube_pid_file(paths))
@@ -423,6 +431,8 @@ def _ports() -> list[tuple[str, int]]:
              (TRAEFIK_HOST, TRAEFIK_PORT), (SOURCE_OPENBAO_HOST, SOURCE_OPENBAO_PORT),
              (LOOPBACK, openbao.TARGET_OPENBAO_PORT), (LOOPBACK, TARGET_KEYCLOAK_PORT)]
     ports += [(LOOPBACK, p) for p in TARGET_PG_PORTS.values()]
+    ports += [(LOOPBACK, TARGET_MYSQL_PORT), (LOOPBACK, TARGET_REDIS_PORT)]
+    ports += [(LOOPBACK, port) for port, _, _ in TARGET_APPS.values()]
     return ports
 
 

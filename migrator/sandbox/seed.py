@@ -10,7 +10,7 @@ import tarfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
-from . import seed_sql
+from . import seed_sql, seed_stores
 from .compose import container_id
 from .dockerd import docker_cli, docker_env
 from .layout import SOURCE_DATABASES, UPLOADS_MOUNT, UPLOADS_SERVICE, Paths
@@ -112,6 +112,10 @@ def seed_all(paths: Paths, scale: int, env: dict[str, str], log: Log) -> None:
     with ThreadPoolExecutor(max_workers=5) as pool:
         futures = [pool.submit(seed_database, paths, db, scale, env, log) for db in SOURCE_DATABASES]
         futures.append(pool.submit(seed_uploads, paths, scale, log))
+        futures.append(pool.submit(seed_stores.seed_mysql, paths, scale, env, log))
+        futures.append(pool.submit(seed_stores.seed_redis, paths, scale, env, log))
+        futures.append(pool.submit(seed_stores.seed_n8n, paths, scale, log))
+        futures.append(pool.submit(seed_stores.seed_grafana, paths, scale, log))
         errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         raise SandboxError(f"seeding failed: {errors[0]}")

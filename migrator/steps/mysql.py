@@ -278,7 +278,11 @@ class MysqlCopy(Step[MyCopyParams]):
 
         f = self.ctx.facts
         server = target_of(self.ctx, self.params.target)
-        if f.get("created_db"):
+        if f.get("created_db") and f.get("replaced"):
+            # It replaced an earlier copy of the same source (the final sync over phase 3's): what it loaded
+            # is at least as recent, so it is left in place for that copy's own rollback.
+            self.ctx.log.warning("replaced an earlier copy: the database is left in place")
+        elif f.get("created_db"):
             self._execute(server, f"DROP DATABASE IF EXISTS {quote_ident(f.get('target_database') or self.params.target.database)}")
         for spec in f.get("created_users") or []:
             user, host = account_of(spec)
@@ -289,8 +293,8 @@ class MysqlCopy(Step[MyCopyParams]):
         f = self.ctx.facts
         if not f.get("created_db"):
             return Plan(changes=["nothing: the target database was never touched"])
-        changes = [f"drop database {f.get('target_database')} on the target"
-                   + (" (it replaced an earlier copy, which is not kept: run that copy again)" if f.get("replaced") else "")]
+        changes = [f"leave database {f.get('target_database')} (it replaced an earlier copy of the same source)"
+                   if f.get("replaced") else f"drop database {f.get('target_database')} on the target"]
         if f.get("created_users"):
             changes.append(f"drop accounts created: {', '.join(f['created_users'])}")
         return Plan(changes=changes)

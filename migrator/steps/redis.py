@@ -185,8 +185,11 @@ class RedisCopy(Step[RedisCopyParams]):
         if not f.get("started"):
             return
         if not f.get("target_was_empty"):
-            raise PermanentError(f"{self.ctx.step_id}: the target held keys before the copy (existing: merge); "
-                                 "rollback cannot tell them apart: nothing was removed")
+            # A merge into keys that were there before (the final sync over phase 3's copy): the keys it
+            # replaced came from the same source, so they are left as they are.
+            self.ctx.log.warning("the target held keys before this copy: nothing removed")
+            self.ctx.record(started=False, complete=None)
+            return
         for db in f.get("databases") or []:
             client(target_conn(self.ctx, self.params.target), int(db)).flushdb()
         self.ctx.record(started=False, complete=None)
@@ -196,7 +199,8 @@ class RedisCopy(Step[RedisCopyParams]):
         if not f.get("started"):
             return Plan(changes=["nothing: the target was never written"])
         if not f.get("target_was_empty"):
-            return Plan(changes=["REFUSED: the target held keys before the copy"])
+            return Plan(changes=["nothing: the target held keys before this copy (a merge over an earlier copy of "
+                                 "the same source); they are left as they are"])
         return Plan(changes=[f"FLUSHDB on the target's db {', '.join(str(d) for d in f.get('databases') or [])} "
                              "(empty before the copy)"])
 

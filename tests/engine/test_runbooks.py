@@ -61,7 +61,8 @@ def test_production_is_marked_and_strict() -> None:
     assert env.target is not None and env.target.data_access == "port-forward"
     assert env.target.ingress_scheme == "https" and env.target.ingress_port == 443
     for name, ep in env.target.endpoints.items():
-        assert ep.namespace and ep.pod == f"{name}-0" and ep.remote_port == 5432, name
+        port = {"wpcs-mysql": 3306, "rentguy-redis": 6379}.get(name, 5432)
+        assert ep.namespace and ep.pod == f"{name}-0" and ep.remote_port == port, name
     assert env.openbao is not None and env.openbao.source_via_ssh is not None
     assert env.keycloak is not None
     assert env.openbao.source.tls_verify and env.openbao.target.tls_verify

@@ -29,15 +29,16 @@ def test_every_service_of_the_architecture_is_there() -> None:
     objs = all_objects()
     workloads = {**by_kind(objs, "Deployment"), **by_kind(objs, "StatefulSet"), **by_kind(objs, "DaemonSet")}
     assert set(workloads) == {
-        "rentguy/rentguy-frontend", "rentguy/rentguy-api", "rentguy/rentguy-db",
+        "rentguy/rentguy-frontend", "rentguy/rentguy-api", "rentguy/rentguy-db", "rentguy/rentguy-redis",
         "psra/psra-frontend", "psra/psra-api", "psra/psra-origin-engine", "psra/psra-db",
-        "wpcs/wpcs-api", "wpcs/wpcs-wordpress", "wpcs/wpcs-db",
+        "wpcs/wpcs-api", "wpcs/wpcs-wordpress", "wpcs/wpcs-db", "wpcs/wpcs-mysql",
         "ai/ai-langgraph", "ai/ai-n8n", "ai/ai-claude-chat", "ai/ai-trading-dashboard",
         "infra/openbao", "infra/keycloak", "infra/keycloak-db", "ingress/traefik",
         "monitoring/prometheus", "monitoring/grafana", "monitoring/alertmanager",
         "logging/loki", "logging/promtail", "logging/vector",
     }
-    for db in ("rentguy/rentguy-db", "psra/psra-db", "wpcs/wpcs-db", "infra/keycloak-db", "infra/openbao"):
+    for db in ("rentguy/rentguy-db", "psra/psra-db", "wpcs/wpcs-db", "infra/keycloak-db", "infra/openbao",
+               "wpcs/wpcs-mysql", "rentguy/rentguy-redis"):
         sts = workloads[db]
         assert sts["kind"] == "StatefulSet"
         claim = sts["spec"]["volumeClaimTemplates"][0]
