@@ -25,9 +25,22 @@ DB_QUERY = ("select datname, pg_database_size(datname) from pg_database "
             "where not datistemplate order by datname")
 
 
-def _kind(image: str, service: str) -> str | None:
-    text = f"{image} {service}".lower()
-    for kind, words in (("postgres", ("postgres", "postgis", "timescale")), ("openbao", ("openbao", "vault")),
+# MySQL/MariaDB: the database names, read inside the container as root (its unix socket; else the root
+# password from the container's own environment, which never leaves it).
+MYSQL = ["sh", "-c", 'q="$1"; c=$(command -v mariadb || command -v mysql); '
+         '"$c" -uroot -N -B -e "$q" 2>/dev/null && exit 0; '
+         'MYSQL_PWD="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}" exec "$c" -uroot -N -B -e "$q"', "mysql"]
+MYSQL_QUERY = ("SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) FROM information_schema.SCHEMATA s "
+               "LEFT JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.SCHEMA_NAME GROUP BY s.SCHEMA_NAME ORDER BY 1")
+# Redis: INFO keyspace with the password from the container's environment (REDISCLI_AUTH, not argv).
+REDIS = ["sh", "-c", 'REDISCLI_AUTH="${REDIS_PASSWORD:-}" exec redis-cli --no-auth-warning INFO keyspace']
+
+
+def _kind(image: str, service: str, command: str = "") -> str | None:
+    """The kind of server in a container, from its image, service name and command line."""
+    text = f"{image} {service} {command}".lower()
+    for kind, words in (("postgres", ("postgres", "postgis", "timescale")), ("mysql", ("mariadb", "mysql", "percona")),
+                        ("redis", ("redis", "valkey", "keydb")), ("openbao", ("openbao", "vault")),
                         ("keycloak", ("keycloak",))):
         if any(w in text for w in words):
             return kind
@@ -57,16 +70,22 @@ def _container(c: Any) -> dict[str, Any]:
         "mounts": [{"type": m.get("Type"), "name": m.get("Name") or m.get("Source"), "destination": m.get("Destination"),
                     "rw": m.get("RW")} for m in a.get("Mounts", [])],
         "env_names": sorted({e.split("=", 1)[0] for e in cfg.get("Env") or []}),
-        "kind": _kind(image, c.labels.get(SERVICE_LABEL, "")),
+        "kind": _kind(image, c.labels.get(SERVICE_LABEL, ""),
+                      " ".join([*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])])),
     }
 
 
 def _databases(dr: DockerRemote, container: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"container": container["name"], "service": container["service"],
-                             "project": container["project"], "image": container["image"]}
+                             "project": container["project"], "image": container["image"],
+                             "kind": container["kind"]}
     if container["state"] != "running":
         entry["error"] = f"container is {container['state']}"
         return entry
+    if container["kind"] == "mysql":
+        return _mysql_databases(dr, container, entry)
+    if container["kind"] == "redis":
+        return _redis_databases(dr, container, entry)
     rc, out, err = dr.exec_run(container["name"], [*PSQL, "show server_version"], user="postgres")
     if rc != 0:
         entry["error"] = (err or out).decode(errors="replace").strip().splitlines()[-1:] or [f"psql exited {rc}"]
@@ -82,6 +101,31 @@ def _databases(dr: DockerRemote, container: dict[str, Any]) -> dict[str, Any]:
         if "|" in line:
             name, size = line.rsplit("|", 1)
             dbs.append({"name": name, "size": int(size)})
+    entry["databases"] = dbs
+    return entry
+
+
+def _mysql_databases(dr: DockerRemote, container: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    rc, out, err = dr.exec_run(container["name"], [*MYSQL, MYSQL_QUERY])
+    if rc != 0:
+        entry["error"] = ((err or out).decode(errors="replace").strip().splitlines() or [f"mysql exited {rc}"])[-1]
+        return entry
+    entry["databases"] = [{"name": n, "size": int(sz)} for line in out.decode().splitlines() if "\t" in line
+                          for n, sz in [line.split("\t", 1)]]
+    return entry
+
+
+def _redis_databases(dr: DockerRemote, container: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    rc, out, err = dr.exec_run(container["name"], REDIS)
+    text = out.decode(errors="replace")
+    if rc != 0 or "NOAUTH" in text or "ERR" in text:
+        entry["error"] = ((err or out).decode(errors="replace").strip().splitlines() or [f"redis-cli exited {rc}"])[-1]
+        return entry
+    dbs = []
+    for line in text.splitlines():  # db0:keys=602,expires=100,avg_ttl=...
+        name, _, rest = line.strip().partition(":")
+        if name.startswith("db") and "keys=" in rest:
+            dbs.append({"name": name, "keys": int(rest.split("keys=", 1)[1].split(",", 1)[0])})
     entry["databases"] = dbs
     return entry
 
@@ -109,7 +153,7 @@ def collect(dr: DockerRemote, project: str | None = None) -> dict[str, Any]:
         volumes[v["Name"]] = {"driver": v.get("Driver"), "project": labels.get(PROJECT_LABEL),
                               "size": (v.get("UsageData") or {}).get("Size"),
                               "ref_count": (v.get("UsageData") or {}).get("RefCount")}
-    databases = [_databases(dr, c) for c in flat if c["kind"] == "postgres"]
+    databases = [_databases(dr, c) for c in flat if c["kind"] in ("postgres", "mysql", "redis")]
     return {
         "host": dr.host,
         "collected_at": time.time(),
@@ -194,13 +238,16 @@ def render(inv: dict[str, Any]) -> str:
         for name, v in sorted(inv["volumes"].items()):
             lines.append(f"  {name:<40} {v['driver'] or '?':<8} {_size(v['size']):>10}")
     if inv["databases"]:
-        lines.append("\npostgres")
+        lines.append("\ndatabase servers")
         for db in inv["databases"]:
             if "error" in db:
                 lines.append(f"  {db['container']}: {db['error']}")
                 continue
-            names = ", ".join(f"{d['name']} ({_size(d['size'])})" for d in db.get("databases", []))
-            lines.append(f"  {db['container']}: PostgreSQL {db['version']}: {names}")
+            names = ", ".join(f"{d['name']} ({_size(d['size'])})" if "size" in d else f"{d['name']} ({d.get('keys')} keys)"
+                              for d in db.get("databases", []))
+            kind = db.get("kind", "postgres")
+            label = f"PostgreSQL {db['version']}" if kind == "postgres" else {"mysql": "MySQL/MariaDB", "redis": "Redis"}[kind]
+            lines.append(f"  {db['container']}: {label}: {names}")
     for kind in ("openbao", "keycloak"):
         for x in inv[kind]:
             lines.append(f"{kind}: {x['container']} ({x['image']}, {x['state']})")

@@ -4,6 +4,7 @@ the state file's `extra["source_inventory"]`, under the run lock."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from migrator.adapters.inventory import STATE_KEY, collect, diff, render
 from migrator.adapters.resources import DOCKER_SOURCE
 from migrator.commands.common import engine_for
+from migrator.commands.coverage import coverage_gate
 from migrator.errors import InputError
 
 
@@ -44,4 +46,5 @@ def inspect(runbook_path: Path, state_dir: Path | None, *, as_json: bool = False
                 say(f"  {line}")
     else:
         say(render(inv))
+    coverage_gate(engine.runbook, inv, say=(lambda t: print(t, file=sys.stderr)) if as_json else say)
     return {"inventory": inv, "diff": changes}

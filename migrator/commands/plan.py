@@ -9,10 +9,12 @@ from typing import Any
 
 from migrator import errors, redact
 from migrator.commands.common import engine_for
+from migrator.commands.coverage import coverage_gate
 
 
 def plan(runbook: Path, state_dir: Path | None, phases: list[int], steps: list[str], as_json: bool) -> list[dict[str, Any]]:
     engine = engine_for(runbook, state_dir, dry_run=True, say=(lambda _t: None) if as_json else None)
+    coverage_gate(engine.runbook, say=lambda t: print(t, file=sys.stderr))
     result: list[dict[str, Any]] = engine.plan(phases or None, steps or None)
     unplanned = incomplete(result)
     if as_json:

@@ -43,10 +43,34 @@ def _add_copied(totals: dict[str, int], uses: str, figures: dict[str, Any]) -> N
         totals["files"] += num("files")
 
 
+def _add_by_kind(kinds: dict[str, dict[str, int]], uses: str, figures: dict[str, Any]) -> None:
+    """What was moved, per kind of store: databases (rows, bytes), Redis keys, volume files and bytes."""
+
+    def num(key: str) -> int:
+        value = figures.get(key)
+        return int(value) if isinstance(value, int | float) else 0
+
+    def add(kind: str, **values: int) -> None:
+        k = kinds.setdefault(kind, {})
+        for name, v in values.items():
+            k[name] = k.get(name, 0) + v
+
+    if uses in ("postgres.copy", "postgres.replicate") and (num("rows") or num("tables")):
+        add("postgres", copies=1, tables=num("tables"), rows=num("rows"), bytes=num("bytes"))
+    elif uses == "mysql.copy" and num("databases"):
+        add("mysql", copies=num("databases"), tables=num("tables"), bytes=num("bytes"))
+    elif uses == "redis.copy" and figures.get("keys") is not None:
+        add("redis", copies=1, keys=num("keys"), keys_with_ttl=num("with_ttl"), bytes=num("bytes"),
+            deleted=num("deleted"))
+    elif uses == "volume.copy":
+        add("volumes", copies=1, files=num("files"), bytes=num("bytes"), bytes_sent=num("bytes_copied"))
+
+
 def build(runbook: Runbook, state: State, journal: Journal, since: float | None = None) -> dict[str, Any]:
     steps = []
     phases: dict[int, dict[str, Any]] = {}
     totals = {"rows": 0, "bytes": 0, "files": 0}
+    kinds: dict[str, dict[str, int]] = {}
     parity: dict[str, Any] = {}
     for step in runbook.steps:
         rec = state.steps.get(step.id)
@@ -67,6 +91,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
         if rec and rec.finished_at:
             ph["end"] = max(filter(None, [ph["end"], rec.finished_at]))
         _add_copied(totals, step.spec.uses, figures)
+        _add_by_kind(kinds, step.spec.uses, figures)
         if step.spec.uses.endswith(".verify") or "parity" in figures:
             parity[step.id] = {"status": entry["status"], **{k: v for k, v in figures.items() if k != "tables"}}
 
@@ -95,7 +120,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
         "runbook": runbook.name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "result": "succeeded" if all_ok else "incomplete",
         "phases": {str(k): v for k, v in sorted(phases.items())},
-        "steps": steps, "copied": totals, "parity": parity,
+        "steps": steps, "copied": totals, "moved_by_kind": kinds, "parity": parity,
         "write_downtime_s": downtime, "write_downtime_window": {"freeze_started": freeze_at, "dns_verified": dns_verified_at},
         "gates_passed": gates, "gates_passed_count": len(gates), "gates_since": since,
     }
@@ -112,6 +137,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"- Gates passed in this run: {report['gates_passed_count']}")
     if report.get("timeline"):
         lines += ["", f"![timeline: one bar per step, the write downtime shaded]({report['timeline']})"]
+    for kind, figures in sorted((report.get("moved_by_kind") or {}).items()):
+        lines.append(f"- Moved ({kind}): " + ", ".join(f"{v} {k}" for k, v in figures.items()))
+    cov = report.get("coverage")
+    if cov:
+        lines.append(f"- Coverage: {cov['percent']}% of {cov['total']} stateful things on the VPS mapped to a step "
+                     f"or excluded ({cov['mapped']} mapped, {len(cov['excluded'])} excluded)")
+        for e in cov["excluded"]:
+            lines.append(f"  - excluded {e['kind']} {e['name']}: {e['reason']}")
+        for u in cov.get("unmapped") or []:
+            lines.append(f"  - NOT COVERED {u}")
     lines += ["", "| phase | name | steps | succeeded | duration (s) |", "|---|---|---|---|---|"]
     for num, ph in report["phases"].items():
         lines.append(f"| {num} | {ph['name']} | {ph['steps']} | {ph['succeeded']} | {ph['duration_s'] or ''} |")

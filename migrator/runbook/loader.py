@@ -112,7 +112,10 @@ class _Validator:
         if self.problems:
             raise InputError("invalid runbook", self.problems)
         digest = _digest([s.digest for s in steps] + [rb_file.model_dump(mode="json", exclude={"description"})])
-        return Runbook(path=self.path, file=rb_file, steps=steps, digest=digest, phase_names=names)
+        where = {f"{section}.{i}": src.where(("coverage", section, i))
+                 for section in ("map", "exclude") for i in range(len(getattr(rb_file.coverage, section)))}
+        return Runbook(path=self.path, file=rb_file, steps=steps, digest=digest, phase_names=names,
+                       coverage_where=where)
 
     def _refuse_insecure(self, src: Located, prefix: Loc, value: Any) -> None:
         """A production runbook verifies TLS everywhere: `tls_verify: false` is refused (give ca_file)."""

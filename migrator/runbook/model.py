@@ -111,6 +111,42 @@ class GitopsConfig(StrictModel):
     destination_server: str = "https://kubernetes.default.svc"
 
 
+class CoverageEntry(StrictModel):
+    """One stateful thing of the VPS: a named volume, a read-write bind mount (`service:/path`) or a database
+    (`service/database`; a Redis database is `service/db0`), with the step that moves it or the reason it stays."""
+
+    volume: str | None = None
+    bind: str | None = None
+    database: str | None = None
+    step: str | None = None  # coverage.map: the step id that moves it
+    reason: str | None = None  # coverage.exclude: why it stays behind
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> CoverageEntry:
+        if len([k for k in ("volume", "bind", "database") if getattr(self, k)]) != 1:
+            raise ValueError("give exactly one of volume, bind, database")
+        return self
+
+    def kind(self) -> str:
+        return next(k for k in ("volume", "bind", "database") if getattr(self, k))
+
+    def name(self) -> str:
+        return str(getattr(self, self.kind()))
+
+
+class MappedEntry(CoverageEntry):
+    step: str
+
+
+class ExcludedEntry(CoverageEntry):
+    reason: str = Field(min_length=3)
+
+
+class CoverageConfig(StrictModel):
+    map: list[MappedEntry] = Field(default_factory=list)
+    exclude: list[ExcludedEntry] = Field(default_factory=list)
+
+
 class RunbookFile(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -122,6 +158,7 @@ class RunbookFile(StrictModel):
     environment: Environment = Field(default_factory=Environment)
     settings: dict[str, Any] = Field(default_factory=dict)
     gitops: GitopsConfig | None = None
+    coverage: CoverageConfig = Field(default_factory=CoverageConfig)
 
 
 # Step type name ("dns.cutover") -> its class (migrator.steps.base.Step), built by migrator.steps.catalogue
@@ -158,6 +195,7 @@ class Runbook:
     steps: list[Step]
     digest: str
     phase_names: dict[int, str] = field(default_factory=dict)
+    coverage_where: dict[str, str] = field(default_factory=dict)  # "map.0" -> FILE:LINE of that entry
 
     @property
     def name(self) -> str:

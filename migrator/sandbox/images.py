@@ -89,7 +89,7 @@ set -eu
 D=/var/lib/mysql
 OPTS="--no-defaults --user=mysql --datadir=$D --skip-name-resolve --innodb-log-file-size=8M --innodb-buffer-pool-size=64M --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_520_ci"
 if [ ! -d "$D/mysql" ]; then
-  mariadb-install-db --no-defaults --basedir=/usr --datadir="$D" --user=mysql --auth-root-authentication-method=socket     --skip-test-db --skip-name-resolve --innodb-log-file-size=8M >/dev/null 2>&1
+  mariadb-install-db --no-defaults --basedir=/usr --datadir="$D" --user=mysql --auth-root-authentication-method=socket     --skip-test-db --skip-name-resolve --force --innodb-log-file-size=8M >/tmp/install-db.log 2>&1 || { cat /tmp/install-db.log >&2; exit 1; }
   # The first start listens on its own socket only, so the health check sees the server once it is final.
   mariadbd $OPTS --skip-networking --socket=/run/mysqld/init.sock &
   pid=$!

@@ -73,7 +73,13 @@ class ComposeInspect(Step[InspectParams]):
 
     def apply(self) -> None:
         inv = collect(_docker(self.ctx), self._project())
-        self.ctx.record(inventory=inv)
+        from migrator.runbook.coverage import evaluate
+
+        cov = evaluate(self.ctx.runbook, inv)
+        self.ctx.record(inventory=inv, coverage=cov.summary())
+        if cov.errors():
+            # The coverage gate: nothing stateful is left behind without a reason.
+            raise PermanentError(f"{self.ctx.step_id}: coverage {cov.percent}%: " + "; ".join(cov.errors()))
 
     def verify(self) -> None:
         services = _by_service(_docker(self.ctx), self._project())
@@ -96,7 +102,8 @@ class ComposeInspect(Step[InspectParams]):
     def report(self) -> dict[str, Any]:
         inv = self.ctx.facts.get("inventory") or {}
         return {"services": sum(len(p["services"]) for p in inv.get("projects", {}).values()),
-                "databases": sum(len(d.get("databases", [])) for d in inv.get("databases", []))}
+                "databases": sum(len(d.get("databases", [])) for d in inv.get("databases", [])),
+                "coverage": self.ctx.facts.get("coverage")}
 
 
 # -- compose.freeze -------------------------------------------------------------------------------
