@@ -71,6 +71,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
     phases: dict[int, dict[str, Any]] = {}
     totals = {"rows": 0, "bytes": 0, "files": 0}
     kinds: dict[str, dict[str, int]] = {}
+    coverage: dict[str, Any] | None = None
     parity: dict[str, Any] = {}
     for step in runbook.steps:
         rec = state.steps.get(step.id)
@@ -92,6 +93,8 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
             ph["end"] = max(filter(None, [ph["end"], rec.finished_at]))
         _add_copied(totals, step.spec.uses, figures)
         _add_by_kind(kinds, step.spec.uses, figures)
+        if step.spec.uses == "compose.inspect" and isinstance(figures.get("coverage"), dict):
+            coverage = figures["coverage"]
         if step.spec.uses.endswith(".verify") or "parity" in figures:
             parity[step.id] = {"status": entry["status"], **{k: v for k, v in figures.items() if k != "tables"}}
 
@@ -120,7 +123,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
         "runbook": runbook.name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "result": "succeeded" if all_ok else "incomplete",
         "phases": {str(k): v for k, v in sorted(phases.items())},
-        "steps": steps, "copied": totals, "moved_by_kind": kinds, "parity": parity,
+        "steps": steps, "copied": totals, "moved_by_kind": kinds, "coverage": coverage, "parity": parity,
         "write_downtime_s": downtime, "write_downtime_window": {"freeze_started": freeze_at, "dns_verified": dns_verified_at},
         "gates_passed": gates, "gates_passed_count": len(gates), "gates_since": since,
     }
