@@ -55,7 +55,7 @@ def _runbook(tmp: Path, coverage: dict[str, Any]) -> Path:
          "with": {"source": {"container": "cache"}, "target": {"endpoint": "z"}}},
         {"id": "copy-uploads", "uses": "volume.copy", "with": {"volume": "uploads", "target": "uploads"}},
         {"id": "copy-acme", "uses": "shell.run", "with": {"command": ["true"]}},
-    ]}, environment={"target": {"ingress_address": "127.0.0.1", "endpoints": {"x": ep, "y": ep, "z": ep}}})
+    ]}, environment={"target": {"ingress_address": "127.0.0.1", "endpoints": {"x": dict(ep), "y": dict(ep), "z": dict(ep)}}})
     doc = yaml.safe_load(rb.read_text())
     doc["coverage"] = coverage
     rb.write_text(yaml.safe_dump(doc, sort_keys=False))
