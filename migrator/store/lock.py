@@ -42,11 +42,15 @@ def _drain(sock: socket.socket) -> None:
         conn.close()
 
 
-def _close(sock: socket.socket) -> None:
+def _close(sock: socket.socket, drain: threading.Thread | None = None) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the drain thread
     except OSError:
         pass
+    # The kernel frees the name only when the drain thread's accept() has let go of the socket too:
+    # closing without waiting let an immediate re-acquire in the same process meet EADDRINUSE.
+    if drain is not None:
+        drain.join(timeout=2)
     sock.close()
 
 
@@ -55,6 +59,7 @@ class RunLock:
         self.path = path
         self._fd: int | None = None
         self._sock: socket.socket | None = None
+        self._drain: threading.Thread | None = None
         self.previous: dict[str, Any] | None = None  # a stale holder we took over from
 
     # -- who holds it -----------------------------------------------------------------------------
@@ -133,18 +138,26 @@ class RunLock:
         name = self._socket_name()
         if name is None:
             raise LockedError(f"{self.path.parent}: cannot stat the state directory")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # close-on-exec: children never keep it
-        try:
-            sock.bind(name)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                return None
-            raise
+        deadline = time.monotonic() + 1.0
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # close-on-exec: children never keep it
+            try:
+                sock.bind(name)
+                break
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                # A name that refuses connections is one being torn down by a holder that just released
+                # it: wait a moment for it to go. A name that answers is held.
+                if self._socket_holder() is not None or time.monotonic() > deadline:
+                    return None
+                time.sleep(0.02)
         sock.listen(64)
         # Probes (`status`, a second `migrate`) connect only to learn the holder's pid: accept and drop
         # them, so the backlog never fills.
-        threading.Thread(target=_drain, args=(sock,), name="lock-socket", daemon=True).start()
+        self._drain = threading.Thread(target=_drain, args=(sock,), name="lock-socket", daemon=True)
+        self._drain.start()
         return sock
 
     def acquire(self, command: str) -> None:
@@ -186,8 +199,9 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
             if self._sock is not None:
-                _close(self._sock)
+                _close(self._sock, self._drain)
                 self._sock = None
+                self._drain = None
 
     def still_ours(self) -> bool:
         """While held: does the path still name the inode we locked? (False: someone removed it.)"""
