@@ -15,6 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 MIGRATE = [sys.executable, "-m", "migrator"]
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a value shared by two places out twice: the loader refuses YAML aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dump(doc: Any) -> str:
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False)
+
+
 def write_runbook(
     directory: Path,
     phases: dict[int, list[dict[str, Any]]],
@@ -29,7 +40,7 @@ def write_runbook(
     files = []
     for number, steps in sorted(phases.items()):
         pf = directory / f"phase{number}.yaml"
-        pf.write_text(yaml.safe_dump({"phase": number, "name": f"phase-{number}", "steps": steps}, sort_keys=False))
+        pf.write_text(_dump({"phase": number, "name": f"phase-{number}", "steps": steps}))
         files.append(pf.name)
     doc: dict[str, Any] = {"name": name, "phases": files}
     if vars:
@@ -39,7 +50,7 @@ def write_runbook(
     if environment:
         doc["environment"] = environment
     path = directory / "runbook.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(_dump(doc))
     return path
 
 
