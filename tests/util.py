@@ -34,6 +34,7 @@ def write_runbook(
     environment: dict[str, Any] | None = None,
     secrets: dict[str, Any] | None = None,
     vars: dict[str, Any] | None = None,
+    coverage: dict[str, Any] | None = None,
 ) -> Path:
     """Write runbook.yaml plus one phase file per phase; returns the runbook's path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,8 @@ def write_runbook(
         doc["secrets"] = secrets
     if environment:
         doc["environment"] = environment
+    if coverage:
+        doc["coverage"] = coverage
     path = directory / "runbook.yaml"
     path.write_text(_dump(doc))
     return path

@@ -30,10 +30,12 @@ DB_QUERY = ("select datname, pg_database_size(datname) from pg_database "
 MYSQL = ["sh", "-c", 'q="$1"; c=$(command -v mariadb || command -v mysql); '
          '"$c" -uroot -N -B -e "$q" 2>/dev/null && exit 0; '
          'MYSQL_PWD="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}" exec "$c" -uroot -N -B -e "$q"', "mysql"]
-MYSQL_QUERY = ("SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) FROM information_schema.SCHEMATA s "
+# The first row is the server's version; then one row per schema.
+MYSQL_QUERY = ("SELECT VERSION(), -1; SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) FROM information_schema.SCHEMATA s "
                "LEFT JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.SCHEMA_NAME GROUP BY s.SCHEMA_NAME ORDER BY 1")
-# Redis: INFO keyspace with the password from the container's environment (REDISCLI_AUTH, not argv).
-REDIS = ["sh", "-c", 'REDISCLI_AUTH="${REDIS_PASSWORD:-}" exec redis-cli --no-auth-warning INFO keyspace']
+# Redis: INFO (server version and keyspace; one section each is Redis 7 only) with the password from the
+# container's environment (REDISCLI_AUTH, not argv).
+REDIS = ["sh", "-c", 'REDISCLI_AUTH="${REDIS_PASSWORD:-}" exec redis-cli --no-auth-warning INFO']
 
 
 def _kind(image: str, service: str, command: str = "") -> str | None:
@@ -110,21 +112,26 @@ def _mysql_databases(dr: DockerRemote, container: dict[str, Any], entry: dict[st
     if rc != 0:
         entry["error"] = ((err or out).decode(errors="replace").strip().splitlines() or [f"mysql exited {rc}"])[-1]
         return entry
-    entry["databases"] = [{"name": n, "size": int(sz)} for line in out.decode().splitlines() if "\t" in line
-                          for n, sz in [line.split("\t", 1)]]
+    rows = [line.split("\t", 1) for line in out.decode().splitlines() if "\t" in line]
+    if rows and rows[0][1] == "-1":
+        entry["version"] = rows.pop(0)[0]
+    entry["databases"] = [{"name": n, "size": int(sz)} for n, sz in rows]
     return entry
 
 
 def _redis_databases(dr: DockerRemote, container: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     rc, out, err = dr.exec_run(container["name"], REDIS)
     text = out.decode(errors="replace")
-    if rc != 0 or "NOAUTH" in text or "ERR" in text:
+    # An error is a reply of its own; INFO's errorstats section names ERR too, so look at the start only.
+    if rc != 0 or text.lstrip().startswith(("NOAUTH", "ERR", "WRONGPASS")) or "redis_version:" not in text:
         entry["error"] = ((err or out).decode(errors="replace").strip().splitlines() or [f"redis-cli exited {rc}"])[-1]
         return entry
     dbs = []
     for line in text.splitlines():  # db0:keys=602,expires=100,avg_ttl=...
         name, _, rest = line.strip().partition(":")
-        if name.startswith("db") and "keys=" in rest:
+        if name == "redis_version":
+            entry["version"] = rest
+        elif name.startswith("db") and "keys=" in rest:
             dbs.append({"name": name, "keys": int(rest.split("keys=", 1)[1].split(",", 1)[0])})
     entry["databases"] = dbs
     return entry
@@ -246,7 +253,8 @@ def render(inv: dict[str, Any]) -> str:
             names = ", ".join(f"{d['name']} ({_size(d['size'])})" if "size" in d else f"{d['name']} ({d.get('keys')} keys)"
                               for d in db.get("databases", []))
             kind = db.get("kind", "postgres")
-            label = f"PostgreSQL {db['version']}" if kind == "postgres" else {"mysql": "MySQL/MariaDB", "redis": "Redis"}[kind]
+            label = {"postgres": "PostgreSQL", "mysql": "MySQL/MariaDB", "redis": "Redis"}[kind]
+            label += f" {db['version']}" if db.get("version") else ""
             lines.append(f"  {db['container']}: {label}: {names}")
     for kind in ("openbao", "keycloak"):
         for x in inv[kind]:

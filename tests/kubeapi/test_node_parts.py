@@ -80,3 +80,27 @@ def test_exec_and_logs_need_a_node(kube: ServerHandle, core: client.CoreV1Api, n
     with pytest.raises(client.ApiException) as info:
         core.read_namespaced_pod_log("missing", ns)
     assert info.value.status == 404
+
+
+def test_pod_subnet_skips_what_a_route_already_uses(tmp_path: Path) -> None:
+    from migrator.sandbox.kubeapi.node import free_pod_subnet
+
+    def table(*routes: tuple[str, str]) -> str:
+        import socket
+        import struct
+
+        def hexip(ip: str) -> str:
+            return f"{struct.unpack('<I', socket.inet_aton(ip))[0]:08X}"
+
+        lines = ["Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT"]
+        lines += [f"br0\t{hexip(d)}\t00000000\t0001\t0\t0\t0\t{hexip(m)}\t0\t0\t0" for d, m in routes]
+        p = tmp_path / "route"
+        p.write_text("\n".join(lines) + "\n")
+        return str(p)
+
+    assert free_pod_subnet(table(("0.0.0.0", "0.0.0.0"), ("192.0.2.0", "255.255.255.0"))) == ("10.244.0.0/16",
+                                                                                                "10.244.0.1")
+    assert free_pod_subnet(table(("10.244.0.0", "255.255.0.0")))[0] == "10.245.0.0/16"
+    assert free_pod_subnet(table(("10.244.7.0", "255.255.255.0"), ("10.245.0.0", "255.255.0.0")))[0] == "10.246.0.0/16"
+    with pytest.raises(RuntimeError, match="no free /16"):
+        free_pod_subnet(table(("10.0.0.0", "255.0.0.0")))

@@ -1,9 +1,11 @@
 """The node's container runtime: a private dockerd, driven through the Docker SDK (the CRI's part).
 
-One user-defined bridge network (`kube-cluster`, 10.244.0.0/16) is the pod network: every pod's sandbox
+One user-defined bridge network (`kube-cluster`, 10.244.0.0/16 unless a route of this host already uses
+that, then the next free /16 up to 10.254) is the pod network: every pod's sandbox
 ("pause") container is attached to it and gets the pod IP; the pod's containers join that container's
 network namespace, as on a real node. The bridge's gateway (10.244.0.1) is this process's side of the
-network: the cluster DNS listens there. Containers are found again by their labels, so a restarted
+network: the cluster DNS listens there. Two nodes in one network namespace (the sandbox's and a test's own)
+must not share a subnet: the kernel would route the second node's pods to the first's bridge. Containers are found again by their labels, so a restarted
 stand-in adopts what is already running.
 """
 
@@ -39,6 +41,32 @@ class Exec:
     sock: socket.socket
 
 
+def _routed_networks(route_table: str = "/proc/net/route") -> list[tuple[int, int]]:
+    """(network, mask) of every IPv4 route of this network namespace, as integers."""
+    out: list[tuple[int, int]] = []
+    try:
+        lines = open(route_table).read().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        if len(f) >= 8:
+            dest, mask = (socket.ntohl(int(x, 16)) for x in (f[1], f[7]))
+            if mask:  # the default route overlaps everything; it is not a claim on a subnet
+                out.append((dest, mask))
+    return out
+
+
+def free_pod_subnet(route_table: str = "/proc/net/route") -> tuple[str, str]:
+    """The first of 10.244.0.0/16 .. 10.254.0.0/16 that no route here overlaps: (subnet, gateway)."""
+    routed = _routed_networks(route_table)
+    for second in range(244, 255):
+        net, mask = (10 << 24) | (second << 16), 0xFFFF0000
+        if not any((net & m) == (d & m) for d, m in ((d, m & mask) for d, m in routed)):
+            return f"10.{second}.0.0/16", f"10.{second}.0.1"
+    raise RuntimeError("no free /16 for the pod network in 10.244-10.254: every one is routed already")
+
+
 class Node:
     def __init__(self, docker_host: str) -> None:
         import docker
@@ -57,7 +85,8 @@ class Node:
         try:
             net = self.client.networks.get(NETWORK)
         except docker.errors.NotFound:
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=SUBNET, gateway=GATEWAY)])
+            subnet, gateway = free_pod_subnet()
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gateway)])
             net = self.client.networks.create(NETWORK, driver="bridge", ipam=ipam,
                                               labels={"io.sandbox.cluster": "pod-network"})
         configs = (net.attrs.get("IPAM") or {}).get("Config") or []
