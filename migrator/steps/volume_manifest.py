@@ -141,7 +141,7 @@ def _with(e: Entry, **changes: object) -> Entry:
     return replace(e, **changes)  # type: ignore[arg-type]
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -179,7 +179,7 @@ def scan(root: Path, digests: bool = True) -> Manifest:
             kind = _kind(s.st_mode)
             m.entries[rel] = Entry(rel, kind, st.S_IMODE(s.st_mode), s.st_uid, s.st_gid,
                                    s.st_size if kind == "file" else 0,
-                                   _sha256(p) if kind == "file" and digests else None,
+                                   sha256_of(p) if kind == "file" and digests else None,
                                    os.readlink(p) if kind == "symlink" else None, s.st_ino, s.st_nlink)
             x = _xattrs(p)
             if x is None:

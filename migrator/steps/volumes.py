@@ -54,14 +54,6 @@ class VolumeCopyParams(StrictModel):
     skip_special: list[str] = Field(default_factory=list)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _remove(path: Path) -> None:
     """Whatever is at `path` (a link is removed, never what it points to)."""
     if path.is_dir() and not path.is_symlink():
@@ -183,7 +175,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
             local = dest / name
             if name in followers:
                 continue
-            if not (local.is_file() and not local.is_symlink() and _sha256(local) == e.sha256):
+            if not (local.is_file() and not local.is_symlink() and vm.sha256_of(local) == e.sha256):
                 todo.append(name)
         return todo
 

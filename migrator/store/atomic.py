@@ -37,7 +37,7 @@ def clean_stale_temps(path: Path) -> list[Path]:
         start = match.group("start")
         writer = ProcessId(pid=int(match.group("pid")), start=None if start == "x" else int(start),
                            host="", boot="")
-        if writer.pid == os.getpid() or _alive_here(writer):
+        if writer.pid == os.getpid() or writer.alive():
             continue
         try:
             os.unlink(entry.path)
@@ -45,19 +45,6 @@ def clean_stale_temps(path: Path) -> list[Path]:
         except OSError:
             pass
     return removed
-
-
-def _alive_here(writer: ProcessId) -> bool:
-    # Same machine by construction (the temp file sits next to its target on a local disk).
-    if writer.start is not None:
-        return start_ticks(writer.pid) == writer.start
-    try:
-        os.kill(writer.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -10,8 +10,6 @@ Loopback only.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import socket
 import socketserver
@@ -20,64 +18,8 @@ import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-class Conn:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("peer closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv(self) -> tuple[int, bytes]:
-        """One whole message (fragments joined); client frames are masked."""
-        payload, opcode = b"", None
-        while True:
-            b0, b1 = self._read(2)
-            fin, op = b0 & 0x80, b0 & 0x0F
-            length = b1 & 0x7F
-            if length == 126:
-                length = struct.unpack(">H", self._read(2))[0]
-            elif length == 127:
-                length = struct.unpack(">Q", self._read(8))[0]
-            mask = self._read(4) if b1 & 0x80 else b"\0\0\0\0"
-            data = bytes(c ^ mask[i % 4] for i, c in enumerate(self._read(length)))
-            if op == OP_PING:
-                self.send(OP_PONG, data)
-                continue
-            opcode = op if opcode is None or op != 0 else opcode
-            payload += data
-            if fin:
-                return opcode, payload
-
-    def send(self, opcode: int, data: bytes) -> None:
-        head = bytes([0x80 | opcode])
-        n = len(data)
-        if n < 126:
-            head += bytes([n])
-        elif n < 65536:
-            head += bytes([126]) + struct.pack(">H", n)
-        else:
-            head += bytes([127]) + struct.pack(">Q", n)
-        self.sock.sendall(head + data)
-
-    def channel(self, ch: int, data: bytes) -> None:
-        self.send(OP_BINARY, bytes([ch]) + data)
-
-    def close(self) -> None:
-        try:
-            self.send(OP_CLOSE, struct.pack(">H", 1000))
-        except OSError:
-            pass
+# The framing is the sandbox API server's own (RFC 6455, server side); what is fake here is the processes.
+from migrator.sandbox.kubeapi.websocket import Closed, WebSocket, accept_key
 
 
 def status(code: int, argv: list[str]) -> bytes:
@@ -95,14 +37,13 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        raw = b""
-        while b"\r\n\r\n" not in raw:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return
-            raw += chunk
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        rfile = sock.makefile("rb")
+        request = rfile.readline()
+        if not request:
+            return  # closed before a request line
+        lines = [request.decode("latin-1").rstrip("\r\n")]
+        while line := rfile.readline().decode("latin-1").rstrip("\r\n"):
+            lines.append(line)
         _, target, _ = lines[0].split(" ", 2)
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
         url = urlsplit(target)
@@ -121,22 +62,21 @@ class Handler(socketserver.BaseRequestHandler):
         if chosen is None or headers.get("upgrade", "").lower() != "websocket":
             sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             return
-        accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + GUID).encode()).digest()).decode()
+        accept = accept_key(headers["sec-websocket-key"])
         sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: {chosen}\r\n\r\n").encode())
-        conn = Conn(sock)
-        conn.buf = rest
+        conn = WebSocket(rfile, sock)
         try:
             if url.path.endswith("/exec"):
                 self.exec(conn, query.get("command", []), chosen)
             elif url.path.endswith("/portforward"):
                 self.portforward(conn, int(query["ports"][0]))
-        except ConnectionError:
+        except Closed:
             pass
         finally:
             conn.close()
 
-    def exec(self, conn: Conn, argv: list[str], protocol: str) -> None:
+    def exec(self, conn: WebSocket, argv: list[str], protocol: str) -> None:
         if argv[:2] == ["sh", "-c"] and argv[2].startswith("exit "):
             code = int(argv[2].split()[1])
             conn.channel(2, f"exiting {code}\n".encode())
@@ -145,9 +85,7 @@ class Handler(socketserver.BaseRequestHandler):
         if argv[:2] == ["head", "-c"]:
             want, got = int(argv[2]), bytearray()
             while len(got) < want:
-                op, data = conn.recv()
-                if op == OP_CLOSE:
-                    return
+                _, data = conn.recv()  # a close frame raises Closed
                 if data[:1] == b"\x00":
                     got += data[1:]
             conn.channel(1, bytes(got[:want]))
@@ -156,9 +94,7 @@ class Handler(socketserver.BaseRequestHandler):
             return
         if argv == ["cat"]:
             while True:
-                op, data = conn.recv()
-                if op == OP_CLOSE:
-                    return
+                _, data = conn.recv()  # a close frame raises Closed
                 if data[:1] == b"\x00":
                     conn.channel(1, data[1:])
                 elif protocol == "v5.channel.k8s.io" and data[:2] == b"\xff\x00":
@@ -167,14 +103,12 @@ class Handler(socketserver.BaseRequestHandler):
         conn.channel(2, f"{argv[0]}: not found\n".encode())
         conn.channel(3, status(127, argv))
 
-    def portforward(self, conn: Conn, port: int) -> None:
+    def portforward(self, conn: WebSocket, port: int) -> None:
         # The first frame on the data (0) and error (1) channels names the port, little-endian.
         conn.channel(0, struct.pack("<H", port))
         conn.channel(1, struct.pack("<H", port))
         while True:
-            op, data = conn.recv()
-            if op == OP_CLOSE:
-                return
+            _, data = conn.recv()  # a close frame raises Closed
             if data[:1] == b"\x00" and len(data) > 1:
                 conn.channel(0, data[1:].upper())  # "the pod's server": echoes, upper-cased
 

@@ -3,7 +3,6 @@ Pods and Services, read from the Kubernetes API stand-in) must each be an active
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,6 @@ import yaml
 from migrator.errors import PermanentError
 from tests.util import engine, write_runbook
 from tests.validate.conftest import Route
-
-
-@pytest.fixture
-def kubeapi(tmp_path: Path) -> Iterator[Any]:
-    from migrator.sandbox.kubeapi import start_server
-
-    handle = start_server(ready_delay=0.1, kubeconfig_file=tmp_path / "kubeconfig")
-    try:
-        yield handle
-    finally:
-        handle.stop()
 
 
 def apply(kubeconfig: Path, *objs: dict[str, Any]) -> None:
