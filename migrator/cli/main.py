@@ -11,11 +11,11 @@ import os
 import sys
 
 from migrator import errors, redact
-from migrator.cli import inspect, rehearse, render, run, sandbox, state
+from migrator.cli import inspect, rehearse, render, run, sandbox, serve, state
 from migrator.cli.options import GLOBAL_FLAGS, GLOBAL_VALUED, app, settings
 
 # In `migrate --help` order.
-for verbs in (run, state, sandbox, inspect, rehearse, render):
+for verbs in (run, state, serve, sandbox, inspect, rehearse, render):
     verbs.register(app)
 
 
