@@ -99,7 +99,7 @@ def _summary(snap: dict[str, Any]) -> str:
              + (f', {prog["failed"]} failed' if prog["failed"] else "") + '</div>',
              f'<progress value="{prog["done"]}" max="{max(prog["total"], 1)}"></progress>']
     for s in snap["running"]:
-        lines.append(f'<div class="running">running: phase {s["phase"]} <b>{escape(s["id"])}</b> '
+        lines.append(f'<div class="now-running">running: phase {s["phase"]} <b>{escape(s["id"])}</b> '
                      f'({escape(s["uses"])}), attempt {s["attempts"]}, for {escape(_secs(s["duration_s"]))}</div>')
     gates = snap.get("gates_passed") or []
     lines.append(f'<div id="gates">gates passed in this run: {len(gates)}'
