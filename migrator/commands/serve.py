@@ -17,13 +17,15 @@ import ipaddress
 import json
 import socket
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.commands import report, timeline, webpage
 from migrator.commands.common import load, new_engine, state_dir_for
 from migrator.errors import InputError, MigratorError
+
+if TYPE_CHECKING:  # http.server is imported when serving, not for `migrate --help`
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 JOURNAL_LINES = 30
 HEADERS = {
@@ -91,6 +93,8 @@ class Viewer:
 
 
 def _handler(viewer: Viewer, hosts: set[str]) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
     class Handler(BaseHTTPRequestHandler):
         def version_string(self) -> str:
             return "migrate-serve"
@@ -147,6 +151,8 @@ def _handler(viewer: Viewer, hosts: set[str]) -> type[BaseHTTPRequestHandler]:
 
 
 def make_server(viewer: Viewer, host: str, port: int) -> ThreadingHTTPServer:
+    from http.server import ThreadingHTTPServer
+
     address = loopback(host)
     v6 = ":" in address
 
