@@ -92,13 +92,46 @@ def refuse_failpoints_on_production(runbook: Any) -> None:
                          "failpoints are for rehearsals and tests: unset it")
 
 
+PLACEHOLDER = "TODO-"  # what `migrate init` writes where the new environment must give a value
+
+
+def placeholders(value: Any, where: str = "") -> list[str]:
+    """The fields (dotted paths) of `value` still holding one of `migrate init`'s TODO- placeholders."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if str(key).startswith(PLACEHOLDER):
+                found.append(path)
+            found += placeholders(item, path)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += placeholders(item, f"{where}[{i}]")
+    elif isinstance(value, str) and value.startswith(PLACEHOLDER):
+        found.append(where)
+    return found
+
+
+def refuse_placeholders(runbook: Any) -> None:
+    """A runbook `migrate init` wrote, with TODO- values left: refused before anything runs, every one named
+    (the alternative is a DNS error on `TODO-dns-primary-address` in the middle of the night)."""
+    found = [f"environment.{p}" for p in placeholders(runbook.environment.model_dump(exclude_none=True))]
+    found += [f"vars.{p}" for p in placeholders(dict(runbook.file.vars or {}))]
+    if found:
+        problems = [f"{runbook.path}: {field}: still a {PLACEHOLDER}... placeholder from `migrate init`; fill it in"
+                    for field in found]
+        raise InputError(problems[0], problems)
+
+
 def guard_production(engine: Any, yes: bool, verb: str) -> None:
     """Before a verb that changes the world (run, resume, rollback): no failpoints on production, no
-    builtin template run in place; a production runbook needs --yes, or its name typed on a terminal."""
+    builtin template run in place, no TODO- placeholder left; a production runbook needs --yes, or its
+    name typed on a terminal."""
     rb = engine.runbook
     refuse_failpoints_on_production(rb)
     if not engine.options.dry_run:
         refuse_installed_templates(rb)
+        refuse_placeholders(rb)
     if not rb.file.production or yes or engine.options.dry_run:
         return
     if not sys.stdin.isatty():

@@ -4,8 +4,10 @@ From `--inventory FILE` (what `migrate inspect --json` printed for the new VPS):
 source (SSH user, host and port, the Compose project), the builtin phases, a `${secrets.x}` reference
 (an environment variable to set) for every secret those phases use, and, as comments, every service
 of the inventory with the steps that move it, or UNMAPPED when no step does (its volumes and
-databases named, so nothing is left behind unnoticed). The target, DNS and OpenBao sections are
-written with TODO values to fill in. `--from RUNBOOK` copies an existing one (a builtin example)
+databases named, so nothing is left behind unnoticed). The target, DNS, OpenBao and Keycloak
+sections the builtin phases read are written with TODO values to fill in (the target's endpoints are
+the builtin charts' own pods, so they are copied as they are), with a secret reference for each
+credential they name. `--from RUNBOOK` copies an existing one (a builtin example)
 under the new name instead, its phase files named by builtin: when they ship with migrate.
 Never overwrites a file (exit 2).
 """
@@ -121,6 +123,29 @@ def _vars(inv: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _placeholders() -> dict[str, Any]:
+    """environment.target, dns, openbao and keycloak as the builtin phases need them, every value the
+    new environment must give a TODO; the secrets they name are runbook secret names."""
+    from migrator.runbook import builtin
+
+    template = yaml.safe_load(builtin.resolve("builtin:runbooks/sevensa.yaml", Path.cwd()).read_text(encoding="utf-8"))
+    endpoints = ((template.get("environment") or {}).get("target") or {}).get("endpoints") or {}
+    return {
+        "target": {"kubeconfig": "TODO-kubeconfig", "context": "TODO-kube-context",
+                   "ingress_address": "TODO-ingress-address", "storage_class": "TODO-storage-class",
+                   "data_access": "port-forward", "endpoints": endpoints},
+        "dns": {"zone": "TODO-example.org", "primary": {"host": "TODO-dns-primary-address", "port": 53},
+                "tsig": {"name": "TODO-tsig-key-name", "secret": "tsig_secret"},
+                "nameservers": {"TODO-ns1.example.org": {"host": "TODO-ns1-address", "port": 53}}},
+        "openbao": {"source": {"address": "TODO-https://vault.example.org", "token": "bao_source_token"},
+                    # the cluster's OpenBao through a port-forward next to the migration (README)
+                    "target": {"address": "http://127.0.0.1:18200", "token": "bao_target_token"}},
+        "keycloak": {"source": {"url": "TODO-https://auth.example.org", "admin_password": "keycloak_admin_password"},
+                     "target": {"url": "http://127.0.0.1:18080", "host_header": "TODO-auth.example.org",
+                                "admin_password": "keycloak_admin_password"}},
+    }
+
+
 def _from_inventory(name: str, inv: dict[str, Any]) -> str:
     from migrator.runbook.interpolate import references
 
@@ -142,11 +167,16 @@ def _from_inventory(name: str, inv: dict[str, Any]) -> str:
                                "user": user or "root", "known_hosts": "TODO-known_hosts-file"},
                        "address": "TODO-the-vps-public-address",
                        "compose_project": projects[0] if len(projects) == 1 else "TODO-one-of-" + "-".join(projects)},
-            "target": {"kubeconfig": "TODO-kubeconfig", "ingress_address": "TODO-ingress-address"},
+            **_placeholders(),
         },
     }
+    # The credentials the environment names: references too (set the variables before a run).
+    env_secrets = {"tsig_secret", "bao_source_token", "bao_target_token", "keycloak_admin_password"}
+    doc["secrets"] = {s: {"env": f"{name.upper().replace('-', '_')}_{s.upper()}"}
+                      for s in sorted(env_secrets | set(doc["secrets"]))}
     lines = [f"# Runbook {name}, written by `migrate init` from the inventory of {host or 'the VPS'}.",
-             "# Fill in every TODO (and environment.dns / environment.openbao, see README) before a run.",
+             "# Fill in every TODO before a run (README: Runbook format). environment.dns is an RFC 2136 primary with",
+             "# a TSIG key here; a registrar's API (provider: transip or cloudflare) works too.",
              "#", "# Services on the VPS and the steps of the builtin phases that move them:"]
     for service, ids in sorted(mapping(inv, steps).items()):
         lines.append(f"#   {service}: " + (", ".join(ids) if ids else
