@@ -66,16 +66,22 @@ class Viewer:
             return self._snapshot(now)
         except MigratorError as exc:  # e.g. a state file that cannot be trusted: say so, keep serving
             return {"runbook": self.runbook.name, "now": now, "problem": str(exc)}
+        except OSError as exc:  # e.g. a journal (mode 0600) of another user
+            return {"runbook": self.runbook.name, "now": now,
+                    "problem": f"{exc.filename or self.state_dir}: cannot read: {exc.strerror}"}
 
     def _snapshot(self, now: float) -> dict[str, Any]:
         engine = new_engine(self.runbook, self.state_dir)
         status = engine.status()
         built = report.build(self.runbook, engine.state, engine.session.journal)
-        durations = {s["id"]: s["duration_s"] for s in built["steps"]}
+        of = {s["id"]: s for s in built["steps"]}
         steps = []
         for s in status["steps"]:
             running = s["status"] == "running" and s["started_at"]
-            steps.append({**s, "duration_s": round(now - s["started_at"], 1) if running else durations.get(s["id"])})
+            figures = {k: v for k, v in (of.get(s["id"], {}).get("figures") or {}).items()
+                       if isinstance(v, int | float) and not isinstance(v, bool)}
+            steps.append({**s, "figures": figures,
+                          "duration_s": round(now - s["started_at"], 1) if running else of.get(s["id"], {}).get("duration_s")})
         events = engine.session.journal.read()
         return {
             "runbook": status["runbook"], "now": now, "lock": status["lock"],

@@ -112,22 +112,41 @@ def _summary(snap: dict[str, Any]) -> str:
 
 def _steps(snap: dict[str, Any]) -> str:
     rows = ['<section><h2>Steps</h2><table id="steps"><thead><tr><th>step</th><th>type</th><th>status</th>'
-            '<th>attempts</th><th>started</th><th>duration</th><th>error</th></tr></thead><tbody>']
+            '<th>attempts</th><th>started</th><th>duration</th><th>figures</th><th>error</th></tr></thead><tbody>']
     phase = None
     for s in snap["steps"]:
         if s["phase"] != phase:
             phase = s["phase"]
             name = snap["phase_names"].get(str(phase), "")
-            rows.append(f'<tr class="phase"><td colspan="7">phase {phase}' + (f": {escape(name)}" if name else "")
+            rows.append(f'<tr class="phase"><td colspan="8">phase {phase}' + (f": {escape(name)}" if name else "")
                         + '</td></tr>')
         status = escape(s["status"]) + (" (stamped)" if s.get("stamped") else "")
         error = (s.get("error") or "") if s["status"] in ("failed", "interrupted") else ""
         rows.append(f'<tr class="step" data-step="{escape(s["id"])}"><td>{escape(s["id"])}</td>'
                     f'<td>{escape(s["uses"])}</td><td><span class="status {escape(s["status"])}">{status}</span></td>'
                     f'<td>{s["attempts"]}</td><td>{escape(_hms(s["started_at"]))}</td>'
-                    f'<td>{escape(_secs(s["duration_s"]))}</td><td class="error">{escape(error)}</td></tr>')
+                    f'<td>{escape(_secs(s["duration_s"]))}</td><td class="figures">{escape(_figures(s))}</td>'
+                    f'<td class="error">{escape(error)}</td></tr>')
     rows.append("</tbody></table></section>")
     return "".join(rows)
+
+
+def _bytes(n: float) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _figures(step: dict[str, Any]) -> str:
+    """What a step reported it moved (rows, bytes, files...; the first four), bytes readable."""
+    out = []
+    for key, value in list((step.get("figures") or {}).items())[:4]:
+        shown = _bytes(value) if "bytes" in key else f"{value:g}" if isinstance(value, float) else str(value)
+        out.append(f"{key}={shown}")
+    return " ".join(out)
 
 
 def _timeline(snap: dict[str, Any]) -> str:

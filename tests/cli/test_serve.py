@@ -84,10 +84,12 @@ def test_every_value_is_escaped() -> None:
     snap = {"runbook": evil, "now": time.time(), "lock": evil, "runbook_changed": True, "phase_names": {"1": evil},
             "progress": {"total": 1, "done": 0, "failed": 1}, "running": [], "gates_passed": [evil],
             "steps": [{"id": evil, "phase": 1, "uses": evil, "status": "failed", "attempts": 1, "started_at": None,
-                       "finished_at": None, "duration_s": None, "error": evil, "stamped": False}],
+                       "finished_at": None, "duration_s": None, "error": evil, "stamped": False,
+                       "figures": {"rows": 12, "bytes": 3 * 1024 * 1024, "seconds": 1.5}}],
             "journal": [{"ts": 1.0, "event": evil, "step": evil}], "timeline_svg": ""}
     html = webpage.page(snap)
     assert "<script>alert" not in html and html.count("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&amp;") >= 7
+    assert '<td class="figures">rows=12 bytes=3.0 MiB seconds=1.5</td>' in html
     problem = webpage.fragment({"problem": evil, "now": time.time()})
     assert "<script>alert" not in problem
 
