@@ -56,7 +56,11 @@ def svg(report: dict[str, Any], now: float | None = None) -> str:
                    f'height="{ROW * len(rows) + 6}" fill="#ffcdd2" fill-opacity="0.6"/>')
         label = f"write downtime {report['write_downtime_s']:.1f} s" if report.get("write_downtime_s") is not None \
             else "writers frozen"
-        out.append(f'<text x="{x(frozen):.1f}" y="{TOP - 10}" fill="#b71c1c">{escape(label)}</text>')
+        # Near the right edge the label ends at the window's end instead (else the SVG cuts it off).
+        label_x, anchor = x(frozen), "start"
+        if label_x + 6.5 * len(label) > width - PAD:
+            label_x, anchor = x(end_window), "end"
+        out.append(f'<text x="{label_x:.1f}" y="{TOP - 10}" text-anchor="{anchor}" fill="#b71c1c">{escape(label)}</text>')
     tick = _ticks(span)
     axis_y = TOP + ROW * len(rows) + 4
     k = 0

@@ -47,11 +47,18 @@ SCRIPT = f"""
 let last = "";
 async function refresh() {{
   const conn = document.getElementById("conn");
+  const live = document.getElementById("live");
+  const sel = window.getSelection();
+  if (sel && sel.toString() && live.contains(sel.anchorNode)) {{
+    // Swapping the page now would drop what the operator is selecting (an error to copy, say).
+    conn.textContent = "paused while text is selected"; conn.className = "conn";
+    return;
+  }}
   try {{
     const r = await fetch("{FRAGMENT_PATH}", {{cache: "no-store"}});
     if (!r.ok) throw new Error(r.status);
     const text = await r.text();
-    if (text !== last) {{ document.getElementById("live").innerHTML = text; last = text; }}
+    if (text !== last) {{ live.innerHTML = text; last = text; }}
     conn.textContent = "live"; conn.className = "conn";
   }} catch (e) {{
     conn.textContent = "disconnected: retrying"; conn.className = "conn lost";

@@ -91,6 +91,15 @@ def test_the_page_follows_a_run_live_in_chromium(tmp_path: Path) -> None:
                 expect(page.locator("#progress")).to_have_text("1/3 steps done, 1 failed")
                 expect(page.locator("#journal")).to_contain_text("step-failed")
                 assert page.evaluate("window.__sameDocument") == "yes"
+                # Selecting text (an error to copy) holds the refresh, so the selection is not swapped away.
+                page.evaluate("""() => { const r = document.createRange();
+                    r.selectNodeContents(document.querySelector('tr.step[data-step="leaky"] td.error'));
+                    getSelection().removeAllRanges(); getSelection().addRange(r); }""")
+                expect(page.locator("#conn")).to_have_text("paused while text is selected", timeout=5_000)
+                page.wait_for_timeout(1_500)
+                assert page.evaluate("getSelection().toString()") == "command exited 3: token *** <b>bold</b>"
+                page.evaluate("getSelection().removeAllRanges()")
+                expect(page.locator("#conn")).to_have_text("live", timeout=5_000)
                 final_png = tmp_path / "serve-final.png"
                 page.screenshot(path=str(final_png), full_page=True)
                 html = page.content()

@@ -86,3 +86,17 @@ def test_the_write_downtime_window_is_shaded() -> None:
     assert "write downtime 4.0 s" in [x.text for x in root.iter(f"{SVG}text")]
     running = bars["esc<&>"]  # escaped in the XML, drawn up to `now`
     assert running.get("data-status") == "running" and float(running.get("width")) > 50
+
+
+def test_a_downtime_label_near_the_right_edge_ends_inside_the_picture() -> None:
+    t = time.time()
+    steps = [{"id": f"s{i}", "phase": 5, "uses": "x", "status": "succeeded", "started_at": t + i,
+              "finished_at": t + i + 0.5} for i in range(10)]
+    data = {"runbook": "r", "phases": {}, "steps": steps, "write_downtime_s": 59.0,
+            "write_downtime_window": {"freeze_started": t + 8.6, "dns_verified": t + 9.4}}
+    root = ET.fromstring(timeline.svg(data))
+    label = next(x for x in root.iter(f"{SVG}text") if (x.text or "").startswith("write downtime"))
+    shade = next(r for r in root.iter(f"{SVG}rect") if r.get("class") == "downtime")
+    assert label.get("text-anchor") == "end"
+    assert abs(float(label.get("x")) - (float(shade.get("x")) + float(shade.get("width")))) < 0.2
+    assert float(label.get("x")) <= float(root.get("width"))
