@@ -84,7 +84,7 @@ def test_helm_renders_exactly_what_the_migration_applies(tmp_path: Path) -> None
         assert sorted(from_helm) == sorted(applied)
         for key, obj in applied.items():
             assert from_helm[key] == obj, key
-        assert len(applied) == 174  # every object of phases 1-3's manifest steps (Secrets are not manifests)
+        assert len(applied) == 175  # every object of phases 1-3's manifest steps (Secrets are not manifests)
 
 
 def test_lint_catches_a_broken_subchart_and_the_comparison_a_changed_template(tmp_path: Path) -> None:
@@ -221,5 +221,5 @@ def test_argocd_adopting_the_migrated_objects_changes_nothing(kubeapi: Any, tmp_
                     side["metadata"].pop("annotations")
             assert after == live, render.describe(obj)
             adopted += 1
-    assert adopted == 174
+    assert adopted == 175
     assert kubeapi.store.current_rv() == rv_before  # dry runs: nothing was written

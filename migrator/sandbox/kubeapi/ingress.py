@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .prometheus import Scraper, is_prometheus
 from .resources import DAEMONSET, DEPLOYMENT, INGRESS, SERVICE, STATEFULSET
 from .selectors import selector_matches
 from .simulator import Simulator, is_ready
@@ -203,8 +204,9 @@ class IngressHandler(BaseHTTPRequestHandler):
         if target is not None:
             self._proxy(target, request_body, body)
             return
-        if path.startswith("/api/v1/targets") and _is_prometheus(chosen):
-            self._answer(200, prometheus_targets(store, self.server.simulator))
+        if path.startswith("/api/v1/targets") and is_prometheus(chosen):
+            answer = Scraper(store, self.server.simulator).targets(chosen)
+            self._answer(200 if answer["status"] == "success" else 503, answer)
             return
         self._answer(200, body)
 
@@ -252,33 +254,6 @@ class IngressHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and status >= 200 and status not in (204, 304) and payload:
             self.wfile.write(payload)
-
-
-def _is_prometheus(workload: dict[str, Any]) -> bool:
-    labels = ((workload.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-    return "prometheus" in (labels.get("app"), labels.get("component"), workload["metadata"]["name"])
-
-
-def prometheus_targets(store: Store, simulator: Simulator) -> dict[str, Any]:
-    """What the cluster's Prometheus would report after scraping every workload: one target per
-    Deployment/StatefulSet/DaemonSet, up when it is ready (the simulator decides), in Prometheus's
-    `/api/v1/targets` shape."""
-    active = []
-    for res in (DEPLOYMENT, STATEFULSET, DAEMONSET):
-        for w in store.select(res.key):
-            meta = w["metadata"]
-            if meta.get("namespace") in ("kube-system", "kube-public", "kube-node-lease"):
-                continue
-            failure = simulator.failure_for(w)
-            up = is_ready(w) and not failure
-            active.append({
-                "labels": {"job": meta["name"], "namespace": meta["namespace"],
-                           "instance": f"{meta['name']}.{meta['namespace']}.svc:9100"},
-                "scrapeUrl": f"http://{meta['name']}.{meta['namespace']}.svc:9100/metrics",
-                "health": "up" if up else "down",
-                "lastError": "" if up else (failure or "not ready"),
-            })
-    return {"status": "success", "data": {"activeTargets": active, "droppedTargets": []}}
 
 
 class IngressServer(ThreadingHTTPServer):

@@ -84,6 +84,7 @@ def groups(resources: Sequence[Resource] = RESOURCES) -> dict[str, list[Resource
 
 NAMESPACE = BY_KEY["/namespaces"]
 POD = BY_KEY["/pods"]
+CONFIGMAP = BY_KEY["/configmaps"]
 EVENT = BY_KEY["/events"]
 SERVICE = BY_KEY["/services"]
 DEPLOYMENT = BY_KEY["apps/deployments"]
