@@ -14,6 +14,7 @@ from migrator.store.state import State
 
 FREEZE_TYPES = ("compose.freeze",)
 CUTOVER_TYPES = ("dns.cutover",)
+BACKUP_TYPES = ("backup.create",)
 
 
 def _duration(rec: Any) -> float | None:
@@ -73,6 +74,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
     kinds: dict[str, dict[str, int]] = {}
     coverage: dict[str, Any] | None = None
     parity: dict[str, Any] = {}
+    backups: list[dict[str, Any]] = []
     for step in runbook.steps:
         rec = state.steps.get(step.id)
         figures = dict(rec.report) if rec else {}
@@ -93,6 +95,10 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
             ph["end"] = max(filter(None, [ph["end"], rec.finished_at]))
         _add_copied(totals, step.spec.uses, figures)
         _add_by_kind(kinds, step.spec.uses, figures)
+        if step.spec.uses in BACKUP_TYPES:
+            backups.append({"step": step.id, "status": entry["status"], "bytes": figures.get("bytes"),
+                            "seconds": figures.get("seconds"), "artefacts": figures.get("artefacts"),
+                            "location": figures.get("location"), "folder": figures.get("folder")})
         if step.spec.uses == "compose.inspect" and isinstance(figures.get("coverage"), dict):
             coverage = figures["coverage"]
         if step.spec.uses.endswith(".verify") or "parity" in figures:
@@ -124,6 +130,7 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
         "result": "succeeded" if all_ok else "incomplete",
         "phases": {str(k): v for k, v in sorted(phases.items())},
         "steps": steps, "copied": totals, "moved_by_kind": kinds, "coverage": coverage, "parity": parity,
+        "backups": backups,
         "write_downtime_s": downtime, "write_downtime_window": {"freeze_started": freeze_at, "dns_verified": dns_verified_at},
         "gates_passed": gates, "gates_passed_count": len(gates), "gates_since": since,
     }
@@ -142,6 +149,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"![timeline: one bar per step, the write downtime shaded]({report['timeline']})"]
     for kind, figures in sorted((report.get("moved_by_kind") or {}).items()):
         lines.append(f"- Moved ({kind}): " + ", ".join(f"{v} {k}" for k, v in figures.items()))
+    for b in report.get("backups") or []:
+        lines.append(f"- Backup ({b['step']}, {b['status']}): " + (
+            f"{b['bytes']} bytes in {b['artefacts']} artefacts, {b['seconds']} s, at {b['location']}/{b['folder']}"
+            if b.get("bytes") is not None else "not taken"))
     cov = report.get("coverage")
     if cov:
         lines.append(f"- Coverage: {cov['percent']}% of {cov['total']} stateful things on the VPS mapped to a step "
@@ -185,6 +196,8 @@ def summary(report: dict[str, Any]) -> str:
     phases = " ".join(f"p{k}={v['duration_s']:.1f}s" for k, v in report["phases"].items() if v["duration_s"] is not None)
     dt = report["write_downtime_s"]
     downtime = f"{dt:.1f} s" if dt is not None else "n/a"
+    taken = [b for b in report.get("backups") or [] if b.get("bytes") is not None]
+    backup = "".join(f", backup {b['bytes']} bytes in {b['seconds']} s" for b in taken)
     return (f"rehearsal {report['result']}: {ok}/{len(report['steps'])} steps, {report['gates_passed_count']} gates "
             f"passed, {report['copied']['rows']} rows / {report['copied']['bytes']} bytes copied, write downtime "
-            f"{downtime}; {phases}")
+            f"{downtime}{backup}; {phases}")

@@ -75,6 +75,10 @@ def test_nothing_left_behind(rehearsed: Rehearsal) -> None:
     steps = {s["id"]: s for s in report["steps"]}
     assert steps["parity-n8n"]["figures"]["items"] == 12 and steps["parity-grafana"]["figures"]["items"] == 7
     assert steps["parity-wpcs-mysql"]["figures"]["rows"] > 1000
+    # The backup before the flip: every target database, OpenBao's snapshot, each volume target.
+    (backup,) = report["backups"]
+    assert backup["status"] == "succeeded" and backup["artefacts"] >= 4 + 1 + 3 and backup["bytes"] > 100_000
+    assert (rehearsed.state_dir / "backups" / backup["folder"] / "backup.json").is_file()
     assert steps["final-parity-rentguy-redis"]["figures"]["db0"]["by_type"]["stream"] == 1
     # The figures, for whoever runs this by hand (pytest -s).
     for sid in ("copy-wpcs-mysql", "final-sync-wpcs-mysql", "copy-rentguy-redis", "final-sync-rentguy-redis",

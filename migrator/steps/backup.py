@@ -1,0 +1,216 @@
+"""backup.create: the target as the migration built it, kept before DNS moves, with a manifest of checksums.
+
+Every target database (pg_dump custom format; the targets of the runbook's postgres.copy and
+postgres.replicate steps unless `databases` names them), the target OpenBao's raft snapshot (when the
+runbook has environment.openbao), and every volume target (the volume.copy steps' targets, found in
+environment.target.volume_paths) as a tar with the sha256 of each file. Each artefact is made under the
+state dir (0700), its sha256 computed, put at the destination (`to: {dir}` or `to: {s3}`), then removed
+locally; `backup.json`, written last, lists them all (size, sha256, seconds).
+
+Resumable: the backup's folder and what was put are recorded before and after each put; after a crash
+the artefacts already at the destination with their recorded size and sha256 are skipped. check() is
+done when this step's backup.json is there and every artefact in it still matches. Rollback deletes only
+what this step wrote. MySQL and Redis targets are not backed up yet (the step says so in its plan).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from migrator.errors import PermanentError
+from migrator.steps import backup_common as bc
+from migrator.steps import backup_parts as parts
+from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
+from migrator.steps.postgres.pg_common import TargetParams
+from migrator.steps.volume_manifest import sha256_of
+
+if TYPE_CHECKING:
+    from migrator.adapters.objectstore import Store
+    from migrator.runbook.model import RunbookFile
+
+
+class CreateParams(StrictModel):
+    to: bc.Destination
+    # Default: the target of every postgres.copy step of the runbook.
+    databases: list[TargetParams] | None = None
+    # Volume targets (keys of environment.target.volume_paths); default: the target of every volume.copy step.
+    volumes: list[str] | None = None
+    openbao: bool = True  # the target OpenBao's raft snapshot, when the runbook has environment.openbao
+
+
+class _Artefact:
+    def __init__(self, key: str, kind: str, make: Callable[[Path], dict[str, Any] | None], **meta: Any) -> None:
+        self.key, self.kind, self.make, self.meta = key, kind, make, meta
+
+
+def _dump(ctx: StepContext, t: TargetParams, out: Path) -> dict[str, Any] | None:
+    parts.dump_postgres(ctx, t, out)
+    return None
+
+
+def _tar(root: Path, out: Path) -> dict[str, Any] | None:
+    return {"files": parts.tar_volume(root, out)}
+
+
+@step_type("backup.create")
+class BackupCreate(Step[CreateParams]):
+    """Back up the target (databases, OpenBao snapshot, volumes) to a directory or an S3 bucket."""
+
+    @classmethod
+    def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:
+        target = runbook.environment.target
+        known = set(target.volume_paths) if target else set()
+        return bc.destination_problems("to", params.to, runbook) + [
+            ("volumes", f"{v!r} is not in environment.target.volume_paths (known: {', '.join(sorted(known))})")
+            for v in params.volumes or [] if v not in known]
+
+    # -- what ----------------------------------------------------------------------------------------
+    def _volumes(self) -> list[str]:
+        if self.params.volumes is not None:
+            return list(self.params.volumes)
+        found = {str(s.params_raw.get("target")) for s in self.ctx.runbook.steps if s.spec.uses == "volume.copy"}
+        return sorted(found)
+
+    def _artefacts(self) -> list[_Artefact]:
+        out: list[_Artefact] = []
+        for t in bc.target_databases(self.ctx, self.params.databases):
+            out.append(_Artefact(parts.pg_key(t), "postgres", partial(_dump, self.ctx, t),
+                                 endpoint=t.endpoint, database=t.database, user=t.user))
+        if self.params.openbao and parts.has_openbao(self.ctx):
+            out.append(_Artefact(parts.OPENBAO_KEY, "openbao", lambda p: parts.snapshot_openbao(self.ctx, p)))
+        for name in self._volumes():
+            root = parts.volume_root(self.ctx, name)
+            out.append(_Artefact(parts.volume_key(name), "volume", partial(_tar, root), volume=name))
+        return out
+
+    def _store(self) -> Store:
+        return bc.open_store(self.ctx, self.params.to)
+
+    def _folder(self) -> str:
+        folder = self.ctx.facts.get("folder")
+        if not folder:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            folder = f"{self.ctx.runbook.name}-{self.ctx.step_id}-{stamp}-{uuid.uuid4().hex[:6]}"
+        return str(folder)
+
+    # -- the contract ------------------------------------------------------------------------------------
+    def check(self) -> Check:
+        f = self.ctx.facts
+        if not f.get("completed_at"):
+            return Check(False, "no complete backup recorded" + (" (resuming one)" if f.get("folder") else ""))
+        store = self._store()
+        try:
+            doc = bc.read_manifest(store, f["folder"])
+        except PermanentError as exc:
+            return Check(False, str(exc))
+        if doc.get("id") != f.get("backup_id"):
+            return Check(False, f"{store.label}/{f['folder']}/{bc.MANIFEST} belongs to another backup")
+        bad = bc.problems_at(store, f["folder"], doc["artefacts"], deep=True)
+        if bad:
+            return Check(False, f"the backup at {store.label} no longer verifies: {bad[0]}")
+        return Check(True, f"{len(doc['artefacts'])} artefacts at {store.label}/{f['folder']} verify")
+
+    def plan(self) -> Plan:
+        store = self._store()
+        plan = Plan()
+        for a in self._artefacts():
+            plan.change(f"{a.kind}: {a.key} -> {store.label}/{self._folder()}/")
+        plan.change(f"{bc.MANIFEST} (sizes, sha256) written last")
+        plan.unknowns.append("MySQL and Redis targets are not backed up by this step (not implemented)")
+        return plan
+
+    def apply(self) -> None:
+        ctx = self.ctx
+        store = self._store()
+        folder = self._folder()
+        if not ctx.facts.get("backup_id"):
+            ctx.record(backup_id=uuid.uuid4().hex, folder=folder, location=store.label, started_at=time.time(),
+                       written=[], done={})
+        f = ctx.facts
+        done: dict[str, dict[str, Any]] = dict(f.get("done") or {})
+        written: list[str] = list(f.get("written") or [])
+        stage = bc.staging(ctx, "backups", folder)
+        artefacts = self._artefacts()
+        bar = ctx.progress(f"backup to {store.label}", total=len(artefacts))
+        for a in artefacts:
+            key = f"{folder}/{a.key}"
+            prior = done.get(a.key)
+            st = store.stat(key) if prior else None
+            if prior and st is not None and (st.size, st.sha256) == (prior["size"], prior["sha256"]):
+                ctx.journal("backup-artefact-skipped", key=a.key, reason="already at the destination, checksum matches")
+                bar.advance()
+                continue
+            started = time.monotonic()
+            local = stage / a.key.replace("/", "__")
+            local.unlink(missing_ok=True)
+            extra = a.make(local) or {}
+            digest, size = sha256_of(local), local.stat().st_size
+            if key not in written:
+                written.append(key)
+                ctx.record(written=written)  # before the put: rollback removes it even if we die mid-put
+            store.put(key, local, digest)
+            local.unlink(missing_ok=True)
+            done[a.key] = {"key": a.key, "kind": a.kind, "size": size, "sha256": digest,
+                           "seconds": round(time.monotonic() - started, 3), **a.meta, **extra}
+            # A volume's file list is kept too: a resume that skips its tar still writes it into the manifest.
+            ctx.record(done=done)
+            ctx.journal("backup-artefact", key=a.key, kind=a.kind, bytes=size, sha256=digest,
+                        seconds=done[a.key]["seconds"])
+            bar.advance()
+            ctx.failpoint("after-artefact")
+        self._write_manifest(store, folder, artefacts, done, written)
+
+    def _write_manifest(self, store: Store, folder: str, artefacts: list[_Artefact],
+                        done: dict[str, dict[str, Any]], written: list[str]) -> None:
+        ctx, f = self.ctx, self.ctx.facts
+        listed = [done[a.key] for a in artefacts]
+        total = sum(int(a["size"]) for a in listed)
+        seconds = round(sum(float(a["seconds"]) for a in listed), 3)
+        now = time.time()
+        doc = {"format": bc.FORMAT, "id": f["backup_id"], "runbook": ctx.runbook.name, "step": ctx.step_id,
+               "started_at": f["started_at"], "completed_at": now,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+               "bytes": total, "seconds": seconds, "artefacts": listed,
+               "not_included": ["mysql", "redis"]}
+        data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+        key = f"{folder}/{bc.MANIFEST}"
+        if key not in written:
+            written.append(key)
+            ctx.record(written=written)
+        store.put_bytes(key, data, bc.sha256_bytes(data))
+        ctx.record(completed_at=now, bytes=total, seconds=seconds, artefacts=len(listed),
+                   wall_seconds=round(now - float(f["started_at"]), 3))
+        ctx.journal("backup-complete", location=f"{store.label}/{folder}", artefacts=len(listed), bytes=total,
+                    seconds=seconds)
+
+    def verify(self) -> None:
+        f = self.ctx.facts
+        store = self._store()
+        doc = bc.read_manifest(store, f["folder"])
+        bad = bc.problems_at(store, f["folder"], doc["artefacts"], deep=True)
+        if bad:
+            raise PermanentError(f"backup at {store.label}/{f['folder']}: " + "; ".join(bad[:5]))
+
+    def rollback_plan(self) -> Plan:
+        written = self.ctx.facts.get("written") or []
+        return Plan(changes=[f"delete {k} at {self.ctx.facts.get('location')}" for k in written])
+
+    def rollback(self) -> None:
+        written = list(self.ctx.facts.get("written") or [])
+        if not written:
+            return
+        store = self._store()
+        for key in reversed(written):
+            store.delete(key)
+        self.ctx.record(written=[], done={}, completed_at=None, backup_id=None, folder=None,
+                        deleted=len(written))
+
+    def report(self) -> dict[str, Any]:
+        f = self.ctx.facts
+        return {k: f[k] for k in ("bytes", "seconds", "wall_seconds", "artefacts", "location", "folder") if k in f}

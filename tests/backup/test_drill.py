@@ -1,0 +1,179 @@
+"""The backup drill against the real sandbox: a target database (copied from the VPS by postgres.copy),
+the target OpenBao and a volume directory backed up to a directory and to a real S3 server (moto's, on
+127.0.0.1); a SIGKILL mid-upload resumed without re-uploading what was finished; the canary S3 secret
+nowhere in state, journal, output or argv; a tampered backup refused with the target untouched; the
+wiped target restored from S3 and back to parity (table digests, every file's sha256, the OpenBao secret).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+
+from migrator.adapters.openbao import wait_kv_ready
+from migrator.adapters.postgres import PgConn, connect
+from migrator.sandbox import envfile
+from migrator.steps import volume_manifest as vm
+from migrator.steps.postgres import pg_catalog as cat
+from migrator.steps.postgres import pg_schema as schema
+from tests.openbao.test_canary import ArgvScanner
+from tests.util import engine, migrate, write_runbook
+
+pytestmark = pytest.mark.sandbox
+
+CANARY = "canary-s3-secret-" + secrets.token_hex(8)
+DB = "rentguy_backup"
+KV_PATH = "backup-drill/app"
+
+
+def _digests(conn: PgConn) -> dict[str, tuple[int, str]]:
+    q = schema.query_of(conn)
+    return cat.digests(q, cat.tables(q))
+
+
+def _files(root: Path) -> dict[str, tuple[str, str | None]]:
+    return {p: (e.kind, e.sha256 or e.link) for p, e in vm.scan(root).entries.items()}
+
+
+def _runbook(tmp: Path, info: Any, s3: dict[str, Any], pvc: Path) -> Path:
+    f = info.facts
+    ssh = f["ssh"]
+    rg = next(s for s in f["source_databases"] if s["name"] == "rentguy")
+    superuser = f["target_databases"][0]["superuser"]
+    bao = f["openbao"]
+    environment = {
+        "source": {"ssh": {"host": ssh["host"], "port": ssh["port"], "user": ssh["user"], "key_file": ssh["key"],
+                           "known_hosts": ssh["known_hosts"]},
+                   "address": f["dns"]["vps_address"], "compose_project": f["compose"]["project"]},
+        "target": {"ingress_address": f["dns"]["ingress_address"], "data_access": "endpoint",
+                   "endpoints": {f"{t['name']}-db": {"host": t["host"], "port": t["port"]}
+                                 for t in f["target_databases"]},
+                   "volume_paths": {"uploads": str(pvc)}},
+        "openbao": {"source": {"address": "http://127.0.0.1:18200", "token": "bao_source"},
+                    "target": {"address": bao["target"]["address"], "token": "bao_target"}},
+    }
+    secrets_ = {"target": {"env": "MIG_TARGET_PG"}, "rentguy": {"env": "MIG_RENTGUY"},
+                "s3_key": {"env": "MIG_S3_KEY"}, "s3_secret": {"env": "MIG_S3_SECRET"},
+                "bao_source": {"file": bao["source"]["root_token_file"]},
+                "bao_target": {"file": bao["target"]["root_token_file"]}, "bao_unseal": {"env": "MIG_BAO_UNSEAL"}}
+    s3_to = {"s3": {"endpoint_url": s3["url"], "bucket": s3["bucket"], "prefix": "sevensa/pre-cutover",
+                    "access_key_id": "${secrets.s3_key}", "secret_access_key": "${secrets.s3_secret}"}}
+    dir_to = {"dir": str(tmp / "backups")}
+    restore = {"openbao_unseal_keys": "${secrets.bao_unseal}"}
+    return write_runbook(tmp / "rb", {
+        1: [{"id": "copy", "uses": "postgres.copy",
+             "with": {"source": {"container": rg["service"], "database": rg["db"], "user": rg["user"],
+                                 "password": "${secrets.rentguy}"},
+                      "target": {"endpoint": "rentguy-db", "database": DB, "user": superuser,
+                                 "password": "${secrets.target}"},
+                      "owner_map": {rg["user"]: rg["user"]}, "existing": "set-aside"}}],
+        2: [{"id": "backup-dir", "uses": "backup.create", "with": {"to": dir_to}},
+            {"id": "backup-s3", "uses": "backup.create", "with": {"to": s3_to}}],
+        3: [{"id": "restore-tampered", "uses": "backup.restore",
+             "with": {"from": dir_to, "backup_step": "backup-dir", **restore}}],
+        4: [{"id": "restore", "uses": "backup.restore", "with": {"from": s3_to, "backup_step": "backup-s3", **restore}}],
+    }, environment=environment, secrets=secrets_)
+
+
+def test_backup_then_restore_a_wiped_target(sandbox: Any, s3_server: dict[str, Any], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    f = sandbox.facts
+    values = envfile.read(Path(f["env_file"]))
+    rg = next(s for s in f["source_databases"] if s["name"] == "rentguy")
+    bao_keys = json.loads(Path(f["openbao"]["target"]["init_file"]).read_text())["keys"]
+    env = {"MIG_TARGET_PG": values["TARGET_PG_PASSWORD"], "MIG_RENTGUY": values[rg["password_env"]],
+           "MIG_S3_KEY": "AKIACANARYKEY", "MIG_S3_SECRET": CANARY, "MIG_BAO_UNSEAL": json.dumps(bao_keys)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    pvc = tmp_path / "pvc"
+    (pvc / "2026" / "12").mkdir(parents=True)
+    (pvc / "2026" / "12" / "invoice.pdf").write_bytes(os.urandom(300_000))
+    (pvc / "notes.txt").write_text("hello\n")
+    (pvc / "latest").symlink_to("2026/12/invoice.pdf")
+    (pvc / "empty-dir").mkdir()
+    rb = _runbook(tmp_path, sandbox, s3_server, pvc)
+    state = tmp_path / "state"
+    tgt = next(t for t in f["target_databases"] if t["name"] == "rentguy")
+    conn = PgConn(tgt["host"], tgt["port"], tgt["superuser"], DB, values["TARGET_PG_PASSWORD"])
+    bao = hvac.Client(url=f["openbao"]["target"]["address"],
+                      token=Path(f["openbao"]["target"]["root_token_file"]).read_text().strip())
+    mounted = "secret/" not in bao.sys.list_mounted_secrets_engines()["data"]
+    if mounted:  # the sandbox's target is empty until phase 2's openbao-migrate
+        bao.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+        wait_kv_ready(bao, "secret")
+    bao.secrets.kv.v2.create_or_update_secret(path=KV_PATH, secret={"v": "before"}, mount_point="secret")
+    try:
+        engine(rb, state).run(phases=[1])
+        before_db, before_files = _digests(conn), _files(pvc)
+        assert before_db and sum(n for n, _ in before_db.values()) > 0
+
+        # Phase 2 under the real CLI: SIGKILLed after the S3 backup's first artefact, then resumed.
+        scanner = ArgvScanner([CANARY])
+        scanner.start()
+        try:
+            crashed = migrate("run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "2",
+                              env={"MIGRATE_FAILPOINTS": "backup-s3:after-artefact@1=crash"})
+            resumed = migrate("run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "2")
+        finally:
+            scanner.stop.set()
+            scanner.join(timeout=10)
+        assert crashed.returncode not in (0, 1, 2), crashed.stderr[-2000:]
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        journal = [json.loads(line) for line in next(state.glob("*.journal.jsonl")).read_text().splitlines()]
+        put = [e["key"] for e in journal if e.get("event") == "backup-artefact" and e.get("step") == "backup-s3"]
+        skipped = [e["key"] for e in journal if e.get("event") == "backup-artefact-skipped"
+                   and e.get("step") == "backup-s3"]
+        assert skipped == put[:1] and len(put) == len(set(put)) == 3, (put, skipped)  # dump, snapshot, volume
+        objects = s3_server["client"].list_objects_v2(Bucket="backups", Prefix="sevensa/pre-cutover/")["Contents"]
+        names = sorted(o["Key"].split("/", 3)[3] for o in objects)
+        assert names == ["backup.json", "openbao/target.snap", f"postgres/rentguy-db/{DB}.dump", "volumes/uploads.tar"]
+
+        # Canary: not in argv, output, state or journal.
+        assert scanner.scans > 3 and scanner.hits == []
+        for text in (crashed.stdout, crashed.stderr, resumed.stdout, resumed.stderr):
+            assert CANARY not in text
+        for path in state.rglob("*"):
+            if path.is_file():
+                assert CANARY.encode() not in path.read_bytes(), path
+
+        # Wipe the target: a table's rows, a file changed, one deleted, the OpenBao secret gone.
+        first = sorted(before_db)[0]
+        with connect(conn) as c:
+            schema_name, _, table = first.partition(".")
+            c.execute(f'TRUNCATE "{schema_name}"."{table}" CASCADE')
+        (pvc / "notes.txt").write_text("overwritten\n")
+        (pvc / "2026" / "12" / "invoice.pdf").unlink()
+        bao.secrets.kv.v2.delete_metadata_and_all_versions(path=KV_PATH, mount_point="secret")
+        wiped = _digests(conn)
+        assert wiped != before_db
+
+        # A tampered artefact is refused, and nothing is restored from that backup.
+        folder = json.loads(migrate("status", "--json", "--runbook", str(rb), "--state-dir", str(state)).stdout)
+        dump = next((tmp_path / "backups").rglob(f"{DB}.dump"))
+        data = bytearray(dump.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        dump.write_bytes(bytes(data))
+        refused = migrate("run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "3")
+        assert refused.returncode != 0 and "refusing to restore" in refused.stdout + refused.stderr, folder
+        assert _digests(conn) == wiped and not (pvc / "2026" / "12" / "invoice.pdf").exists()
+
+        # The restore from S3 brings it all back.
+        engine(rb, state).run(phases=[4])
+        assert _digests(conn) == before_db
+        assert _files(pvc) == before_files
+        read = bao.secrets.kv.v2.read_secret_version(path=KV_PATH, mount_point="secret", raise_on_deleted_version=True)
+        assert read["data"]["data"] == {"v": "before"}
+    finally:
+        bao.secrets.kv.v2.delete_metadata_and_all_versions(path=KV_PATH, mount_point="secret")
+        if mounted:
+            bao.sys.disable_secrets_engine("secret")
+        engine(rb, state).rollback(phase=2, cascade=True)
+        engine(rb, state).rollback(phase=1, cascade=True)
+    assert not list((tmp_path / "backups").rglob("*.dump"))
+    assert "Contents" not in s3_server["client"].list_objects_v2(Bucket="backups")
