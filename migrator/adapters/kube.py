@@ -62,6 +62,11 @@ KINDS: dict[str, Kind] = {
     "CustomResourceDefinition": Kind("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
     # ArgoCD's (gitops.handoff)
     "Application": Kind("argoproj.io/v1alpha1", "applications", True),
+    # Velero's (backup.create with backend: velero; the sevensa-infra chart's Schedule and location)
+    "Backup": Kind("velero.io/v1", "backups", True),
+    "DeleteBackupRequest": Kind("velero.io/v1", "deletebackuprequests", True),
+    "Schedule": Kind("velero.io/v1", "schedules", True),
+    "BackupStorageLocation": Kind("velero.io/v1", "backupstoragelocations", True),
 }
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 

@@ -1,29 +1,33 @@
-"""Where a backup's artefacts are kept: a directory, or an S3-compatible bucket (boto3).
+"""Where a backup's artefacts are kept: a directory, or an S3-compatible bucket (SigV4 over requests).
 
 Both stores offer the same few operations on keys ("postgres/rentguy-db/rentguy.dump"): put a local
 file (with its sha256, kept beside it: a `.sha256` file in a directory, the object's metadata in S3),
 stat (size and the recorded sha256, or None when the key is absent), fetch to a local file, delete.
-A put lands complete or not at all: a temporary name renamed in a directory, a single PutObject (or a
-multipart upload completed only at its end) in S3. TLS is verified by default; the credentials are held
-in memory by the client, never logged (botocore's errors are reduced to their code and message).
+A put lands complete or not at all: a temporary name renamed in a directory, a single PutObject in S3. TLS is
+verified by default; the credentials are held in memory only, never logged (errors carry the service's
+code and message, redacted).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import hmac
+import html
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
-import boto3
-import botocore.config
-import botocore.exceptions
+import requests
 
 from migrator import redact
 from migrator.errors import PermanentError, TemporaryError
 
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 SUM_SUFFIX = ".sha256"
 PART_SUFFIX = ".part"
 
@@ -123,97 +127,139 @@ class DirStore:
         return h.hexdigest()
 
 
+def canonical_query(query: dict[str, str]) -> str:
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
+
+
 class S3Store:
-    """A bucket of an S3-compatible service; keys under `prefix`. The sha256 is the object's metadata."""
+    """A bucket of an S3-compatible service, keys under `prefix`, spoken to over HTTPS with AWS Signature
+    Version 4 (requests; no SDK: boto3's botocore pins python-dateutil<3, the kubernetes client 37 needs
+    >=3, and one venv cannot hold both). The sha256 is the object's metadata (x-amz-meta-sha256), and the
+    upload's signed x-amz-content-sha256 makes AWS refuse a body that does not match it (moto does not check it). One PUT
+    per object: up to 5 GiB (S3's limit for a single PUT); a larger artefact is refused with that reason."""
+
+    MAX_PUT = 5 * 1024**3
 
     def __init__(self, *, bucket: str, prefix: str, endpoint_url: str | None, region: str,
                  access_key_id: str, secret_access_key: str, verify: bool | str = True) -> None:
         for value in (access_key_id, secret_access_key):
             redact.register(value)
-        self.bucket = bucket
+        self.bucket, self.region = bucket, region
         self.prefix = prefix.strip("/")
-        where = endpoint_url or f"s3.{region}.amazonaws.com"
-        self.label = f"s3://{bucket}/{self.prefix}" + (f" at {where}" if endpoint_url else "")
-        cfg = botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10,
-                                     read_timeout=60, s3={"addressing_style": "path"},
-                                     request_checksum_calculation="when_required",
-                                     response_checksum_validation="when_required")
-        session = boto3.session.Session()
-        self.client = session.client("s3", endpoint_url=endpoint_url, region_name=region,
-                                     aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-                                     verify=verify, config=cfg)
+        self._key_id, self._secret = access_key_id, secret_access_key
+        if endpoint_url:  # an S3-compatible service: path-style addressing
+            self.base, self.path_prefix = endpoint_url.rstrip("/"), f"/{quote(bucket, safe='')}"
+        else:  # AWS: virtual-hosted style
+            self.base, self.path_prefix = f"https://{bucket}.s3.{region}.amazonaws.com", ""
+        self.label = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
+        self.http = requests.Session()
+        self.http.verify = verify
+        self.http.trust_env = False  # no proxy or netrc from the environment
 
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+    # -- signing ---------------------------------------------------------------------------------------
+    def _sign(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], payload: str) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+        headers.update({"host": urlsplit(self.base).netloc, "x-amz-date": amz_date, "x-amz-content-sha256": payload})
+        lower = {k.lower(): " ".join(str(v).split()) for k, v in headers.items()}
+        names = sorted(lower)
+        canonical = "\n".join([method, path, canonical_query(query),
+                                "".join(f"{n}:{lower[n]}\n" for n in names), ";".join(names), payload])
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        key = ("AWS4" + self._secret).encode()
+        for part in (day, self.region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self._key_id}/{scope}, "
+                                    f"SignedHeaders={';'.join(names)}, Signature={signature}")
 
-    def _fail(self, what: str, exc: BaseException) -> Exception:
-        if isinstance(exc, botocore.exceptions.ClientError):
-            err = exc.response.get("Error", {})
-            code, msg = str(err.get("Code", "?")), str(err.get("Message", ""))
-            text = redact.redact(f"{self.label}: {what}: {code} {msg}".strip())
-            if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "404"):
-                return PermanentError(text)
-            return TemporaryError(text)
-        if isinstance(exc, botocore.exceptions.SSLError):
-            return PermanentError(f"{self.label}: {what}: TLS verification failed (give ca_file, or fix the "
-                                  "endpoint's certificate)")
-        if isinstance(exc, botocore.exceptions.BotoCoreError):
-            return TemporaryError(redact.redact(f"{self.label}: {what}: {exc.__class__.__name__}: {exc}"))
-        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    def _path(self, key: str | None) -> str:
+        if key is None:
+            return self.path_prefix or "/"
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        return f"{self.path_prefix}/{quote(full, safe='/-_.~')}"
 
-    def put(self, key: str, local: Path, sha256: str) -> None:
+    def _call(self, what: str, method: str, key: str | None, *, query: dict[str, str] | None = None,
+              headers: dict[str, str] | None = None, body: Any = None, payload: str = EMPTY_SHA256,
+              stream: bool = False, ok: tuple[int, ...] = (200,)) -> requests.Response:
+        path, query, headers = self._path(key), dict(query or {}), dict(headers or {})
+        self._sign(method, path, query, headers, payload)
         try:
-            self.client.upload_file(str(local), self.bucket, self._key(key),
-                                    ExtraArgs={"Metadata": {"sha256": sha256}})
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
-                boto3.exceptions.S3UploadFailedError) as exc:
-            if isinstance(exc, boto3.exceptions.S3UploadFailedError):
-                raise TemporaryError(redact.redact(f"{self.label}: upload {key}: {exc}")) from None
-            raise self._fail(f"upload {key}", exc) from None
+            qs = canonical_query(query)  # sent exactly as signed (requests would encode a space as +)
+            resp = self.http.request(method, self.base + path + (f"?{qs}" if qs else ""), headers=headers, data=body,
+                                     stream=stream, timeout=(10, 300))
+        except requests.exceptions.SSLError:
+            raise PermanentError(f"{self.label}: {what}: TLS verification failed (give ca_file, or fix the "
+                                 "endpoint's certificate)") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TemporaryError(f"{self.label}: {what}: {exc.__class__.__name__}") from None
+        if resp.status_code in ok or resp.status_code == 404 and 404 in ok:
+            return resp
+        code = re.search(r"<Code>([^<]*)</Code>", resp.text or "")
+        msg = re.search(r"<Message>([^<]*)</Message>", resp.text or "")
+        text = redact.redact(f"{self.label}: {what}: HTTP {resp.status_code} {code.group(1) if code else ''} "
+                             f"{msg.group(1) if msg else ''}".strip())
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            raise TemporaryError(text)
+        raise PermanentError(text)
+
+    # -- the store -------------------------------------------------------------------------------------
+    def put(self, key: str, local: Path, sha256: str) -> None:
+        size = local.stat().st_size
+        if size > self.MAX_PUT:
+            raise PermanentError(f"{self.label}: {key} is {size} bytes: more than one S3 PUT takes (5 GiB); "
+                                 "multipart upload is not implemented: use a directory destination")
+        with local.open("rb") as fh:
+            self._call(f"upload {key}", "PUT", key, body=fh, payload=sha256,
+                       headers={"content-length": str(size), "x-amz-meta-sha256": sha256,
+                                "content-type": "application/octet-stream"})
 
     def put_bytes(self, key: str, data: bytes, sha256: str) -> None:
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, Metadata={"sha256": sha256})
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._fail(f"upload {key}", exc) from None
+        self._call(f"upload {key}", "PUT", key, body=data, payload=sha256,
+                   headers={"content-length": str(len(data)), "x-amz-meta-sha256": sha256,
+                            "content-type": "application/json"})
 
     def stat(self, key: str) -> Stat | None:
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self._fail(f"stat {key}", exc) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._fail(f"stat {key}", exc) from None
-        return Stat(int(head["ContentLength"]), (head.get("Metadata") or {}).get("sha256"))
+        resp = self._call(f"stat {key}", "HEAD", key, ok=(200, 404))
+        if resp.status_code == 404:
+            return None
+        return Stat(int(resp.headers.get("content-length", "0")), resp.headers.get("x-amz-meta-sha256"))
 
     def fetch(self, key: str, local: Path) -> None:
-        try:
-            self.client.download_file(self.bucket, self._key(key), str(local))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._fail(f"download {key}", exc) from None
+        resp = self._call(f"download {key}", "GET", key, stream=True, ok=(200, 404))
+        if resp.status_code == 404:
+            raise PermanentError(f"backup {self.label}: {key} is missing")
+        with resp, local.open("wb") as fh:
+            for chunk in resp.iter_content(1 << 20):
+                fh.write(chunk)
 
     def read_bytes(self, key: str) -> bytes | None:
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return bytes(obj["Body"].read())
-        except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self._fail(f"read {key}", exc) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._fail(f"read {key}", exc) from None
+        resp = self._call(f"read {key}", "GET", key, ok=(200, 404))
+        return None if resp.status_code == 404 else resp.content
 
     def delete(self, key: str) -> None:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._fail(f"delete {key}", exc) from None
+        self._call(f"delete {key}", "DELETE", key, ok=(200, 204, 404))
+
+    def keys(self, under: str = "") -> list[str]:
+        """Every key under `under` (relative to the prefix), for listings and tests."""
+        full = "/".join(x for x in (self.prefix, under) if x)
+        out: list[str] = []
+        token: str | None = None
+        while True:
+            query = {"list-type": "2", "prefix": full}
+            if token:
+                query["continuation-token"] = token
+            text = self._call("list", "GET", None, query=query).text
+            out += [k[len(self.prefix) + 1:] if self.prefix else k for k in re.findall(r"<Key>([^<]*)</Key>", text)]
+            more = re.search(r"<NextContinuationToken>([^<]*)</NextContinuationToken>", text)
+            if not more or "<IsTruncated>true</IsTruncated>" not in text:
+                return [html.unescape(k) for k in out]
+            token = html.unescape(more.group(1))
 
     def sha256_of(self, key: str) -> str | None:
         st = self.stat(key)
         return st.sha256 if st else None
 
     def close(self) -> None:
-        self.client.close()
+        self.http.close()

@@ -21,11 +21,14 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import model_validator
 
 from migrator.errors import PermanentError
 from migrator.steps import backup_common as bc
 from migrator.steps import backup_parts as parts
+from migrator.steps.backup_velero import Velero, VeleroParams
 from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
 from migrator.steps.postgres.pg_common import TargetParams
 from migrator.steps.volume_manifest import sha256_of
@@ -36,12 +39,23 @@ if TYPE_CHECKING:
 
 
 class CreateParams(StrictModel):
-    to: bc.Destination
+    # files (default): the artefacts below, to `to`; velero: a Velero Backup of `velero.included_namespaces`.
+    backend: Literal["files", "velero"] = "files"
+    to: bc.Destination | None = None
+    velero: VeleroParams | None = None
     # Default: the target of every postgres.copy step of the runbook.
     databases: list[TargetParams] | None = None
     # Volume targets (keys of environment.target.volume_paths); default: the target of every volume.copy step.
     volumes: list[str] | None = None
     openbao: bool = True  # the target OpenBao's raft snapshot, when the runbook has environment.openbao
+
+    @model_validator(mode="after")
+    def _backend(self) -> CreateParams:
+        if self.backend == "files" and (self.to is None or self.velero is not None):
+            raise ValueError("backend files needs `to` (dir or s3), and no `velero`")
+        if self.backend == "velero" and (self.velero is None or self.to is not None):
+            raise ValueError("backend velero needs `velero` (namespace, included_namespaces...), and no `to`")
+        return self
 
 
 class _Artefact:
@@ -66,6 +80,8 @@ class BackupCreate(Step[CreateParams]):
     def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:
         target = runbook.environment.target
         known = set(target.volume_paths) if target else set()
+        if params.to is None:
+            return []
         return bc.destination_problems("to", params.to, runbook) + [
             ("volumes", f"{v!r} is not in environment.target.volume_paths (known: {', '.join(sorted(known))})")
             for v in params.volumes or [] if v not in known]
@@ -90,7 +106,12 @@ class BackupCreate(Step[CreateParams]):
         return out
 
     def _store(self) -> Store:
+        assert self.params.to is not None
         return bc.open_store(self.ctx, self.params.to)
+
+    def _velero(self) -> Velero | None:
+        p = self.params
+        return Velero(self.ctx, p.velero) if p.backend == "velero" and p.velero is not None else None
 
     def _folder(self) -> str:
         folder = self.ctx.facts.get("folder")
@@ -101,6 +122,8 @@ class BackupCreate(Step[CreateParams]):
 
     # -- the contract ------------------------------------------------------------------------------------
     def check(self) -> Check:
+        if (v := self._velero()) is not None:
+            return v.check()
         f = self.ctx.facts
         if not f.get("completed_at"):
             return Check(False, "no complete backup recorded" + (" (resuming one)" if f.get("folder") else ""))
@@ -117,6 +140,8 @@ class BackupCreate(Step[CreateParams]):
         return Check(True, f"{len(doc['artefacts'])} artefacts at {store.label}/{f['folder']} verify")
 
     def plan(self) -> Plan:
+        if (v := self._velero()) is not None:
+            return v.plan()
         store = self._store()
         plan = Plan()
         for a in self._artefacts():
@@ -126,6 +151,9 @@ class BackupCreate(Step[CreateParams]):
         return plan
 
     def apply(self) -> None:
+        if (v := self._velero()) is not None:
+            v.apply()
+            return
         ctx = self.ctx
         store = self._store()
         folder = self._folder()
@@ -190,6 +218,9 @@ class BackupCreate(Step[CreateParams]):
                     seconds=seconds)
 
     def verify(self) -> None:
+        if (v := self._velero()) is not None:
+            v.verify()
+            return
         f = self.ctx.facts
         store = self._store()
         doc = bc.read_manifest(store, f["folder"])
@@ -198,10 +229,15 @@ class BackupCreate(Step[CreateParams]):
             raise PermanentError(f"backup at {store.label}/{f['folder']}: " + "; ".join(bad[:5]))
 
     def rollback_plan(self) -> Plan:
+        if (v := self._velero()) is not None:
+            return v.rollback_plan()
         written = self.ctx.facts.get("written") or []
         return Plan(changes=[f"delete {k} at {self.ctx.facts.get('location')}" for k in written])
 
     def rollback(self) -> None:
+        if (v := self._velero()) is not None:
+            v.rollback()
+            return
         written = list(self.ctx.facts.get("written") or [])
         if not written:
             return
@@ -212,5 +248,7 @@ class BackupCreate(Step[CreateParams]):
                         deleted=len(written))
 
     def report(self) -> dict[str, Any]:
+        if (v := self._velero()) is not None:
+            return v.report()
         f = self.ctx.facts
         return {k: f[k] for k in ("bytes", "seconds", "wall_seconds", "artefacts", "location", "folder") if k in f}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from tests.util import engine, migrate, write_runbook
 
 pytestmark = pytest.mark.sandbox
 
-CANARY = "canary-s3-secret-" + secrets.token_hex(8)
 DB = "rentguy_backup"
 KV_PATH = "backup-drill/app"
 
@@ -87,8 +85,10 @@ def test_backup_then_restore_a_wiped_target(sandbox: Any, s3_server: dict[str, A
     values = envfile.read(Path(f["env_file"]))
     rg = next(s for s in f["source_databases"] if s["name"] == "rentguy")
     bao_keys = json.loads(Path(f["openbao"]["target"]["init_file"]).read_text())["keys"]
+    # The canary: the S3 secret moto's IAM issued (random, 40 characters), which every request is signed with.
+    canary = s3_server["secret_access_key"]
     env = {"MIG_TARGET_PG": values["TARGET_PG_PASSWORD"], "MIG_RENTGUY": values[rg["password_env"]],
-           "MIG_S3_KEY": "AKIACANARYKEY", "MIG_S3_SECRET": CANARY, "MIG_BAO_UNSEAL": json.dumps(bao_keys)}
+           "MIG_S3_KEY": s3_server["access_key_id"], "MIG_S3_SECRET": canary, "MIG_BAO_UNSEAL": json.dumps(bao_keys)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     pvc = tmp_path / "pvc"
@@ -114,12 +114,12 @@ def test_backup_then_restore_a_wiped_target(sandbox: Any, s3_server: dict[str, A
         assert before_db and sum(n for n, _ in before_db.values()) > 0
 
         # Phase 2 under the real CLI: SIGKILLed after the S3 backup's first artefact, then resumed.
-        scanner = ArgvScanner([CANARY])
+        scanner = ArgvScanner([canary])
         scanner.start()
         try:
-            crashed = migrate("run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "2",
+            crashed = migrate("--log-level", "debug", "run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "2",
                               env={"MIGRATE_FAILPOINTS": "backup-s3:after-artefact@1=crash"})
-            resumed = migrate("run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "2")
+            resumed = migrate("--log-level", "debug", "run", "--runbook", str(rb), "--state-dir", str(state), "--phase", "2")
         finally:
             scanner.stop.set()
             scanner.join(timeout=10)
@@ -130,17 +130,17 @@ def test_backup_then_restore_a_wiped_target(sandbox: Any, s3_server: dict[str, A
         skipped = [e["key"] for e in journal if e.get("event") == "backup-artefact-skipped"
                    and e.get("step") == "backup-s3"]
         assert skipped == put[:1] and len(put) == len(set(put)) == 3, (put, skipped)  # dump, snapshot, volume
-        objects = s3_server["client"].list_objects_v2(Bucket="backups", Prefix="sevensa/pre-cutover/")["Contents"]
-        names = sorted(o["Key"].split("/", 3)[3] for o in objects)
+        bucket = s3_server["store"]("sevensa/pre-cutover")
+        names = sorted(k.split("/", 1)[1] for k in bucket.keys())
         assert names == ["backup.json", "openbao/target.snap", f"postgres/rentguy-db/{DB}.dump", "volumes/uploads.tar"]
 
         # Canary: not in argv, output, state or journal.
         assert scanner.scans > 3 and scanner.hits == []
         for text in (crashed.stdout, crashed.stderr, resumed.stdout, resumed.stderr):
-            assert CANARY not in text
+            assert canary not in text
         for path in state.rglob("*"):
             if path.is_file():
-                assert CANARY.encode() not in path.read_bytes(), path
+                assert canary.encode() not in path.read_bytes(), path
 
         # Wipe the target: a table's rows, a file changed, one deleted, the OpenBao secret gone.
         first = sorted(before_db)[0]
@@ -176,4 +176,4 @@ def test_backup_then_restore_a_wiped_target(sandbox: Any, s3_server: dict[str, A
         engine(rb, state).rollback(phase=2, cascade=True)
         engine(rb, state).rollback(phase=1, cascade=True)
     assert not list((tmp_path / "backups").rglob("*.dump"))
-    assert "Contents" not in s3_server["client"].list_objects_v2(Bucket="backups")
+    assert bucket.keys() == []
