@@ -118,6 +118,9 @@ def _vars(inv: dict[str, Any]) -> dict[str, Any]:
     template = yaml.safe_load(builtin.resolve("builtin:runbooks/sevensa.yaml", Path.cwd()).read_text(encoding="utf-8"))
     out = dict(template.get("vars") or {})
     out["domain"] = "TODO-example.org"
+    # The pre-cutover backup to a directory under the state dir, until the operator names a bucket (an s3
+    # destination names secrets this runbook would not have).
+    out["backup_to"] = {"dir": "backups"}
     out["source_services"] = sorted({s for body in (inv.get("projects") or {}).values()
                                      for s in (body.get("services") or {})})
     return out
