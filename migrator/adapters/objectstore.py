@@ -53,6 +53,8 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def sha256_of(self, key: str) -> str | None: ...
+
 
 class DirStore:
     """A local (or mounted) directory: key -> file, key.sha256 -> its recorded digest."""

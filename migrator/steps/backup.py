@@ -144,7 +144,11 @@ class BackupCreate(Step[CreateParams]):
             return v.plan()
         store = self._store()
         plan = Plan()
-        for a in self._artefacts():
+        try:
+            artefacts = self._artefacts()
+        except PermanentError as exc:
+            return Plan(unknowns=[f"the run will stop here: {exc}"])
+        for a in artefacts:
             plan.change(f"{a.kind}: {a.key} -> {store.label}/{self._folder()}/")
         plan.change(f"{bc.MANIFEST} (sizes, sha256) written last")
         plan.unknowns.append("MySQL and Redis targets are not backed up by this step (not implemented)")
@@ -170,7 +174,9 @@ class BackupCreate(Step[CreateParams]):
             key = f"{folder}/{a.key}"
             prior = done.get(a.key)
             st = store.stat(key) if prior else None
-            if prior and st is not None and (st.size, st.sha256) == (prior["size"], prior["sha256"]):
+            # sha256_of: a directory's file is hashed again; an S3 object's recorded (signed) sha256 is read.
+            if (prior and st is not None and st.size == prior["size"]
+                    and store.sha256_of(key) == st.sha256 == prior["sha256"]):
                 ctx.journal("backup-artefact-skipped", key=a.key, reason="already at the destination, checksum matches")
                 bar.advance()
                 continue

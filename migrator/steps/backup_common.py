@@ -124,7 +124,7 @@ def problems_at(store: Store, folder: str, artefacts: list[dict[str, Any]], deep
             out.append(f"{a['key']}: missing")
         elif st.size != a["size"] or st.sha256 != a["sha256"]:
             out.append(f"{a['key']}: size {st.size} / sha256 {st.sha256} instead of {a['size']} / {a['sha256']}")
-        elif deep and hasattr(store, "sha256_of") and store.sha256_of(key) != a["sha256"]:
+        elif deep and store.sha256_of(key) != a["sha256"]:
             out.append(f"{a['key']}: contents no longer match its sha256")
     return out
 
