@@ -22,6 +22,7 @@ from migrator.steps import volume_manifest as vm
 from migrator.steps.base import StepContext
 from migrator.steps.postgres.pg_common import TargetParams, target_conn
 
+SETTLE_S = 3.0
 CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -87,7 +88,8 @@ def snapshot_openbao(ctx: StepContext, out: Path) -> None:
 
 
 def restore_openbao(ctx: StepContext, snap: Path, unseal_keys: list[str], wait_s: float) -> None:
-    """Force-restore the snapshot; a node that seals itself afterwards is unsealed with `unseal_keys`."""
+    """Force-restore the snapshot; a node that seals itself afterwards is unsealed with `unseal_keys`.
+    A node may seal itself a moment after the restore answered: it is watched for SETTLE_S first."""
     import time
 
     from migrator.adapters import openbao as ob
@@ -96,14 +98,14 @@ def restore_openbao(ctx: StepContext, snap: Path, unseal_keys: list[str], wait_s
     client = Bao(ctx).target()
     ob.force_restore(client, snap.read_bytes())
     deadline = time.monotonic() + wait_s
+    settled = time.monotonic() + min(SETTLE_S, wait_s)
     while time.monotonic() < deadline:
         if ob.sealed(client):
             if not unseal_keys:
                 raise PermanentError(f"{ctx.step_id}: the target OpenBao sealed itself after the restore; give "
                                      "with.openbao_unseal_keys")
             ob.unseal_with(client, unseal_keys, "unseal after restore", wait_s=max(1.0, deadline - time.monotonic()))
-            return
-        if ob.token_valid(client):
+        elif time.monotonic() >= settled and ob.token_valid(client):
             return
         time.sleep(0.2)
     raise PermanentError(f"{ctx.step_id}: the target OpenBao does not accept its token {wait_s:g}s after the restore")
