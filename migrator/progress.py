@@ -157,6 +157,8 @@ def _columns() -> list[Any]:
 
         def render(self, task: Task) -> Text:
             unit = task.fields.get("unit", "")
+            if unit == "running":  # a running step's row (parallel runs): its elapsed time says enough
+                return Text("running")
             if unit == "B":
                 parts = [self.size.render(task), Text(" · "), self.speed.render(task)]
                 if task.total:
@@ -173,7 +175,9 @@ class RunProgress:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress: Any = None
         self._overall: Any = None
-        self._tasks: list[_RichTask] = []
+        self._tasks: list[tuple[str | None, _RichTask]] = []  # (owning step, its bar)
+        self._rows: dict[str, _RichTask] = {}  # parallel runs: one row per running step
+        self._phase = 0
         self.console: Any = None
 
     def __enter__(self) -> RunProgress:
@@ -232,13 +236,47 @@ class RunProgress:
     def step_finished(self) -> None:
         if self._progress is not None and self._overall is not None:
             self._progress.advance(self._overall, 1)
-        for task in self._tasks:
+        with _lock:
+            tasks, self._tasks = self._tasks, []
+        for _, task in tasks:
             task.close()
-        self._tasks.clear()
 
-    def task(self, description: str, total: float | None = None, unit: str = "") -> _RichTask | _NullTask:
+    # -- parallel runs: every running step on its own row, its bars under it -----------------------
+    def step_running(self, phase: int, step_id: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        row = _RichTask(self._progress, self._progress.add_task(f"▶ [{phase}] {step_id}", total=None, unit="running"))
+        with _lock:
+            self._rows[step_id] = row
+            self._phase = phase
+        self._overall_text()
+
+    def step_ended(self, step_id: str) -> None:
+        if self._progress is None:
+            return
+        if self._overall is not None:
+            self._progress.advance(self._overall, 1)
+        with _lock:
+            row = self._rows.pop(step_id, None)
+            mine = [t for owner, t in self._tasks if owner == step_id]
+            self._tasks = [(owner, t) for owner, t in self._tasks if owner != step_id]
+        for task in [*mine, *([row] if row else [])]:
+            task.close()
+        self._overall_text()
+
+    def _overall_text(self) -> None:
+        if self._overall is None:
+            return
+        with _lock:
+            running = list(self._rows)
+        self._progress.update(self._overall, description=f"phase {self._phase} · {len(running)} running: "
+                              f"{', '.join(running)}" if running else f"phase {self._phase}")
+
+    def task(self, description: str, total: float | None = None, unit: str = "",
+             owner: str | None = None) -> _RichTask | _NullTask:
         if self._progress is None:
             return _NullTask()
         task = _RichTask(self._progress, self._progress.add_task(f"  {description}", total=total, unit=unit))
-        self._tasks.append(task)
+        with _lock:
+            self._tasks.append((owner, task))
         return task

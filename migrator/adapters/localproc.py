@@ -136,6 +136,25 @@ def stop_group(pgid: int, proc: subprocess.Popen[str] | None = None, grace: floa
         os.killpg(pgid, signal.SIGKILL)
 
 
+def interrupt_recorded(processes: list[dict[str, Any]]) -> list[int]:
+    """SIGTERM to the process groups of these recorded local children that are still the ones recorded
+    (same leader start time): their wrapper then kills its whole group, and the `run_child` waiting for
+    it in a step's thread returns. For a parallel run's Ctrl-C, which reaches only the main thread.
+    Returns the groups signalled."""
+    hit: list[int] = []
+    for rec in processes:
+        if rec.get("kind") != "local" or not rec.get("pid"):
+            continue
+        pgid = int(rec.get("pgid") or rec["pid"])
+        recorded = rec.get("start_ticks")
+        if recorded is not None and start_ticks(pgid) != recorded:
+            continue  # gone, or the pid is another process's now
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+            hit.append(pgid)
+    return hit
+
+
 def settle(processes: list[dict[str, Any]], *, wait_s: float, say: Callable[[str], None],
            journal: Callable[..., None]) -> list[dict[str, Any]]:
     """Wait for, then stop, the recorded local processes of an earlier run that still live.

@@ -257,6 +257,7 @@ class SSHSession:
         self.session_wait_s = SESSION_WAIT_S
         self._sessions: list[paramiko.Channel] = []  # session channels opened here, pruned when closed
         self._sessions_lock = threading.Lock()
+        self._opening = 0  # slots reserved by opens under way (see _reserve)
         self._idle_releasers: list[Callable[[], None]] = []
         self.sessions_peak = 0  # most sessions open at once (the log line at close; tests)
         self.session_waits = 0  # opens that found every session in use, or were refused by sshd
@@ -476,6 +477,21 @@ class SSHSession:
             self._sessions = [c for c in self._sessions if not c.closed]
             return len(self._sessions)
 
+    def _reserve(self) -> bool:
+        """Take one of the max_sessions slots for a channel about to be opened, or say none is free. Count
+        and reservation under one lock: threads opening at once (the steps of a parallel run, a copy's
+        jobs) never open more than max_sessions between them."""
+        with self._sessions_lock:
+            self._sessions = [c for c in self._sessions if not c.closed]
+            if len(self._sessions) + self._opening >= self.max_sessions:
+                return False
+            self._opening += 1
+            return True
+
+    def _unreserve(self) -> None:
+        with self._sessions_lock:
+            self._opening -= 1
+
     def _release_idle(self) -> None:
         with self._sessions_lock:
             releasers = list(self._idle_releasers)
@@ -487,7 +503,7 @@ class SSHSession:
         """A new session channel, within max_sessions; waits for one to free up if need be (until
         `deadline`, a time.monotonic(); default session_wait_s from now). A `spare` (one opened ahead of
         need) is only opened when two are free, and never waits: TemporaryError at once."""
-        if spare and self.sessions_open() >= self.max_sessions - 1:
+        if spare and self.sessions_open() + self._opening >= self.max_sessions - 1:
             raise TemporaryError(f"ssh {self.label}: no session to spare")
         if deadline is None:
             deadline = time.monotonic() + self.session_wait_s
@@ -495,11 +511,16 @@ class SSHSession:
         refused = ""
         waited = False
         while True:
-            if self.sessions_open() < self.max_sessions:
-                transport = self.transport()
+            if self._reserve():
+                try:
+                    transport = self.transport()
+                except BaseException:
+                    self._unreserve()
+                    raise
                 try:
                     channel = transport.open_session(timeout=self.connect_timeout_s)
                 except (paramiko.SSHException, OSError, EOFError) as exc:
+                    self._unreserve()
                     if not transport.is_active():
                         self._drop()
                         raise TemporaryError(f"ssh {self.label}: could not open a channel: "
@@ -508,8 +529,12 @@ class SSHSession:
                     # side; paramiko may report it as a bare SSHException when several threads open at
                     # once): the connection itself is fine.
                     refused = f"; sshd refused one: {exc!r}"
+                except BaseException:
+                    self._unreserve()
+                    raise
                 else:
                     with self._sessions_lock:
+                        self._opening -= 1
                         self._sessions.append(channel)
                         self.sessions_peak = max(self.sessions_peak, len(self._sessions))
                         if waited:

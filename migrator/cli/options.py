@@ -25,6 +25,10 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm a production 
 ApproveOpt = Annotated[list[str] | None, typer.Option("--approve", metavar="STEP",
                                                       help="Answer yes to this approval gate; repeatable.")]
 
+ParallelOpt = Annotated[int | None, typer.Option("--parallel", min=1, max=32, metavar="N",
+                                                 help="Run up to N steps at once where their `needs` allow "
+                                                      "(default: the runbook's `parallel:`, else 1).")]
+
 # --traceback, read by migrator.cli.main when an error ends the command.
 settings = {"traceback": False}
 

@@ -9,6 +9,7 @@ import typer
 from migrator.cli.options import (
     DEFAULT_RUNBOOK,
     ApproveOpt,
+    ParallelOpt,
     PhaseOpt,
     RunbookOpt,
     StateDirOpt,
@@ -25,16 +26,19 @@ def run(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = No
         step: StepOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; change nothing.")] = False,
         yes: YesOpt = False, approve: ApproveOpt = None,
-        accept_changes: Annotated[bool, typer.Option("--accept-changes")] = False) -> None:
+        accept_changes: Annotated[bool, typer.Option("--accept-changes")] = False,
+        parallel: ParallelOpt = None) -> None:
     """Run the phases (all by default), skipping the steps already done."""
-    run_cmd.run(runbook, state_dir, phase or [], step or [], dry_run, yes, accept_changes, approve or [])
+    run_cmd.run(runbook, state_dir, phase or [], step or [], dry_run, yes, accept_changes, approve or [],
+                parallel=parallel)
 
 
 def resume(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None,
            yes: YesOpt = False, approve: ApproveOpt = None,
-           accept_changes: Annotated[bool, typer.Option("--accept-changes")] = False) -> None:
+           accept_changes: Annotated[bool, typer.Option("--accept-changes")] = False,
+           parallel: ParallelOpt = None) -> None:
     """Continue the last run where it stopped (crash, Ctrl-C, failure)."""
-    resume_cmd.resume(runbook, state_dir, yes, accept_changes, approve or [])
+    resume_cmd.resume(runbook, state_dir, yes, accept_changes, approve or [], parallel=parallel)
 
 
 def plan(runbook: RunbookOpt = Path(DEFAULT_RUNBOOK), state_dir: StateDirOpt = None, phase: PhaseOpt = None,

@@ -54,13 +54,13 @@ def state_dir_for(runbook: Any, override: Path | None) -> Path:
 
 def engine_for(runbook_path: Path, state_dir: Path | None, *, dry_run: bool = False, yes: bool = False,
                accept_changes: bool = False, check_secrets: bool = True, say: Any = None,
-               approve: list[str] | None = None, approve_all: bool = False) -> Any:
+               approve: list[str] | None = None, approve_all: bool = False, parallel: int | None = None) -> Any:
     from migrator.engine.engine import Options
 
     runbook = load(runbook_path, check_secrets=check_secrets)
     options = Options(dry_run=dry_run, yes=yes, accept_changes=accept_changes,
                       approved=approved_steps(runbook, approve or []), approve_all=approve_all,
-                      interactive=sys.stdin.isatty())
+                      interactive=sys.stdin.isatty(), parallel=parallel)
     return new_engine(runbook, state_dir_for(runbook, state_dir), options, say=say)
 
 

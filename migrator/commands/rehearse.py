@@ -52,7 +52,7 @@ def ensure_sandbox(sandbox_dir: Path | None, fresh: bool, say: Say) -> None:
 
 
 def rehearse(runbook_path: Path, state_dir: Path | None, *, fresh: bool = False, sandbox_dir: Path | None = None,
-             with_sandbox: bool = True, say: Say = print) -> dict[str, Any]:
+             with_sandbox: bool = True, say: Say = print, parallel: int | None = None) -> dict[str, Any]:
     """Run every phase (resuming an interrupted rehearsal unless `fresh`), then write the report."""
     # Secrets are files the sandbox writes: check them only once it is up.
     runbook = commands.load(runbook_path, check_secrets=False)
@@ -61,7 +61,7 @@ def rehearse(runbook_path: Path, state_dir: Path | None, *, fresh: bool = False,
         reset_state(sdir, runbook.name)
     if with_sandbox:
         ensure_sandbox(sandbox_dir, fresh, say)
-    engine = commands.engine_for(runbook_path, sdir, yes=True, approve_all=True, say=say)
+    engine = commands.engine_for(runbook_path, sdir, yes=True, approve_all=True, say=say, parallel=parallel)
     started = time.time()
     error: BaseException | None = None
     try:
@@ -71,6 +71,7 @@ def rehearse(runbook_path: Path, state_dir: Path | None, *, fresh: bool = False,
     data = report.build(engine.runbook, engine.session.store.load(runbook.name, str(runbook.path)),
                         engine.session.journal, since=started)
     data["wall_s"] = round(time.time() - started, 3)
+    data["parallel"] = engine.parallel()
     json_path, md_path = report.write(data, sdir)
     say(report.summary(data))
     say(f"report: {json_path} and {md_path}")

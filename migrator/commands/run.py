@@ -8,8 +8,8 @@ from migrator.commands.common import engine_for, guard_production
 
 
 def run(runbook: Path, state_dir: Path | None, phases: list[int], steps: list[str], dry_run: bool, yes: bool,
-        accept_changes: bool, approve: list[str] | None = None) -> int:
+        accept_changes: bool, approve: list[str] | None = None, parallel: int | None = None) -> int:
     engine = engine_for(runbook, state_dir, dry_run=dry_run, yes=yes, accept_changes=accept_changes,
-                        approve=approve)
+                        approve=approve, parallel=parallel)
     guard_production(engine, yes, "run")
     return int(engine.run(phases or None, steps or None))

@@ -42,9 +42,10 @@ class Context:
     def record(self, **facts: Any) -> None:
         if self.dry_run:
             raise RuntimeError(f"{self.step_id}: record() called during a dry run")
-        self._session.state.step(self.step_id).facts.update(facts)
-        self._session.save()
-        self._session.journal.append("facts", step=self.step_id, keys=sorted(facts))
+        with self._session.guard:
+            self._session.state.step(self.step_id).facts.update(facts)
+            self._session.save()
+            self._session.journal.append("facts", step=self.step_id, keys=sorted(facts))
 
     def child_recorder(self) -> Recorder | None:
         if self.dry_run:
@@ -52,12 +53,14 @@ class Context:
         rec = self._session.state.step(self.step_id)
 
         def add(doc: dict[str, Any]) -> None:
-            rec.processes.append(doc)
-            self._session.save()
+            with self._session.guard:
+                rec.processes.append(doc)
+                self._session.save()
 
         def remove(pid: int) -> None:
-            rec.processes[:] = [p for p in rec.processes if p.get("pid") != pid]
-            self._session.save()
+            with self._session.guard:
+                rec.processes[:] = [p for p in rec.processes if p.get("pid") != pid]
+                self._session.save()
 
         return Recorder(add, remove)
 
@@ -87,7 +90,7 @@ class Context:
         self._session.failpoints.hit(self.step_id, where)
 
     def progress(self, description: str, total: float | None = None, unit: str = "") -> Progress:
-        return self._session.progress.task(description, total, unit)
+        return self._session.progress.task(description, total, unit, owner=self.step_id)
 
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
         return self._session.resource(key, factory)
@@ -96,10 +99,10 @@ class Context:
         return max(0.0, self.deadline - time.monotonic())
 
     def sleep(self, seconds: float) -> None:
-        # time.sleep is interrupted by SIGINT (KeyboardInterrupt) already; this keeps one place to
-        # change if steps ever run in threads.
+        # In the main thread time.sleep is interrupted by SIGINT (KeyboardInterrupt); in a parallel run's
+        # worker thread the session's stop event wakes it (Session.nap).
         try:
-            time.sleep(max(0.0, seconds))
+            self._session.nap(seconds)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ class Options:
     approve_all: bool = False  # rehearsals only: the sandbox answers its own approval gates
     interactive: bool = False
     progress: bool | None = None
+    parallel: int | None = None  # steps at once (--parallel); None: the runbook's `parallel:` (default 1)
 
 
 Say = Callable[[str], None]
@@ -70,6 +72,19 @@ def state_paths(runbook: Runbook, state_dir: Path) -> tuple[Path, Path, Path]:
             state_dir / f"{runbook.name}.lock")
 
 
+class _SessionJournal(Journal):
+    """The run's journal, written under the session's one-writer lock (and not at all once abandoned)."""
+
+    def __init__(self, path: Path, session: Session) -> None:
+        super().__init__(path)
+        self._session = session
+
+    def append(self, event: str, **fields: Any) -> None:
+        with self._session.guard:
+            if not self._session.abandoned:
+                super().append(event, **fields)
+
+
 class Session:
     def __init__(self, runbook: Runbook, state_dir: Path, options: Options, say: Say,
                  openbao: OpenBaoForSecrets | None = None) -> None:
@@ -80,26 +95,63 @@ class Session:
         self.say = say
         state_path, journal_path, lock_path = state_paths(runbook, state_dir)
         self.store = StateStore(state_path)
-        self.journal = Journal(journal_path)
+        # One writer: every change of the state (and its save) and every journal line happens under this
+        # lock, whichever thread runs the step (migrate run --parallel N runs steps in threads).
+        self.guard = threading.RLock()
+        # Set by a second Ctrl-C of a parallel run: the process leaves with steps still running, and
+        # nothing more is written (their records say `running`, as after a crash; resume checks them).
+        self.abandoned = False
+        # Set by the first Ctrl-C of a parallel run: running steps stop at their next chance.
+        self.stopping = threading.Event()
+        self.journal: Journal = _SessionJournal(journal_path, self)
         self.lock = RunLock(lock_path)
         self.state: State = self.store.load(runbook.name, str(runbook.path))
         self.failpoints = Failpoints()
         self.progress = RunProgress(options.progress)
         self._resources: dict[str, Any] = {}
+        self._resource_locks: dict[str, threading.Lock] = {}
+        self._resources_lock = threading.Lock()
         self.secrets = SecretResolver(runbook.file.secrets, runbook.dir, self._openbao_for_secrets)
         self.log = logs.get(runbook=runbook.name)
 
     # -- shared pieces -------------------------------------------------------------------------
     def save(self) -> None:
-        self.store.save(self.state)
+        with self.guard:
+            if not self.abandoned:
+                self.store.save(self.state)
 
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
-        if key not in self._resources:
-            self._resources[key] = factory()
-        return self._resources[key]
+        # One object per key even when steps in threads ask at once; a lock per key, so that opening one
+        # (an SSH connection) does not hold up the others, and a factory may ask for another key.
+        with self._resources_lock:
+            if key in self._resources:
+                return self._resources[key]
+            lock = self._resource_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._resources_lock:
+                if key in self._resources:
+                    return self._resources[key]
+            made = factory()
+            with self._resources_lock:
+                self._resources[key] = made
+            return made
+
+    def nap(self, seconds: float) -> None:
+        """Sleep; in a step's worker thread, wake at once with Interrupted when the run is stopping."""
+        if threading.current_thread() is threading.main_thread():
+            time.sleep(max(0.0, seconds))
+            return
+        if self.stopping.wait(max(0.0, seconds)):
+            raise Interrupted("interrupted")
+
+    def stop_point(self) -> None:
+        if self.stopping.is_set():
+            raise Interrupted("interrupted")
 
     def close_resources(self) -> None:
-        for key, res in reversed(list(self._resources.items())):
+        with self._resources_lock:
+            opened = list(self._resources.items())
+        for key, res in reversed(opened):
             close = getattr(res, "close", None)
             if callable(close):
                 try:
@@ -253,24 +305,51 @@ class Engine:
             s.save()
             s.journal.append("run-started", command=command, phases=phases or [], steps=step_ids or [],
                              runbook_digest=self.runbook.digest)
-            ran = 0
             selected = {x.id for x in steps}
+            limit = self.parallel()
             with s.progress:
                 s.progress.steps(len(steps))
-                for index, step in enumerate(steps, 1):
-                    rec = s.state.step(step.id)
-                    rec.phase = step.phase
-                    changed = rec.digest not in (None, step.digest)
-                    if rec.status in ("succeeded", "skipped") and not (changed and self.options.accept_changes):
-                        s.progress.step_finished()
-                        continue
-                    self._check_needs(step, selected)
-                    s.progress.step_started(step.phase, index, len(steps), step.id)
-                    self._execute(step)
-                    s.progress.step_finished()
-                    ran += 1
+                if limit == 1:
+                    ran = self._run_serial(steps, selected)
+                else:
+                    ran = self._run_parallel(steps, selected, limit)
             s.journal.append("run-finished", command=command, steps_run=ran)
             return ran
+
+    def parallel(self) -> int:
+        """How many steps run at once: --parallel, else the runbook's `parallel:` (default 1)."""
+        return max(1, self.options.parallel or self.runbook.file.parallel)
+
+    def _to_run(self, step: RunbookStep) -> bool:
+        rec = self.state.steps.get(step.id)
+        if rec is None:
+            return True
+        changed = rec.digest not in (None, step.digest)
+        return not (rec.status in ("succeeded", "skipped") and not (changed and self.options.accept_changes))
+
+    def _run_serial(self, steps: list[RunbookStep], selected: set[str]) -> int:
+        """One step at a time, in order, in this thread (the default, --parallel 1)."""
+        s = self.session
+        ran = 0
+        for index, step in enumerate(steps, 1):
+            with s.guard:
+                rec = s.state.step(step.id)
+                rec.phase = step.phase
+            if not self._to_run(step):
+                s.progress.step_finished()
+                continue
+            self._check_needs(step, selected)
+            s.progress.step_started(step.phase, index, len(steps), step.id)
+            self._execute(step)
+            s.progress.step_finished()
+            ran += 1
+        return ran
+
+    def _run_parallel(self, steps: list[RunbookStep], selected: set[str], limit: int) -> int:
+        """Up to `limit` steps at once, each in a worker thread (see migrator/engine/scheduler.py)."""
+        from migrator.engine.scheduler import Scheduler
+
+        return Scheduler(self, steps, selected, limit).run()
 
     def resume(self) -> int:
         last = self.state.extra.get("last_run")
@@ -280,14 +359,15 @@ class Engine:
 
     def _execute(self, step: RunbookStep) -> None:
         s = self.session
-        rec = s.state.step(step.id)
-        resumed = rec.status in ("running", "interrupted", "failed")
-        rec.status, rec.stage, rec.error = "running", "check", None
-        rec.attempts += 1
-        rec.started_at, rec.finished_at = time.time(), None
-        rec.digest = step.digest
-        s.save()
-        s.journal.append("step-started", step=step.id, phase=step.phase, attempt=rec.attempts, resumed=resumed)
+        with s.guard:
+            rec = s.state.step(step.id)
+            resumed = rec.status in ("running", "interrupted", "failed")
+            rec.status, rec.stage, rec.error = "running", "check", None
+            rec.attempts += 1
+            rec.started_at, rec.finished_at = time.time(), None
+            rec.digest = step.digest
+            s.save()
+            s.journal.append("step-started", step=step.id, phase=step.phase, attempt=rec.attempts, resumed=resumed)
         self.say(f"▶ [{step.phase}] {step.id} ({step.spec.uses}){' — resuming' if resumed else ''}")
         started = time.monotonic()
         try:
@@ -296,29 +376,40 @@ class Engine:
 
             def attempt() -> None:
                 # Each try checks again: an earlier try (or a crashed process) may have done the work.
+                s.stop_point()
                 s.failpoints.hit(step.id, "before-apply")
                 check = inst.check()
                 if check.done:
                     s.journal.append("step-already-applied", step=step.id, reason=check.reason)
-                    self.say(f"  already in place: {check.reason}")
+                    self.say(f"  already in place: {check.reason}" if self.parallel() == 1
+                             else f"  {step.id}: already in place: {check.reason}")
                 else:
-                    rec.stage = "apply"
-                    s.save()
+                    s.stop_point()
+                    with s.guard:
+                        rec.stage = "apply"
+                        s.save()
                     inst.apply()
                 s.failpoints.hit(step.id, "after-apply")
 
             self._with_retries(step, attempt, "apply")
-            rec.stage = "verify"
-            s.save()
+            s.stop_point()
+            with s.guard:
+                rec.stage = "verify"
+                s.save()
             self._gate(step, inst)
-            rec.report = inst.report()
+            report = inst.report()
+            with s.guard:
+                rec.report = report
         except (KeyboardInterrupt, Interrupted):
-            rec.status, rec.error = "interrupted", f"interrupted during {rec.stage}"
-            rec.finished_at = time.time()
-            s.journal.append("step-interrupted", step=step.id, stage=rec.stage)
-            s.save()
+            self._interrupted(step)
             raise Interrupted(f"{step.id}: interrupted during {rec.stage}; run `migrate resume` to continue") from None
         except MigratorError as exc:
+            if s.stopping.is_set():
+                # A parallel run being stopped: its local children were stopped under it, so this error
+                # is the interruption's doing (the step is checked again on resume).
+                self._interrupted(step)
+                raise Interrupted(f"{step.id}: interrupted during {rec.stage} ({redact.redact(str(exc))}); "
+                                  "run `migrate resume` to continue") from None
             self._failed(step, str(exc))
             raise
         except Exception as exc:  # a bug or an unexpected library error: record it, then surface it
@@ -327,10 +418,11 @@ class Engine:
         # The journal line first, then the state: a crash in between leaves a step the state still calls
         # running (checked again on resume, found done), never a step succeeded with no event.
         elapsed = time.monotonic() - started
-        s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3), report=rec.report)
-        rec.status, rec.stage = "succeeded", None
-        rec.finished_at = time.time()
-        s.save()
+        with s.guard:
+            s.journal.append("step-succeeded", step=step.id, seconds=round(elapsed, 3), report=rec.report)
+            rec.status, rec.stage = "succeeded", None
+            rec.finished_at = time.time()
+            s.save()
         self.say(f"✓ [{step.phase}] {step.id} ({elapsed:.1f}s)")
 
     def _settle_children(self, step: RunbookStep) -> None:
@@ -348,16 +440,27 @@ class Engine:
             raise PermanentError(f"{step.id}: processes of an interrupted run were started through {kinds}, which "
                                  "this version cannot find again; make sure they ended, then `migrate stamp` or "
                                  "edit nothing and resume once they are gone")
-        rec.processes = []
-        s.save()
+        with s.guard:
+            rec.processes = []
+            s.save()
+
+    def _interrupted(self, step: RunbookStep) -> None:
+        s = self.session
+        with s.guard:
+            rec = s.state.step(step.id)
+            rec.status, rec.error = "interrupted", f"interrupted during {rec.stage}"
+            rec.finished_at = time.time()
+            s.journal.append("step-interrupted", step=step.id, stage=rec.stage)
+            s.save()
 
     def _failed(self, step: RunbookStep, message: str) -> None:
         s = self.session
-        rec = s.state.step(step.id)
-        rec.status, rec.error = "failed", redact.redact(message)
-        rec.finished_at = time.time()
-        s.journal.append("step-failed", step=step.id, stage=rec.stage, error=rec.error)
-        s.save()
+        with s.guard:
+            rec = s.state.step(step.id)
+            rec.status, rec.error = "failed", redact.redact(message)
+            rec.finished_at = time.time()
+            s.journal.append("step-failed", step=step.id, stage=rec.stage, error=rec.error)
+            s.save()
 
     def _with_retries(self, step: RunbookStep, fn: Callable[[], None], what: str) -> None:
         """Temporary errors retried with exponential backoff and jitter within retries and timeout."""
@@ -381,17 +484,19 @@ class Engine:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            rec = s.state.step(step.id)
-            rec.attempts += 1
-            rec.error = redact.redact(str(exc))
-            s.save()
-            s.journal.append("step-retry", step=step.id, stage=what, error=rec.error,
-                             next_in=round(state.next_action.sleep if state.next_action else 0, 3))
+            with s.guard:
+                rec = s.state.step(step.id)
+                rec.attempts += 1
+                rec.error = redact.redact(str(exc))
+                s.save()
+                s.journal.append("step-retry", step=step.id, stage=what, error=rec.error,
+                                 next_in=round(state.next_action.sleep if state.next_action else 0, 3))
             self.say(f"  retrying {what} of {step.id}: {rec.error}")
 
         retrying = Retrying(
             stop=stop_after_attempt(step.spec.retries + 1) | stop_after_delay(step.spec.timeout),
             wait=wait, retry=retry_if_exception_type(TemporaryError), before_sleep=before_sleep, reraise=True,
+            sleep=s.nap,
         )
         try:
             retrying(fn)
@@ -418,7 +523,7 @@ class Engine:
                 ok, last = 0, str(exc)
             if time.monotonic() >= deadline:
                 raise PermanentError(f"{step.id}: gate failed after {gate.timeout:g}s: {last or 'not enough successes'}")
-            time.sleep(gate.interval)
+            self.session.nap(gate.interval)
 
     # -- plan (dry run) --------------------------------------------------------------------------
     def plan(self, phases: list[int] | None = None, step_ids: list[str] | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -48,10 +49,22 @@ class Failpoints:
     def __init__(self, text: str | None = None) -> None:
         self.points = parse(text if text is not None else os.environ.get("MIGRATE_FAILPOINTS", ""))
         self.hits: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()  # steps of a parallel run hit points from their threads
 
     def hit(self, step: str, when: str) -> None:
         if not self.points:
             return
+        with self._lock:
+            fired = self._fire(step, when)
+        if fired is None:
+            return
+        if fired.action == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fired.action == "error":
+            raise PermanentError(f"failpoint {step}:{when} (error)")
+        raise TemporaryError(f"failpoint {step}:{when} (temporary error)", delay=0.05)
+
+    def _fire(self, step: str, when: str) -> Failpoint | None:
         self.hits[(step, when)] += 1
         for fp in self.points:
             if fp.step != step or fp.when != when or fp.remaining <= 0:
@@ -59,8 +72,5 @@ class Failpoints:
             if fp.nth is not None and self.hits[(step, when)] != fp.nth:
                 continue
             fp.remaining -= 1
-            if fp.action == "crash":
-                os.kill(os.getpid(), signal.SIGKILL)
-            if fp.action == "error":
-                raise PermanentError(f"failpoint {step}:{when} (error)")
-            raise TemporaryError(f"failpoint {step}:{when} (temporary error)", delay=0.05)
+            return fp
+        return None

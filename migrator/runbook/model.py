@@ -153,6 +153,8 @@ class RunbookFile(StrictModel):
     production: bool = False
     phases: list[str]
     state_dir: str | None = None  # relative to the runbook; default: ./state of the working directory
+    # Steps run at once by default (`migrate run --parallel N` overrides it); 1: one after the other.
+    parallel: int = Field(default=1, ge=1, le=32, strict=True)
     vars: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     environment: Environment = Field(default_factory=Environment)

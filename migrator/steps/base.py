@@ -147,6 +147,9 @@ class Step(Generic[P]):
     description: ClassVar[str] = ""
     # Params that end up in a process's argv: the loader refuses `${secrets.x}` in them.
     argv_fields: ClassVar[tuple[str, ...]] = ()
+    # A parallel run (--parallel N) never runs two steps of the same group at once (e.g. "compose": the
+    # VPS's dockerd stopping and starting containers for a freeze, a thaw, a decommission). None: any.
+    exclusive: ClassVar[str | None] = None
 
     @classmethod
     def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:

@@ -124,6 +124,8 @@ class FreezeFacts(Facts):
 class ComposeFreeze(Step[FreezeParams]):
     """Stop the writers named in `services`; rollback starts those that were running again."""
 
+    exclusive = "compose"  # one stop/start of Compose services at a time on the VPS
+
     def _project(self) -> str:
         return self.params.project or _source(self.ctx).compose_project
 
@@ -185,6 +187,8 @@ class ComposeThaw(Step[ThawParams]):
     """Start again what a compose.freeze step stopped, once what needed the freeze is done (Keycloak on
     the VPS after its database was copied: the VPS keeps serving logins until the cutover). Rollback stops
     again those this step started."""
+
+    exclusive = "compose"  # one stop/start of Compose services at a time on the VPS
 
     def _frozen(self) -> list[str]:
         sid = self.params.freeze_step
@@ -295,6 +299,8 @@ class DecommissionParams(StrictModel):
 @step_type("compose.decommission")
 class ComposeDecommission(Step[DecommissionParams]):
     """`docker compose down` (volumes kept) once the retention window has passed with no request served."""
+
+    exclusive = "compose"  # one stop/start of Compose services at a time on the VPS
 
     def _project(self) -> str:
         return self.params.project or _source(self.ctx).compose_project
