@@ -111,11 +111,13 @@ def build(runbook: Runbook, state: State, journal: Journal, since: float | None 
                 return getattr(rec, field)  # type: ignore[no-any-return]
         return None
 
-    # The writers' freeze: the last compose.freeze before the cutover (an earlier one, such as Keycloak's
-    # in phase 2, is that service's own window).
+    # The writers' freeze: the last compose.freeze of the runbook before the cutover (an earlier one, such
+    # as Keycloak's in phase 2, is that service's own window). Last in the runbook's order, not the last to
+    # start: in a parallel run an earlier freeze may start later (one freeze at a time), and taking it
+    # would shorten the window.
     freezes = [at for s in runbook.steps if s.spec.uses in FREEZE_TYPES and s.id in state.steps
                for at in [state.steps[s.id].started_at] if at is not None]
-    freeze_at = max(freezes) if freezes else None
+    freeze_at = freezes[-1] if freezes else None
     dns_verified_at = first(CUTOVER_TYPES, "finished_at")
     downtime = round(dns_verified_at - freeze_at, 3) if freeze_at and dns_verified_at else None
     events = journal.read()

@@ -156,3 +156,22 @@ def test_an_approval_prompt_from_migrate_run(tmp_path: Path) -> None:
     assert "[go-no-go] Cut over [now]? [y/N] yes" in lines, "\n".join(lines)
     assert any(x.startswith("✓ [1] after") for x in lines)
     assert len([x for x in lines if "step 3/3" in x or "step 2/3" in x]) == 1, "\n".join(lines)
+
+
+def test_a_parallel_run_shows_every_running_step(tmp_path: Path) -> None:
+    # Three steps wait for a file, so all three are on screen at once; the fourth needs the first.
+    wait = "while [ ! -e go ]; do sleep 0.05; done"
+    rb = write_runbook(tmp_path, {1: [
+        *({"id": f"copy-{n}", "uses": "shell.run", "with": {"command": wait}} for n in ("a", "b", "c")),
+        {"id": "after", "uses": "shell.run", "needs": ["copy-a"], "with": {"command": "true"}},
+    ]})
+    term = Terminal([sys.executable, "-m", "migrator", "run", "-r", str(rb), "--state-dir", str(tmp_path / "st"),
+                     "--parallel", "3"], env={"NO_COLOR": "1"}, cwd=tmp_path)
+    term.wait_for("3 running: copy-a, copy-b, copy-c")
+    rows = [x for x in term.lines() if x.startswith("▶ [1] copy-") and "running" in x]
+    assert len(rows) == 3, term.text()  # one row per running step, each with its elapsed time
+    (tmp_path / "go").touch()
+    assert term.finish() == 0, term.text()
+    lines = term.lines()
+    assert all(any(x.startswith(f"✓ [1] {s}") for x in lines) for s in ("copy-a", "copy-b", "copy-c", "after"))
+    assert not [x for x in lines if "running" in x and "▶" in x], "rows of ended steps stayed:\n" + "\n".join(lines)

@@ -100,6 +100,34 @@ def test_sessions_past_maxsessions_wait_and_keep_the_connection(vps: VPS, tmp_pa
         ssh.close()
 
 
+def test_max_sessions_holds_when_threads_open_at_once(vps: VPS, tmp_path: Path) -> None:
+    """The steps of a parallel run (and a copy's jobs) open sessions from several threads at the same
+    moment: the count and the reservation are one step, so never more than max_sessions are open."""
+    import threading
+
+    ssh = SSHSession.from_config(ssh_cfg(vps, max_sessions=3), tmp_path)
+    start = threading.Barrier(9)
+    out: list[bytes] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        res = ssh.run(["sh", "-c", f"sleep 0.3; echo {i}"])
+        out.append(res.stdout)
+
+    try:
+        ssh.run(["true"])  # connected before the rush
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(9)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=30)
+        assert sorted(out) == sorted(f"{i}\n".encode() for i in range(9))
+        assert ssh.sessions_peak <= 3, ssh.sessions_peak
+        assert ssh.session_waits > 0  # some had to wait: the limit was reached, and held
+    finally:
+        ssh.close()
+
+
 def test_docker_execs_past_maxsessions(vps: VPS, tmp_path: Path) -> None:
     """More execs at once than sshd allows sessions: each waits its turn instead of failing."""
     from concurrent.futures import ThreadPoolExecutor
