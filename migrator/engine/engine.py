@@ -403,17 +403,17 @@ class Engine:
         except (KeyboardInterrupt, Interrupted):
             self._interrupted(step)
             raise Interrupted(f"{step.id}: interrupted during {rec.stage}; run `migrate resume` to continue") from None
-        except MigratorError as exc:
+        except Exception as exc:
             if s.stopping.is_set():
                 # A parallel run being stopped: its local children were stopped under it, so this error
                 # is the interruption's doing (the step is checked again on resume).
                 self._interrupted(step)
                 raise Interrupted(f"{step.id}: interrupted during {rec.stage} ({redact.redact(str(exc))}); "
                                   "run `migrate resume` to continue") from None
-            self._failed(step, str(exc))
-            raise
-        except Exception as exc:  # a bug or an unexpected library error: record it, then surface it
-            self._failed(step, f"{exc.__class__.__name__}: {exc}")
+            if isinstance(exc, MigratorError):
+                self._failed(step, str(exc))
+            else:  # a bug or an unexpected library error: record it, then surface it
+                self._failed(step, f"{exc.__class__.__name__}: {exc}")
             raise
         # The journal line first, then the state: a crash in between leaves a step the state still calls
         # running (checked again on resume, found done), never a step succeeded with no event.

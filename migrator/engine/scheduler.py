@@ -22,17 +22,19 @@ that call first. A second Ctrl-C leaves at once: nothing more is written, the st
 
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from migrator.adapters.localproc import interrupt_recorded
-from migrator.errors import Interrupted, MigratorError
+from migrator.errors import Interrupted
 from migrator.runbook.model import Step as RunbookStep
 
 if TYPE_CHECKING:
     from migrator.engine.engine import Engine
 
+SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # what Session.locked turns into KeyboardInterrupt
 POLL_S = 0.2  # how often the scheduler looks at its workers when none reports (a lost wake-up is harmless)
 
 
@@ -91,7 +93,7 @@ class Scheduler:
                     raise Interrupted(f"interrupted again: left with {len(self.running)} step(s) still running "
                                       f"({', '.join(self.running)}); `migrate resume` checks them again") from None
                 self._interrupt()
-            except MigratorError as exc:  # a need that cannot be met: no new start, the running ones end
+            except Exception as exc:  # a need that cannot be met (or a bug): no new start, the running ones end
                 if self.failure is None:
                     self.failure = exc
             if self.failure is not None or self.interrupted:
@@ -125,13 +127,21 @@ class Scheduler:
             pending.remove(step)
             worker = _Worker(step, group=getattr(step.step_type, "exclusive", None))
             worker.thread = threading.Thread(target=self._work, args=(worker,), name=f"step-{step.id}", daemon=True)
-            self.running[step.id] = worker
+            # Ctrl-C held back while the thread starts: an interruption in the middle of start() could leave
+            # a thread running that the scheduler does not know of. It is delivered right after.
+            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+            try:
+                worker.thread.start()
+                self.running[step.id] = worker
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             s.progress.step_running(step.phase, step.id, len(self.finished), len(self.steps))
-            worker.thread.start()
             started += 1
         return started
 
     def _work(self, worker: _Worker) -> None:
+        # The thread was started with the signals blocked (see above); its children must not inherit that.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         try:
             self.engine._execute(worker.step)
         except BaseException as exc:  # recorded by _execute; the scheduler decides what it means
@@ -145,9 +155,9 @@ class Scheduler:
         s = self.engine.session
         for sid, worker in list(self.running.items()):
             thread = worker.thread
-            if not worker.ended and thread is not None and (thread.is_alive() or thread.ident is None):
+            if not worker.ended and thread is not None and thread.is_alive():
                 continue
-            if thread is not None and thread.ident is not None:
+            if thread is not None:
                 thread.join()
             del self.running[sid]
             self.finished.add(sid)
