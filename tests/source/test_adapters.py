@@ -105,8 +105,8 @@ def test_max_sessions_holds_when_threads_open_at_once(vps: VPS, tmp_path: Path) 
     moment: the count and the reservation are one step, so never more than max_sessions are open."""
     import threading
 
-    ssh = SSHSession.from_config(ssh_cfg(vps, max_sessions=3), tmp_path)
-    start = threading.Barrier(9)
+    ssh = SSHSession.from_config(ssh_cfg(vps, max_sessions=4), tmp_path)
+    start = threading.Barrier(12)
     out: list[bytes] = []
 
     def one(i: int) -> None:
@@ -116,13 +116,13 @@ def test_max_sessions_holds_when_threads_open_at_once(vps: VPS, tmp_path: Path) 
 
     try:
         ssh.run(["true"])  # connected before the rush
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(9)]
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
         for th in threads:
             th.start()
         for th in threads:
             th.join(timeout=30)
-        assert sorted(out) == sorted(f"{i}\n".encode() for i in range(9))
-        assert ssh.sessions_peak <= 3, ssh.sessions_peak
+        assert sorted(out) == sorted(f"{i}\n".encode() for i in range(12))
+        assert ssh.sessions_peak <= 4, ssh.sessions_peak
         assert ssh.session_waits > 0  # some had to wait: the limit was reached, and held
     finally:
         ssh.close()
