@@ -54,6 +54,8 @@ def test_the_page_follows_a_run_live_in_chromium(tmp_path: Path) -> None:
         pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (it installs Debian's chromium)")
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=10_000)  # each wait ends as soon as it holds; this is for a loaded CI machine
+
     rb = runbook(tmp_path)
     state = tmp_path / "st"
     env = {**os.environ, "PYTHONPATH": str(REPO), "CANARY_TOKEN": CANARY}
