@@ -20,7 +20,8 @@ ALGORITHMS = ("hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-
 DEFAULT_ALGORITHM = "hmac-sha256"
 EXPECTED = 'a base64 TSIG key or a BIND key file (key "NAME" { algorithm ALG; secret "BASE64"; };)'
 
-_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.DOTALL)
+# A quoted string is matched first and kept: a base64 secret may hold "//" (1 key in ~100 does).
+_COMMENTS = re.compile(r'"[^"]*"|/\*.*?\*/|//[^\n]*|#[^\n]*', re.DOTALL)
 _KEY = re.compile(r'\bkey\s+("([^"]+)"|([\w.-]+))\s*\{(.*?)\}\s*;', re.DOTALL)
 _CLAUSE = re.compile(r'\s*(algorithm|secret)\s+("([^"]*)"|([^\s;]+))\s*;', re.DOTALL)
 
@@ -65,7 +66,7 @@ def parse_keys(text: str) -> list[TSIGKey]:
     bare = _base64(text)
     if bare is not None:
         return [TSIGKey(None, None, bare)]
-    stripped = _COMMENTS.sub(" ", text)
+    stripped = _COMMENTS.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
     keys: list[TSIGKey] = []
     for m in _KEY.finditer(stripped):
         name = m.group(2) or m.group(3)
