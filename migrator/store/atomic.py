@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from pathlib import Path
 
 from migrator.errors import PermanentError
@@ -35,8 +36,9 @@ def clean_stale_temps(path: Path) -> list[Path]:
         if not match or match.group("name") != path.name or not entry.is_file(follow_symlinks=False):
             continue
         start = match.group("start")
+        # This machine's by construction: the temp file sits next to its target on a local disk.
         writer = ProcessId(pid=int(match.group("pid")), start=None if start == "x" else int(start),
-                           host="", boot="")
+                           host=socket.gethostname(), boot="")
         if writer.pid == os.getpid() or writer.alive():
             continue
         try:
