@@ -31,6 +31,7 @@ from migrator.errors import LockedError
 from migrator.store.procs import ProcessId
 
 _RETRIES = 20  # a lock file replaced 20 times in a row while we take it: give up, say so
+_PROBE_WAIT = 0.5  # seconds a run waits out a shared probe of `status`/`serve` before it says "locked"
 
 
 def _drain(sock: socket.socket) -> None:
@@ -107,13 +108,20 @@ class RunLock:
 
         Returns the fd, or None when a live process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(_RETRIES):
+        probe_deadline = time.monotonic() + _PROBE_WAIT
+        replaced = 0
+        while replaced < _RETRIES:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                return None
+                # `status` and `serve` probe with a shared flock for an instant; a run holds the socket
+                # name too. No socket holder: most likely a probe, so try again for a moment.
+                if self._socket_holder() is not None or time.monotonic() >= probe_deadline:
+                    return None
+                time.sleep(0.01)
+                continue
             try:
                 now = os.stat(self.path)
             except FileNotFoundError:
@@ -122,6 +130,7 @@ class RunLock:
             if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
                 return fd
             os.close(fd)  # the file we locked is no longer the lock file: lock the one that is
+            replaced += 1
         raise LockedError(f"{self.path}: the lock file kept being replaced while we took it; "
                           "is something removing it? nothing was done")
 

@@ -129,3 +129,32 @@ def test_state_is_written_atomically_with_private_mode(tmp_path: Path) -> None:
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert not list(state.glob(".*.tmp"))  # no temp file left behind
     assert json.loads(path.read_text())["steps"]["after"]["status"] == "succeeded"
+
+
+def test_a_status_probe_at_the_instant_a_run_starts_does_not_lock_it_out(tmp_path: Path) -> None:
+    """`status` and every refresh of `serve` probe with a shared flock for an instant: a run starting then
+    waits it out, while a real holder (its socket name bound) is still refused at once."""
+    import fcntl
+    import threading
+
+    from migrator.errors import LockedError
+    from migrator.store.lock import RunLock
+
+    path = tmp_path / "x.lock"
+    path.write_text("")
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Timer(0.15, lambda: (fcntl.flock(fd, fcntl.LOCK_UN), os.close(fd))).start()
+    lock = RunLock(path)
+    lock.acquire("run")  # the probe ends within its wait
+    try:
+        other = RunLock(path)
+        started = time.monotonic()
+        try:
+            other.acquire("run")
+            raise AssertionError("a second run took a held lock")
+        except LockedError:
+            assert time.monotonic() - started < 0.4  # the holder's socket says so at once
+        assert other.is_held()
+    finally:
+        lock.release()
