@@ -123,13 +123,86 @@ def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
     return bool(rows(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)))
 
 
-def conninfo(host: str, port: int, user: str, database: str, password: str | None) -> str:
-    """A libpq key=value string (for CREATE SUBSCRIPTION), values quoted as libpq wants."""
+def conninfo(host: str, port: int, user: str, database: str, password: str | None = None,
+             passfile: str | None = None) -> str:
+    """A libpq key=value string (for CREATE SUBSCRIPTION), values quoted as libpq wants.
+
+    Prefer `passfile` (see write_server_passfile): a password given here ends up in the SQL text."""
     def q(value: str) -> str:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     parts = [f"host={q(host)}", f"port={port}", f"user={q(user)}", f"dbname={q(database)}",
              f"application_name={q(APP_NAME)}"]
+    if passfile is not None:
+        parts.append(f"passfile={q(passfile)}")
     if password is not None:
         parts.append(f"password={q(password)}")
     return " ".join(parts)
+
+
+def quiet_session(c: psycopg.Connection[Any]) -> None:
+    """Keep this session's statements and their parameters out of the server's log, even on error."""
+    for setting in ("log_statement = 'none'", "log_min_error_statement = 'panic'",
+                    "log_parameter_max_length = 0", "log_parameter_max_length_on_error = 0"):
+        try:
+            c.execute(f"SET {setting}".encode())
+        except Exception:  # a non-superuser may not change them: the password is not in the SQL anyway
+            pass
+
+
+def passfile_line(password: str) -> str:
+    """One line of a libpq password file matching any host, port, database and user."""
+    if any(ch in password for ch in "\n\r\x01\x02"):
+        raise PermanentError("a password with a line break (or \\x01, \\x02) cannot go into a libpq password file")
+    return "*:*:*:*:" + password.replace("\\", "\\\\").replace(":", "\\:") + "\n"
+
+
+def write_server_passfile(c: psycopg.Connection[Any], name: str, password: str | None) -> str:
+    """Write a libpq password file on the SERVER's own disk, mode 0600; returns its path there.
+
+    For CREATE SUBSCRIPTION ... CONNECTION '... passfile=PATH': the subscriber's walreceiver reads the
+    password from it, so the password is in no SQL text (pg_stat_activity, the server's log, even
+    with every statement logged) and not in pg_subscription.subconninfo. With the server's own means
+    only: the line goes into a TEMPORARY table (never WAL-logged) as COPY FROM STDIN data, then `COPY ... TO PROGRAM` hands it on stdin to `umask 077; cat > tmp; mv tmp PATH` run by the
+    server (lo_export and COPY TO a file create 0644 files, which libpq refuses as a passfile).
+    `password=None` removes the file (once the subscription is dropped). Needs a superuser (which
+    CREATE SUBSCRIPTION needs on PostgreSQL 15 anyway) and a shell in the server's container."""
+    import psycopg
+
+    try:
+        return _write_server_passfile(c, name, password)
+    except psycopg.Error as exc:
+        text = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise PermanentError(f"cannot write the subscription's password file on the target server: {text} "
+                             "(a superuser is needed, as for CREATE SUBSCRIPTION)") from None
+
+
+def _write_server_passfile(c: psycopg.Connection[Any], name: str, password: str | None) -> str:
+    path = f"{rows(c, 'SHOW data_directory')[0][0]}/migrator-{name}.pgpass"
+    target = _quote_sh(path)
+    if password is None:
+        c.execute(f"COPY (SELECT 1 WHERE false) TO PROGRAM {_quote_literal(f'rm -f {target}')}".encode())
+        return path
+    line = passfile_line(password).rstrip("\n")
+    c.execute("CREATE TEMPORARY TABLE IF NOT EXISTS migrator_passfile (line text)")
+    try:
+        c.execute("TRUNCATE migrator_passfile")
+        # COPY FROM STDIN: the line travels as COPY data, which no log and no pg_stat_activity shows
+        # (a bound parameter would be logged with log_statement = all).
+        with c.cursor() as cur, cur.copy("COPY migrator_passfile (line) FROM STDIN") as copy:
+            copy.write_row((line,))
+        program = f"umask 077 && cat > {_quote_sh(path + '.tmp')} && mv -f {_quote_sh(path + '.tmp')} {target}"
+        # CSV with a delimiter and a quote that a password line cannot hold: the line is written as is.
+        c.execute(f"COPY migrator_passfile TO PROGRAM {_quote_literal(program)} WITH (FORMAT csv, "
+                  "DELIMITER E'\\x02', QUOTE E'\\x01')".encode())
+    finally:
+        c.execute("DROP TABLE IF EXISTS migrator_passfile")
+    return path
+
+
+def _quote_sh(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.postgres.cluster import Cluster
-from tests.postgres.conftest import SECRETS, db_params, environment
+from tests.postgres.conftest import CANARY, SECRETS, db_params, environment
 from tests.postgres.seed import seed
 from tests.util import engine, write_runbook
 
@@ -61,3 +63,67 @@ def test_replicate_then_catchup(clusters: tuple[Cluster, Cluster], tmp_path: Pat
     # Rollback of replicate removes the target database.
     engine(rb).rollback(step_id="replicate", cascade=True)
     assert dst.sql(f"SELECT 1 FROM pg_database WHERE datname = '{target}'") == []
+
+
+def test_the_subscription_password_is_in_no_sql_text(clusters: tuple[Cluster, Cluster], tmp_path: Path,
+                                                     pgenv: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The canary source password: not in pg_stat_activity while the step runs, not in the target server's
+    log with EVERY statement logged (the step's own log-hushing turned off), not in pg_subscription; it is
+    in a 0600 passfile on the target server's disk, which the subscription authenticates with (the source
+    requires scram for TCP), and which is removed when the subscription is dropped."""
+    import threading
+
+    from migrator.adapters import postgres as pgadapter
+
+    src, dst = clusters
+    seed(src, "shop_pw")
+    target = "shop_pw_t"
+    monkeypatch.setattr(pgadapter, "quiet_session", lambda c: None)
+    dst.sql("ALTER SYSTEM SET log_statement = 'all'")
+    dst.sql("ALTER SYSTEM SET log_min_error_statement = 'error'")
+    dst.sql("SELECT pg_reload_conf()")
+    seen: list[str] = []
+    polls = {"n": 0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        import psycopg
+
+        with psycopg.connect(**dst.conn().kwargs(), autocommit=True) as c:
+            while not stop.is_set():
+                for (query,) in c.execute("SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid()"):
+                    polls["n"] += 1
+                    if query and CANARY in query:
+                        seen.append(query)
+                time.sleep(0.002)
+
+    rb = write_runbook(tmp_path, {
+        1: [{"id": "replicate", "uses": "postgres.replicate", "with": db_params("shop_pw", target),
+             "gate": {"timeout": 30, "interval": 0.2}}],
+        2: [{"id": "catchup", "uses": "postgres.catchup", "with": {"replicate": "replicate"}}],
+    }, environment=environment(src, dst), secrets=SECRETS)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        engine(rb).run(phases=[1])
+        src.sql("""INSERT INTO "Sales"."Customer" ("Name") VALUES ('through the passfile')""", "shop_pw")
+        _wait_for(lambda: dst.sql("""SELECT count(*) FROM "Sales"."Customer" WHERE "Name" = 'through the passfile'""",
+                                  target) == [(1,)])
+        (conninfo,) = dst.sql("SELECT subconninfo FROM pg_subscription WHERE subname = 'migrator_shop_pw_t'")[0]
+        passfile = dst.data / "migrator-migrator_shop_pw_t.pgpass"
+        assert f"passfile='{passfile}'" in conninfo and "password" not in conninfo and CANARY not in conninfo
+        assert passfile.stat().st_mode & 0o777 == 0o600 and passfile.owner() == "postgres"
+        assert passfile.read_text() == f"*:*:*:*:{CANARY}\n"
+        engine(rb).run(phases=[2])  # catchup drops the subscription
+        assert not passfile.exists()
+    finally:
+        stop.set()
+        poller.join(timeout=5)
+        dst.sql("ALTER SYSTEM RESET log_statement")
+        dst.sql("ALTER SYSTEM RESET log_min_error_statement")
+        dst.sql("SELECT pg_reload_conf()")
+    log = (dst.root / "log").read_text(errors="replace")
+    assert "CREATE SUBSCRIPTION" in log and "passfile=" in log  # every statement was logged
+    assert CANARY not in log
+    assert polls["n"] > 0 and seen == []
+    engine(rb).rollback(step_id="replicate", cascade=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from migrator.adapters.postgres import connect, conninfo, database_exists, rows
+from migrator.adapters.postgres import connect, conninfo, database_exists, quiet_session, rows, write_server_passfile
 from migrator.errors import GateNotReady, PermanentError, TemporaryError
 from migrator.runbook.loader import params_model
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
@@ -83,13 +83,12 @@ def set_connection(ctx: StepContext, p: ReplicateParams, db: PgConn, create: boo
     name = repl_name(p)
     if not create and ctx.facts.get("replication_address") == where:
         return
-    info = conninfo(host, port, p.source.user, p.source.database, p.source.password)
     with connect(db) as c:
-        try:  # keep the password out of the target server's statement log
-            c.execute("SET log_statement = 'none'")
-            c.execute("SET log_min_error_statement = 'panic'")
-        except Exception:
-            pass
+        quiet_session(c)
+        # The password goes into a 0600 file on the target server's own disk, never into the SQL text
+        # (pg_stat_activity, the server's log on error) nor into pg_subscription.subconninfo.
+        passfile = write_server_passfile(c, name, p.source.password)
+        info = conninfo(host, port, p.source.user, p.source.database, passfile=passfile)
         if create:
             c.execute(f"CREATE SUBSCRIPTION {_id(name)} CONNECTION {_lit(info)} PUBLICATION {_id(name)} "
                       f"WITH (copy_data = {'true' if copy_data else 'false'}, slot_name = {_lit(name)})".encode())
@@ -110,6 +109,8 @@ def drop_subscription(db: PgConn, source: PgSource, name: str) -> None:
                 c.execute(f"ALTER SUBSCRIPTION {_id(name)} DISABLE".encode())
                 c.execute(f"ALTER SUBSCRIPTION {_id(name)} SET (slot_name = NONE)".encode())
                 c.execute(f"DROP SUBSCRIPTION {_id(name)}".encode())
+    with connect(db) as c:
+        write_server_passfile(c, name, None)  # the password file removed (even if CREATE never ran)
     deadline = time.monotonic() + 30
     while True:
         state = source.query(f"SELECT active::text FROM pg_replication_slots WHERE slot_name = {_lit(name)}")
