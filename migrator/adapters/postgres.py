@@ -166,7 +166,13 @@ def write_server_passfile(c: psycopg.Connection[Any], name: str, password: str |
     only: the line goes into a TEMPORARY table (never WAL-logged) as COPY FROM STDIN data, then `COPY ... TO PROGRAM` hands it on stdin to `umask 077; cat > tmp; mv tmp PATH` run by the
     server (lo_export and COPY TO a file create 0644 files, which libpq refuses as a passfile).
     `password=None` removes the file (once the subscription is dropped). Needs a superuser (which
-    CREATE SUBSCRIPTION needs on PostgreSQL 15 anyway) and a shell in the server's container."""
+    CREATE SUBSCRIPTION needs on PostgreSQL 15 anyway) and a shell in the server's container.
+
+    Production: the target server runs in a Kubernetes pod; `COPY ... TO PROGRAM` runs inside that pod's
+    container as the server's OS user, so the file lands in the data directory on the pod's volume, where
+    the walreceiver (the same container) reads it. No kube exec, no Secret mount: the same path as the
+    sandbox's local target. The file lives on the volume as long as the subscription (backups of the
+    volume taken meanwhile hold it, 0600 like the server's own files)."""
     import psycopg
 
     try:

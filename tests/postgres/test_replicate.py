@@ -67,23 +67,24 @@ def test_replicate_then_catchup(clusters: tuple[Cluster, Cluster], tmp_path: Pat
 
 def test_the_subscription_password_is_in_no_sql_text(clusters: tuple[Cluster, Cluster], tmp_path: Path,
                                                      pgenv: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The canary source password: not in pg_stat_activity while the step runs, not in the target server's
-    log with EVERY statement logged (the step's own log-hushing turned off), not in pg_subscription; it is
-    in a 0600 passfile on the target server's disk, which the subscription authenticates with (the source
-    requires scram for TCP), and which is removed when the subscription is dropped."""
+    """The canary source password: not in pg_stat_activity nor in the argv of any process while the step
+    runs, not in the target server's log with EVERY statement logged (the step's own log-hushing turned
+    off), not in pg_subscription, not in the state or the journal; it is in a 0600 passfile on the target
+    server's disk, which the subscription authenticates with (the source requires scram for TCP), and
+    which is removed when the subscription is dropped."""
     import threading
 
-    from migrator.adapters import postgres as pgadapter
+    from migrator.steps.postgres import pg_replicate
 
     src, dst = clusters
     seed(src, "shop_pw")
     target = "shop_pw_t"
-    monkeypatch.setattr(pgadapter, "quiet_session", lambda c: None)
+    monkeypatch.setattr(pg_replicate, "quiet_session", lambda c: None)
     dst.sql("ALTER SYSTEM SET log_statement = 'all'")
     dst.sql("ALTER SYSTEM SET log_min_error_statement = 'error'")
     dst.sql("SELECT pg_reload_conf()")
     seen: list[str] = []
-    polls = {"n": 0}
+    polls = {"n": 0, "argv": 0}
     stop = threading.Event()
 
     def poll() -> None:
@@ -95,6 +96,14 @@ def test_the_subscription_password_is_in_no_sql_text(clusters: tuple[Cluster, Cl
                     polls["n"] += 1
                     if query and CANARY in query:
                         seen.append(query)
+                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                    try:
+                        argv = cmdline.read_bytes()
+                    except OSError:
+                        continue
+                    polls["argv"] += 1
+                    if CANARY.encode() in argv:
+                        seen.append(f"{cmdline}: {argv!r}")
                 time.sleep(0.002)
 
     rb = write_runbook(tmp_path, {
@@ -125,5 +134,8 @@ def test_the_subscription_password_is_in_no_sql_text(clusters: tuple[Cluster, Cl
     log = (dst.root / "log").read_text(errors="replace")
     assert "CREATE SUBSCRIPTION" in log and "passfile=" in log  # every statement was logged
     assert CANARY not in log
-    assert polls["n"] > 0 and seen == []
+    assert polls["n"] > 0 and polls["argv"] > 0 and seen == []
+    for kept in (tmp_path / "state").rglob("*"):  # the state file, the journal, the backups
+        if kept.is_file():
+            assert CANARY.encode() not in kept.read_bytes(), kept
     engine(rb).rollback(step_id="replicate", cascade=True)
