@@ -31,7 +31,7 @@ import shlex
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ import urllib3.connectionpool
 from docker.errors import NotFound as NotFound  # re-exported: the steps never import docker
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
-from migrator.adapters import resources
+from migrator.adapters import remoteproc, resources
 from migrator.adapters.ssh import STDERR_TAIL, SSHSession
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SourceConfig
@@ -162,6 +162,7 @@ class ExecStream:
         self._out = bytearray()
         self._stderr = bytearray()
         self._eof = False
+        self.ended = False  # exit_code() saw the exec end
 
     def _fill(self) -> bool:
         """Read one more frame; False at the end of the stream."""
@@ -219,6 +220,7 @@ class ExecStream:
         while True:
             info = self._remote.client.api.exec_inspect(self.exec_id)
             if not info.get("Running"):
+                self.ended = True
                 return int(info.get("ExitCode") or 0)
             if time.monotonic() > deadline:
                 raise TemporaryError(f"{self.what}: still running {timeout:g}s after its output ended")
@@ -246,6 +248,9 @@ class DockerRemote:
         self.client.api = api
         self._spare: Any = None  # a dial-stdio channel opened ahead of the next exec
         self._spare_lock = threading.Lock()
+        # The resource key this API is known by (resources.DOCKER_SOURCE): its execs are then recorded in
+        # the running step's state (remoteproc), to be found again in their container on resume.
+        self.via: str | None = None
         ssh.add_idle_releaser(self.release_idle)
         self._connect()
 
@@ -285,8 +290,14 @@ class DockerRemote:
     # -- exec ------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def exec_stream(self, container: str, argv: list[str], *, env: dict[str, str] | None = None,
-                    user: str | None = None, stdin: bool = False, timeout: float = 300) -> Iterator[ExecStream]:
+                    user: str | None = None, stdin: bool = False, timeout: float = 300,
+                    track: bool = True) -> Iterator[ExecStream]:
+        """An exec in `container`; `track=False`: not marked nor recorded (remoteproc's own search)."""
         what = f"docker exec {argv[0]} in {container} on {self.host}"
+        done: Callable[[], None] = lambda: None  # noqa: E731
+        if track and self.via is not None:
+            marker, done = remoteproc.start(f"docker exec {argv[0]}", self.via, container=container, user=user)
+            env = {**(env or {}), remoteproc.MARKER_ENV: marker}
         for attempt in (1, 2):
             exec_id = self._exec_create(container, argv, env, user, stdin, what)
             # The second attempt opens its own channel: the spare may be what ended.
@@ -306,6 +317,8 @@ class DockerRemote:
             yield stream
         finally:
             stream.close()
+            if stream.ended:
+                done()  # else the record stays, and a resume looks for it in the container
 
     def _start_exec(self, channel: paramiko.Channel, exec_id: str, what: str) -> bytes:
         """Start the exec on `channel` (HTTP Upgrade); the bytes read past the response head."""
@@ -348,9 +361,9 @@ class DockerRemote:
         raise AssertionError("not reached")
 
     def exec_run(self, container: str, argv: list[str], *, env: dict[str, str] | None = None,
-                 user: str | None = None, input: bytes | None = None) -> tuple[int, bytes, bytes]:
+                 user: str | None = None, input: bytes | None = None, track: bool = True) -> tuple[int, bytes, bytes]:
         """Run to completion and collect: (exit code, stdout, stderr tail)."""
-        with self.exec_stream(container, argv, env=env, user=user, stdin=input is not None) as s:
+        with self.exec_stream(container, argv, env=env, user=user, stdin=input is not None, track=track) as s:
             lost = None
             if input is not None:
                 try:

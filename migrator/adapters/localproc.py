@@ -43,9 +43,10 @@ def wrapped(argv: list[str]) -> list[str]:
 
 
 class Recorder:
-    """How a child is recorded: `add` before it runs (persisted), `remove` once it is gone."""
+    """How a child is recorded: `add` before it runs (persisted), `remove` (its pid, or a remote command's
+    marker) once it is gone."""
 
-    def __init__(self, add: Callable[[dict[str, Any]], None], remove: Callable[[int], None]) -> None:
+    def __init__(self, add: Callable[[dict[str, Any]], None], remove: Callable[[int | str], None]) -> None:
         self.add = add
         self.remove = remove
 

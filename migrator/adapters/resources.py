@@ -48,7 +48,12 @@ def ssh_source(resource: Resource, runbook: Runbook, who: str = "ssh") -> SSHSes
         raise PermanentError(f"{who}: the runbook has no environment.source (the VPS)")
     from migrator.adapters.ssh import SSHSession
 
-    session: SSHSession = resource(SSH_SOURCE, lambda: SSHSession.from_config(source.ssh, runbook.dir))
+    def opened() -> SSHSession:
+        session = SSHSession.from_config(source.ssh, runbook.dir)
+        session.via = SSH_SOURCE  # its commands are recorded, and found again through this key (remoteproc)
+        return session
+
+    session: SSHSession = resource(SSH_SOURCE, opened)
     return session
 
 
@@ -59,7 +64,12 @@ def docker_source(resource: Resource, runbook: Runbook, who: str = "docker") -> 
     ssh = ssh_source(resource, runbook, who)
     source = runbook.environment.source
     assert source is not None  # ssh_source refused a runbook without one
-    remote: DockerRemote = resource(DOCKER_SOURCE, lambda: DockerRemote.from_config(source, runbook.dir, ssh))
+    def opened() -> DockerRemote:
+        remote = DockerRemote.from_config(source, runbook.dir, ssh)
+        remote.via = DOCKER_SOURCE  # its execs are recorded, and found again through this key (remoteproc)
+        return remote
+
+    remote: DockerRemote = resource(DOCKER_SOURCE, opened)
     return remote
 
 

@@ -57,7 +57,7 @@ from typing import IO, Any
 import paramiko
 from paramiko import SSHException as SSHException  # re-exported: the steps never import paramiko
 
-from migrator.adapters import resources
+from migrator.adapters import remoteproc, resources
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SSHConfig
 
@@ -270,6 +270,9 @@ class SSHSession:
         self._jump: SSHSession | None = None
         self._lock = threading.RLock()
         self.connects = 0  # how many times a connection was opened (tests, reports)
+        # The resource key this session is known by (resources.SSH_SOURCE): its commands are then recorded
+        # in the running step's state (remoteproc), to be found again over it on resume.
+        self.via: str | None = None
 
     @classmethod
     def from_config(cls, cfg: SSHConfig, base_dir: Path) -> SSHSession:
@@ -558,11 +561,22 @@ class SSHSession:
                 self._client.close()
                 self._client = None
 
+    def _marked(self, argv: list[str], track: bool) -> tuple[list[str], Callable[[], None]]:
+        """argv carrying MIGRATOR_PROC=<marker> in its environment, recorded in the running step's state
+        (remoteproc); `done` drops the record once the command is known to have ended."""
+        if not track or self.via is None:
+            return argv, lambda: None
+        marker, done = remoteproc.start(f"ssh {argv[0]}", self.via)
+        return ["env", f"{remoteproc.MARKER_ENV}={marker}", *argv], done
+
     def run(self, argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None,
-            timeout: float | None = None) -> Result:
-        """Run argv on the VPS; collect stdout and stderr. Never raises on a non-zero exit."""
+            timeout: float | None = None, track: bool = True) -> Result:
+        """Run argv on the VPS; collect stdout and stderr. Never raises on a non-zero exit.
+
+        `track=False`: not marked nor recorded (the search for processes of an earlier run itself)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        channel, _ = self._open(argv, env, timeout)
+        marked, done = self._marked(argv, track)
+        channel, _ = self._open(marked, env, timeout)
         out, err = bytearray(), bytearray()
         feeder = None
         if stdin:
@@ -601,6 +615,7 @@ class SSHSession:
                 feeder.join(timeout=1)
         rc = channel.recv_exit_status()
         channel.close()
+        done()
         return Result(rc, bytes(out), bytes(err))
 
     def transport_alive(self) -> bool:
@@ -611,10 +626,13 @@ class SSHSession:
     @contextlib.contextmanager
     def stream(self, argv: list[str], *, env: dict[str, str] | None = None) -> Iterator[_Stream]:
         """Run argv with its stdin and stdout as files, for transfers too big for memory."""
-        channel, _ = self._open(argv, env, None)
+        marked, done = self._marked(argv, True)
+        channel, _ = self._open(marked, env, None)
         s = _Stream(channel, f"ssh {self.label}: {argv[0]}")
         try:
             yield s
+            if channel.exit_status_ready():
+                done()  # ended: else the record stays, and a resume looks for it
         except (OSError, EOFError, paramiko.SSHException) as exc:
             if not self.transport_alive():
                 self._drop()

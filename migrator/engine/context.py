@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from migrator import logs
+from migrator.adapters import remoteproc
 from migrator.adapters.localproc import Recorder
 from migrator.errors import Interrupted
 from migrator.runbook.model import Runbook
@@ -57,9 +58,9 @@ class Context:
                 rec.processes.append(doc)
                 self._session.save()
 
-        def remove(pid: int) -> None:
+        def remove(key: int | str) -> None:  # a local pid, or a remote command's marker
             with self._session.guard:
-                rec.processes[:] = [p for p in rec.processes if p.get("pid") != pid]
+                rec.processes[:] = [p for p in rec.processes if p.get("pid") != key and p.get("marker") != key]
                 self._session.save()
 
         return Recorder(add, remove)
@@ -93,6 +94,9 @@ class Context:
         return self._session.progress.task(description, total, unit, owner=self.step_id)
 
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        # A step reaches the VPS only through a shared resource: from here on, the remote commands this
+        # thread starts are recorded in this step's state (migrator.adapters.remoteproc).
+        remoteproc.bind(self.child_recorder())
         return self._session.resource(key, factory)
 
     def remaining(self) -> float:

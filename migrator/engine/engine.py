@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from migrator import logs, redact
+from migrator.adapters import remoteproc
 from migrator.adapters.checks import run_gate_check
 from migrator.adapters.localproc import settle
 from migrator.engine.context import Context
@@ -433,13 +434,12 @@ class Engine:
         rec = s.state.step(step.id)
         if not rec.processes:
             return
-        left = settle(list(rec.processes), wait_s=min(step.spec.timeout, ORPHAN_WAIT_S), say=self.say,
-                      journal=lambda event, **f: s.journal.append(event, step=step.id, **f))
-        if left:
-            kinds = ", ".join(sorted({str(p.get("via") or p.get("kind")) for p in left}))
-            raise PermanentError(f"{step.id}: processes of an interrupted run were started through {kinds}, which "
-                                 "this version cannot find again; make sure they ended, then `migrate stamp` or "
-                                 "edit nothing and resume once they are gone")
+        wait_s = min(step.spec.timeout, ORPHAN_WAIT_S)
+        journal = lambda event, **f: s.journal.append(event, step=step.id, **f)  # noqa: E731
+        left = settle(list(rec.processes), wait_s=wait_s, say=self.say, journal=journal)
+        if left:  # remote ones: looked for again on the VPS, through the same way in (remoteproc)
+            remoteproc.settle(left, finder_for=remoteproc.finders(s.resource, s.runbook, step.id), wait_s=wait_s,
+                              say=self.say, journal=journal)
         with s.guard:
             rec.processes = []
             s.save()

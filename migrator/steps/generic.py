@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -45,6 +46,9 @@ class ShellParams(StrictModel):
     verify: Command | None = None  # gate command: exit 0 when healthy
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
+    # Where the commands run: here, or on the VPS over the run's SSH session (environment.source.ssh),
+    # `creates:` then being a path there.
+    on: Literal["local", "source"] = "local"
 
 
 @step_type("shell.run")
@@ -54,6 +58,8 @@ class ShellRun(Step[ShellParams]):
     argv_fields = ("command", "unless", "undo", "verify")
 
     def _run(self, command: Command, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self.params.on == "source":
+            return self._run_remote(command, what, check)
         cwd = self.ctx.path(self.params.cwd) if self.params.cwd else self.ctx.runbook.dir
         argv = _argv(command)
         if shutil.which(argv[0], path=child_env(self.params.env)["PATH"]) is None and "/" not in argv[0]:
@@ -68,8 +74,37 @@ class ShellRun(Step[ShellParams]):
             raise PermanentError(f"{what} exited {proc.returncode}: {' | '.join(tail)}")
         return proc
 
+    def _run_remote(self, command: Command, what: str, check: bool) -> subprocess.CompletedProcess[str]:
+        from migrator.adapters.ssh import session_for
+        from migrator.errors import TemporaryError
+
+        argv = _argv(command)
+        if self.params.cwd:
+            argv = ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", self.params.cwd, *argv]
+        ssh = session_for(self.ctx)
+        try:
+            # Marked and recorded in the state before it starts (remoteproc): a resume after a crash finds
+            # it still running on the VPS and waits for it or stops it.
+            res = ssh.run(argv, env=self.params.env or None, timeout=max(1.0, self.ctx.remaining()))
+        except TemporaryError as exc:
+            # Not retried here: the command may still run on the VPS (a timeout or a dropped connection
+            # does not stop it). Its record stays; `migrate resume` waits for it or stops it first.
+            raise PermanentError(f"{what} on {ssh.label}: {exc}; `migrate resume` looks for it on the VPS "
+                                 "and waits for it or stops it before running the step again") from None
+        out, err = res.stdout.decode(errors="replace"), res.stderr.decode(errors="replace")
+        if check and res.rc != 0:
+            tail = (err or out).strip().splitlines()[-3:]
+            raise PermanentError(f"{what} on {ssh.label} exited {res.rc}: {' | '.join(tail)}")
+        return subprocess.CompletedProcess(argv, res.rc, out, err)
+
+    def _created(self) -> bool:
+        assert self.params.creates is not None
+        if self.params.on == "source":
+            return self._run(["test", "-e", self.params.creates], "creates", check=False).returncode == 0
+        return self.ctx.path(self.params.creates).exists()
+
     def check(self) -> Check:
-        if self.params.creates and self.ctx.path(self.params.creates).exists():
+        if self.params.creates and self._created():
             return Check(True, f"{self.params.creates} exists")
         if self.params.unless is not None:
             if self._run(self.params.unless, "unless", check=False).returncode == 0:

@@ -42,6 +42,8 @@ class ProcessDoc(_Strict):
     boot: str = ""
     marker: str | None = None  # remote: the value of MIGRATOR_PROC in its environment
     via: str | None = None  # remote: which resource reaches it (e.g. "ssh:source")
+    container: str | None = None  # remote through docker exec: the container it runs in
+    user: str | None = None  # remote through docker exec: as whom (the search runs as the same user)
 
 
 class StepDoc(_Strict):

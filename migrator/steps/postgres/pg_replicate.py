@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from migrator.adapters.postgres import connect, conninfo, database_exists, quiet_session, rows, write_server_passfile
+from migrator.adapters.postgres import (
+    connect,
+    conninfo,
+    database_exists,
+    quiet_session,
+    rows,
+    write_server_passfile,
+)
 from migrator.errors import GateNotReady, PermanentError, TemporaryError
 from migrator.runbook.loader import params_model
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
