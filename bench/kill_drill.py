@@ -9,9 +9,10 @@ A runbook of `--steps` shell.run steps, each appending its own line to effects.l
 and whenever every step is done the log and the state are reset to keep killing. Needs nothing but the
 venv (no sandbox). `--remote`: the steps run `on: source`, over SSH to a private sshd on 127.0.0.1 (its own
 host key, user key and known_hosts; run it under sbx-run), so a kill leaves the command running on the
-"VPS" and the resume must find it there (the journal's remote-orphan-* events are counted). Bounded:
---kills at most 1000, and --max-seconds. Last line:
-    kill drill kills=N rounds=R converged=C effects=E duplicates=D remote_waited=W remote_stopped=S
+"VPS" and the resume must find it there. orphans_waited/stopped count the resumes that found a command of
+the killed run still running and waited for it / stopped it (the journal's orphan-* and remote-orphan-*
+events). Bounded: --kills at most 1000, and --max-seconds. Last line:
+    kill drill kills=N rounds=R converged=C effects=E duplicates=D orphans_waited=W orphans_stopped=S
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def _drill(opts: argparse.Namespace, work: Path, log: Path, environment: dict[st
     def orphans() -> tuple[int, int]:
         journal = state / "test.journal.jsonl"
         events = [json.loads(line).get("event") for line in journal.read_text().splitlines()] if journal.exists() else []
-        return events.count("remote-orphan-finished"), events.count("remote-orphan-stopped")
+        # A still-running command of a killed run that the resume waited for / had to stop (here or remote).
+        return (events.count("orphan-finished") + events.count("remote-orphan-finished"),
+                events.count("orphan-stopped") + events.count("remote-orphan-stopped"))
 
     def recorded() -> bool:
         try:
@@ -142,7 +145,7 @@ def _drill(opts: argparse.Namespace, work: Path, log: Path, environment: dict[st
     print(f"{time.monotonic() - started:.0f}s; {'remote (ssh)' if on else 'local'}; last round "
           f"{'converged' if ok else 'did NOT converge'}")
     print(f"kill drill kills={kills} rounds={rounds} converged={converged} effects={effects} duplicates={duplicates} "
-          f"remote_waited={waited} remote_stopped={stopped}")
+          f"orphans_waited={waited} orphans_stopped={stopped}")
     return 0 if ok and duplicates == 0 else 1
 
 

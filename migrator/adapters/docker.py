@@ -317,6 +317,9 @@ class DockerRemote:
             yield stream
         finally:
             stream.close()
+            if not stream.ended and self.via is not None and track:
+                with contextlib.suppress(Exception):  # one question to the API: ended meanwhile?
+                    stream.ended = not self.client.api.exec_inspect(exec_id).get("Running")
             if stream.ended:
                 done()  # else the record stays, and a resume looks for it in the container
 

@@ -85,6 +85,7 @@ def parse_found(rc: int, out: bytes, err: bytes, where: str) -> list[int]:
 def settle(records: list[dict[str, Any]], *, finder_for: Callable[[dict[str, Any]], Finder], wait_s: float,
            say: Callable[[str], None], journal: Callable[..., None]) -> None:
     """Wait for, then stop, the recorded remote processes of an earlier run that still live."""
+    bind(None)  # outside any step: what this starts (opening the Docker API included) is not recorded
     for rec in records:
         marker, what, via = str(rec.get("marker") or ""), rec.get("what"), rec.get("via")
         if len(marker) != 16:
