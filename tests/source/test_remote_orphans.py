@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.util import MIGRATE, REPO, migrate, write_runbook
+from tests.util import MIGRATE, REPO, write_runbook
 
 from .conftest import PROJECT, VPS
 
@@ -52,9 +52,12 @@ def _events(state_dir: Path) -> list[dict[str, Any]]:
 
 
 def test_ssh_command_of_a_killed_run_is_waited_for_and_runs_once(vps: VPS, tmp_path: Path) -> None:
-    effects = tmp_path / "effects.log"
+    effects, release = tmp_path / "effects.log", tmp_path / "release"
+    # The command runs until the test releases it (not for a fixed time: on a loaded machine a resume may
+    # take seconds to start, and must still find it running).
+    command = f"while [ ! -e {release} ]; do sleep 0.1; done; echo effect >> {effects}"
     rb = _runbook(tmp_path, vps, {1: [{"id": "remote", "uses": "shell.run", "with": {
-        "on": "source", "command": f"sleep 3; echo effect >> {effects}", "unless": f"grep -qx effect {effects}"}}]})
+        "on": "source", "command": command, "unless": f"grep -qx effect {effects}"}}]})
     sd = tmp_path / "state"
     state = sd / "test.state.json"
     proc = subprocess.Popen([*MIGRATE, "run", "--runbook", str(rb), "--state-dir", str(sd)],
@@ -64,24 +67,32 @@ def test_ssh_command_of_a_killed_run_is_waited_for_and_runs_once(vps: VPS, tmp_p
     marker = None
     while marker is None:
         assert time.monotonic() < deadline and proc.poll() is None, "the remote command was never recorded"
-        recs = [r for r in _recorded(state, "remote") if r.get("kind") == "remote" and "sleep" in str(r)]
-        recs = recs or [r for r in _recorded(state, "remote") if r.get("kind") == "remote"]
-        for rec in recs:
-            if _marked(rec["marker"]):  # the command (not the `unless` check) is running on the VPS
-                marker = rec["marker"]
-        time.sleep(0.05)
+        alive = [r["marker"] for r in _recorded(state, "remote") if r.get("kind") == "remote" and _marked(r["marker"])]
+        time.sleep(0.5)
+        # Still there half a second later: the command (the `unless` check ends in milliseconds).
+        alive = [m for m in alive if _marked(m)]
+        marker = alive[0] if alive else None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.3)
     assert _marked(marker), "the remote command died with migrate: this test would prove nothing"
     assert not effects.exists()
 
-    resumed = migrate("resume", "--runbook", str(rb), "--state-dir", str(sd), timeout=60)
-    assert resumed.returncode == 0, resumed.stderr
+    resume = subprocess.Popen([*MIGRATE, "resume", "--runbook", str(rb), "--state-dir", str(sd)],
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while "remote-orphan-waiting" not in [e["event"] for e in _events(sd)]:
+        assert time.monotonic() < deadline and resume.poll() is None, "the resume did not wait for the command"
+        time.sleep(0.1)
+    assert not effects.exists() and _marked(marker)  # waiting, not running the step beside it
+    release.touch()
+    out, err = resume.communicate(timeout=60)
+    assert resume.returncode == 0, err
     assert effects.read_text() == "effect\n"  # waited for, then found done: not run a second time
     kinds = [e["event"] for e in _events(sd) if e.get("marker") == marker]
     assert kinds == ["remote-orphan-waiting", "remote-orphan-finished"], kinds
-    assert "already in place" in resumed.stdout + resumed.stderr
+    assert "already in place" in out + err
     assert _recorded(state, "remote") == [] and not _marked(marker)
 
 
@@ -106,7 +117,7 @@ def test_docker_exec_of_a_dead_connection_is_stopped(vps: VPS, tmp_path: Path) -
     worker = f"{PROJECT}-worker-1"
     dr = resources.docker_source(resource, rb, "test")
     try:
-        with dr.exec_stream(worker, ["sh", "-c", "sleep 8; echo effect > /tmp/remote-effect"]):
+        with dr.exec_stream(worker, ["sh", "-c", "sleep 30; echo effect > /tmp/remote-effect"]):
             time.sleep(0.5)  # left without waiting for its end: the record stays
         assert dr.exec_run(worker, ["true"]) [0] == 0
     finally:
@@ -118,7 +129,7 @@ def test_docker_exec_of_a_dead_connection_is_stopped(vps: VPS, tmp_path: Path) -
     started = time.monotonic()
     remoteproc.settle(recorded, finder_for=remoteproc.finders(resource, rb, "test"), wait_s=1.0,
                       say=lambda _: None, journal=lambda e, **f: events.append((e, f)))
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 25  # stopped after the 1 s bound, not waited out
     assert [e for e, _ in events] == ["remote-orphan-waiting", "remote-orphan-stopped"]
     assert events[1][1]["left"] == [] and not _marked(rec["marker"])
     time.sleep(0.2)
