@@ -13,12 +13,12 @@ import contextlib
 import os
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from migrator.adapters.procstream import ExecStream, LocalStream, ProcStream
 from migrator.errors import PermanentError, TemporaryError
 
 CHUNK = 1 << 18
@@ -109,73 +109,6 @@ def defaults_file(conn: MyConn) -> Iterator[Path]:
 
 # --- where the source's tools run -----------------------------------------------------------------
 
-class Stream(Protocol):
-    def read(self, n: int = -1) -> bytes: ...
-
-    def write(self, data: bytes) -> int: ...
-
-    def close_stdin(self) -> None: ...
-
-    def wait(self) -> int: ...
-
-    def stderr_tail(self) -> bytes: ...
-
-
-class _Local:
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self._err = bytearray()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._err += line
-            del self._err[:-4096]
-
-    def read(self, n: int = -1) -> bytes:
-        out: Any = self.proc.stdout
-        return bytes(out.read() if n < 0 else out.read1(n))
-
-    def write(self, data: bytes) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        return len(data)
-
-    def close_stdin(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-
-    def wait(self) -> int:
-        rc = self.proc.wait(timeout=300)
-        self._reader.join(timeout=5)
-        return rc
-
-    def stderr_tail(self) -> bytes:
-        return bytes(self._err)
-
-
-class _Exec:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def read(self, n: int = -1) -> bytes:
-        return bytes(self.inner.read(n))
-
-    def write(self, data: bytes) -> int:
-        return int(self.inner.write(data))
-
-    def close_stdin(self) -> None:
-        self.inner.close_stdin()
-
-    def wait(self) -> int:
-        return int(self.inner.exit_code(timeout=300))
-
-    def stderr_tail(self) -> bytes:
-        return bytes(self.inner.stderr_tail())
-
-
 def tool(name: str, local: bool) -> str:
     """MariaDB's tool names, or MySQL's where only those exist (on this machine; a container is asked)."""
     alias = {"mariadb-dump": "mysqldump", "mariadb": "mysql"}
@@ -205,12 +138,12 @@ class MySource:
         return cls(conn.label(), conn=conn, user=conn.user, password=conn.password)
 
     @contextlib.contextmanager
-    def open(self, name: str, args: list[str], stdin: bool = False) -> Iterator[Stream]:
+    def open(self, name: str, args: list[str], stdin: bool = False) -> Iterator[ProcStream]:
         if self.container is not None:
             env = {"MYSQL_PWD": self.password} if self.password else {}
             argv = [tool(name, False), f"--user={self.user}", *args]
             with self.remote.exec_stream(self.container, argv, env=env, stdin=stdin, timeout=3600) as s:
-                yield _Exec(s)
+                yield ExecStream(s, wait_timeout=300)
             return
         assert self.conn is not None
         with defaults_file(self.conn) as cnf:
@@ -223,7 +156,7 @@ class MySource:
             except FileNotFoundError:
                 raise PermanentError(f"{argv[0]} is not installed on this machine (MariaDB client tools)") from None
             try:
-                yield _Local(proc)
+                yield LocalStream(proc)
             finally:
                 if proc.poll() is None:
                     proc.kill()
@@ -250,7 +183,7 @@ class MySource:
         return rows
 
     @contextlib.contextmanager
-    def dump(self, database: str) -> Iterator[Stream]:
+    def dump(self, database: str) -> Iterator[ProcStream]:
         with self.open("mariadb-dump", [*DUMP_OPTIONS, database]) as s:
             yield s
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from migrator.adapters.postgres import SESSION_OPTIONS, PgConn, clean_env
+from migrator.adapters.procstream import ExecStream, LocalStream, ProcStream
 from migrator.errors import PermanentError, TemporaryError
 from migrator.store.procs import pdeathsig_prefix
 
@@ -31,59 +32,11 @@ PSQL = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
 CHUNK = 1 << 18
 
 
-class ProcStream(Protocol):
-    def read(self, n: int = -1) -> bytes: ...
-
-    def write(self, data: bytes) -> int: ...
-
-    def close_stdin(self) -> None: ...
-
-    def wait(self) -> int: ...
-
-    def stderr_tail(self) -> bytes: ...
-
-
 class Runner(Protocol):
     label: str
 
     def open(self, argv: list[str], env: dict[str, str], stdin: bool = False
              ) -> contextlib.AbstractContextManager[ProcStream]: ...
-
-
-class _LocalStream:
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self._err = bytearray()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._err += line
-            del self._err[:-4096]
-
-    def read(self, n: int = -1) -> bytes:
-        out: Any = self.proc.stdout  # a BufferedReader: read1 gives what is there (a short read)
-        return bytes(out.read() if n < 0 else out.read1(n))
-
-    def write(self, data: bytes) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()  # a conversation (a kept-open psql) must not wait on a buffer
-        return len(data)
-
-    def close_stdin(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-
-    def wait(self) -> int:
-        rc = self.proc.wait(timeout=60)
-        self._reader.join(timeout=5)
-        return rc
-
-    def stderr_tail(self) -> bytes:
-        return bytes(self._err)
 
 
 def local_tool(name: str) -> str:
@@ -116,33 +69,13 @@ class LocalRunner:
                                     start_new_session=True)
         except FileNotFoundError:
             raise PermanentError(f"{argv[0]} is not installed on this machine (PostgreSQL client tools)") from None
-        stream = _LocalStream(proc)
+        stream = LocalStream(proc, wait_timeout=60)
         try:
             yield stream
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-
-
-class _ExecStream:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def read(self, n: int = -1) -> bytes:
-        return bytes(self.inner.read(n))
-
-    def write(self, data: bytes) -> int:
-        return int(self.inner.write(data))
-
-    def close_stdin(self) -> None:
-        self.inner.close_stdin()
-
-    def wait(self) -> int:
-        return int(self.inner.exit_code())
-
-    def stderr_tail(self) -> bytes:
-        return bytes(self.inner.stderr_tail())
 
 
 class DockerExecRunner:
@@ -158,7 +91,7 @@ class DockerExecRunner:
     def open(self, argv: list[str], env: dict[str, str], stdin: bool = False) -> Iterator[ProcStream]:
         with self.remote.exec_stream(self.container, argv, env=env, user=self.os_user, stdin=stdin,
                                      timeout=3600) as s:
-            yield _ExecStream(s)
+            yield ExecStream(s)
 
 
 # The compressors the container may have, best first: zstd -1 compressed pgbench data 10x faster than
