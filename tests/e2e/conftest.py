@@ -25,6 +25,9 @@ class Rehearsal:
     report: dict[str, Any]
     reference: dict[str, Any]  # the platform after the uninterrupted rehearsal
     before: dict[str, Any]  # the platform before it
+    # backup.json of each backup the rehearsal made, read at once: a chaos run rolls phase 5 back,
+    # and rolling back backup.create removes what it wrote
+    backup_manifests: dict[str, dict[str, Any]]
 
     def args(self) -> list[str]:
         return ["--runbook", str(RUNBOOK), "--state-dir", str(self.state_dir)]
@@ -46,7 +49,12 @@ def rehearsed(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     proc = migrate("rehearse", "--runbook", str(RUNBOOK), "--state-dir", str(state_dir), timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((state_dir / "sandbox.report.json").read_text())
-    rehearsal = Rehearsal(state_dir, report, snapshot.take(), before)
+    manifests = {}
+    for b in report.get("backups") or []:
+        path = state_dir / "backups" / str(b.get("folder")) / "backup.json"
+        if path.is_file():
+            manifests[str(b.get("folder"))] = json.loads(path.read_text())
+    rehearsal = Rehearsal(state_dir, report, snapshot.take(), before, manifests)
     yield rehearsal
     undo = migrate("rollback", "--all", *rehearsal.args(), timeout=900)
     assert undo.returncode == 0, undo.stdout[-3000:] + undo.stderr[-3000:]
