@@ -10,7 +10,9 @@ from migrator.sandbox import chaos
 from tests.e2e.conftest import RUNBOOK, Rehearsal
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+# Seed 4 crashed at the same step as seed 3 (psra-db-superuser-secret) and cost 97 s of CI; bench/chaos.py runs
+# as many seeds as one likes.
+@pytest.mark.parametrize("seed", [1, 2, 3, 5])
 def test_crash_and_resume_converge(rehearsed: Rehearsal, seed: int) -> None:
     outcome = chaos.run_once(RUNBOOK, rehearsed.state_dir, seed, rehearsed.reference)
     assert outcome.crashed, outcome.describe()
