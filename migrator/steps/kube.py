@@ -130,6 +130,10 @@ def restore(ctx: StepContext, kube: KubeCluster, entry: dict[str, Any]) -> str:
             raise PermanentError(f"rollback {ref}: backup {path} does not match its recorded digest; not restored")
     else:
         prior = entry["prior"]
+    live = kube.get(ref) if ref.kind == "Secret" else None
+    if live is not None and ((live.get("type") or "Opaque") != (prior.get("type") or "Opaque") or live.get("immutable")):
+        kube.delete(ref)  # a Secret's type (and an immutable one's data) cannot change in place: recreate it
+        wait_gone(ctx, kube, [ref], limit=30.0)
     kube.replace(prior)
     return f"restored {ref}"
 

@@ -130,7 +130,7 @@ class Api:
                 check_crd(res, new)
                 established(new)
             apply_defaults(new)
-            validate(res, new)
+            validate(res, new, None if subresource == "status" else old)
         return new
 
     def _save(self, res: Resource, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:

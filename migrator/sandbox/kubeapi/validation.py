@@ -164,8 +164,23 @@ def validate_meta(res: Resource, obj: dict[str, Any]) -> list[Cause]:
     return causes
 
 
-def validate(res: Resource, obj: dict[str, Any]) -> None:
+def _update_causes(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """Fields the real API server refuses to change on an update (ValidateSecretUpdate)."""
+    if new.get("kind") != "Secret":
+        return []
+    causes: list[Cause] = []
+    if (new.get("type") or "Opaque") != (old.get("type") or "Opaque"):
+        causes.append(("type", "FieldValueInvalid", f'Invalid value: "{new.get("type")}": field is immutable'))
+    if old.get("immutable") is True:
+        if new.get("immutable") is not True:
+            causes.append(("immutable", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set"))
+        if (new.get("data") or {}) != (old.get("data") or {}):
+            causes.append(("data", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set"))
+    return causes
+
+
+def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
     name = (obj.get("metadata") or {}).get("name") or ""
-    causes = validate_meta(res, obj) + _kind_causes(obj)
+    causes = validate_meta(res, obj) + _kind_causes(obj) + ([] if old is None else _update_causes(old, obj))
     if causes:
         raise invalid(res, name, causes)
