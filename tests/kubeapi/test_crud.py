@@ -40,6 +40,16 @@ def test_secret_string_data_is_folded_into_data(core: client.CoreV1Api, ns: str)
     assert s.type == "Opaque"
     assert not getattr(s, "string_data", None)
 
+    # As on a real server: a Secret's type cannot change, nor an immutable Secret's data.
+    with pytest.raises(ApiException) as err:
+        core.replace_namespaced_secret("s", ns, {"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": s.data})
+    assert err.value.status == 422 and _status(err.value)["message"].endswith(
+        'type: Invalid value: "kubernetes.io/tls": field is immutable'), _status(err.value)
+    core.create_namespaced_secret(ns, {"metadata": {"name": "frozen"}, "immutable": True, "data": s.data})
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_secret("frozen", ns, {"data": {"user": base64.b64encode(b"root").decode()}})
+    assert err.value.status == 422 and "data: Forbidden: field is immutable when `immutable` is set" in _status(err.value)["message"]
+
 
 def test_errors_are_status_bodies(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_config_map(ns, {"metadata": {"name": "dup"}})
