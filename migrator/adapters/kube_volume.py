@@ -23,13 +23,28 @@ MOUNT = "/data"
 MANIFEST = f"cd {MOUNT} && find . -type f -exec sha256sum {{}} +"
 
 
-def helper_pod(namespace: str, name: str, claim: str, image: str, purpose: str) -> dict[str, Any]:
+def helper_pod(namespace: str, name: str, claim: str, image: str, purpose: str,
+               node: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                            "containers": [{"name": "helper", "image": image, "command": ["sleep", "86400"],
+                                            "volumeMounts": [{"name": "target", "mountPath": MOUNT}]}],
+                            "volumes": [{"name": "target", "persistentVolumeClaim": {"claimName": claim}}]}
+    if node:  # a ReadWriteOnce volume attaches to one node: the helper goes where the claim is mounted
+        spec["nodeName"] = node
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": {"migrator.helper": purpose}},
-            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
-                     "containers": [{"name": "helper", "image": image, "command": ["sleep", "86400"],
-                                     "volumeMounts": [{"name": "target", "mountPath": MOUNT}]}],
-                     "volumes": [{"name": "target", "persistentVolumeClaim": {"claimName": claim}}]}}
+            "spec": spec}
+
+
+def node_of_claim(cluster: KubeCluster, namespace: str, claim: str, exclude: str) -> str | None:
+    """The node of a pod (other than the helper) that mounts the claim, if one is scheduled."""
+    for pod in cluster.list_objects("Pod", namespace):
+        spec = pod.get("spec") or {}
+        if (pod.get("metadata") or {}).get("name") == exclude or not spec.get("nodeName"):
+            continue
+        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in spec.get("volumes") or []):
+            return str(spec["nodeName"])
+    return None
 
 
 @contextmanager
@@ -42,7 +57,7 @@ def claim_helper(cluster: KubeCluster, namespace: str, claim: str, *, name: str,
     if cluster.get(ref) is not None:  # left by a crash
         cluster.delete(ref)
         _wait_gone(cluster, ref, timeout)
-    cluster.apply(helper_pod(namespace, name, claim, image, purpose))
+    cluster.apply(helper_pod(namespace, name, claim, image, purpose, node_of_claim(cluster, namespace, claim, name)))
     try:
         _wait_running(cluster, ref, timeout)
         yield name

@@ -9,8 +9,11 @@ copy resumes where it stopped. Each file lands under a temporary name and is ren
 checksum matches the manifest. Directories (empty ones too), symlinks (as links, never followed), the
 other members of hard-link groups, modes, owners and extended attributes are made from the manifest.
 Special files (sockets, fifos, devices) fail the step unless the runbook names them in `skip_special`.
-The target is a host directory (`environment.target.volume_paths[target]`, the sandbox); copying into a
-PVC through the pod exec stream (data_access=exec) is not implemented yet.
+The target is a PersistentVolumeClaim (`target` in `namespace`), written only through the API: a helper
+pod mounts it, the VPS's tar stream is unpacked there over pods/exec, each batch is checksummed in the pod,
+and the manifest of the claim is made there by the same script (steps/volume_claim.py). With
+`data_access: endpoint` a host directory (`environment.target.volume_paths[target]`) stands in for the
+claim (the benchmarks); the bytes then land on this machine's disk.
 """
 
 from __future__ import annotations
@@ -21,17 +24,21 @@ import os
 import shutil
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from migrator.errors import PermanentError, TemporaryError
+from migrator.steps import volume_claim as vc
 from migrator.steps import volume_manifest as vm
 from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
 
 if TYPE_CHECKING:
     from migrator.adapters.docker import DockerRemote
+    from migrator.adapters.kube import KubeCluster
 
 MOUNT = "/data"
 TMP_SUFFIX = vm.TMP_SUFFIX
@@ -52,6 +59,8 @@ class VolumeCopyParams(StrictModel):
     # Special files (sockets, fifos, devices) cannot be copied: the step fails on them unless they are
     # named here (paths inside the volume), which leaves them out on purpose.
     skip_special: list[str] = Field(default_factory=list)
+    namespace: str | None = None  # the claim's namespace (the target is a PVC unless volume_paths names it)
+    claim_helper_image: str = "busybox:1.36"  # the helper pod on the claim: sh, tar, find, stat, sha256sum
 
 
 def _remove(path: Path) -> None:
@@ -70,15 +79,36 @@ class VolumeCopy(Step[VolumeCopyParams]):
     _copied_bytes = 0
 
     # -- where ---------------------------------------------------------------------------------------
-    def _dest(self) -> Path:
+    def _dest(self) -> Path | vc.Claim:
         target = self.ctx.runbook.environment.target
-        paths = target.volume_paths if target else {}
-        if self.params.target in paths:
-            return self.ctx.path(paths[self.params.target])
-        access = target.data_access if target else "?"
-        raise PermanentError(f"{self.ctx.step_id}: volume.copy into a PVC is not implemented for data_access={access} "
-                             f"(no environment.target.volume_paths[{self.params.target!r}]); copy through the pod "
-                             "exec stream is still to be written")
+        if target is None:
+            raise PermanentError(f"{self.ctx.step_id}: volume.copy needs environment.target")
+        if target.data_access == "endpoint" and self.params.target in target.volume_paths:
+            return self.ctx.path(target.volume_paths[self.params.target])
+        if not self.params.namespace:
+            raise PermanentError(f"{self.ctx.step_id}: with.namespace is needed: the target {self.params.target!r} is "
+                                 f"a PersistentVolumeClaim (data_access: {target.data_access})")
+        return vc.Claim(self.params.namespace, self.params.target)
+
+    def _cluster(self) -> KubeCluster:
+        from migrator.adapters import resources
+
+        return resources.kube(self.ctx.resource, self.ctx.runbook)
+
+    @contextmanager
+    def _claim_pod(self, claim: vc.Claim) -> Iterator[str]:
+        """The helper pod on the claim, for one action (replaced when a crash left one)."""
+        from migrator.adapters.kube_volume import claim_helper
+
+        with claim_helper(self._cluster(), claim.namespace, claim.name, name=vc.helper_name(self.ctx.step_id),
+                          image=self.params.claim_helper_image, purpose=self.ctx.step_id) as pod:
+            yield pod
+
+    def _target_manifest(self, dest: Path | vc.Claim) -> vm.Manifest:
+        if isinstance(dest, vc.Claim):
+            with self._claim_pod(dest) as pod:
+                return vc.manifest(self._cluster(), dest, pod)
+        return vm.scan(dest)
 
     def _docker(self) -> DockerRemote:
         from migrator.adapters.docker import remote_for
@@ -148,11 +178,12 @@ class VolumeCopy(Step[VolumeCopyParams]):
     def _owners(self) -> bool:
         return os.geteuid() == 0 and self.params.preserve_owner
 
-    def _differences(self, src: vm.Manifest, dest: Path) -> list[str]:
-        local = vm.scan(dest)
-        if self.ctx.facts.get("xattrs_unsupported"):
+    def _differences(self, src: vm.Manifest, dest: Path | vc.Claim) -> list[str]:
+        local = self._target_manifest(dest)
+        if self.ctx.facts.get("xattrs_unsupported") or isinstance(dest, vc.Claim):
             local.xattrs_read = False  # the target cannot hold them: not compared (reported by apply)
-        return vm.compare(src, local, set(self.params.skip_special), owners=self._owners())
+        owners = self._owners_in_claim() if isinstance(dest, vc.Claim) else self._owners()
+        return vm.compare(src, local, set(self.params.skip_special), owners=owners)
 
     def _refuse_specials(self, src: vm.Manifest) -> list[vm.Entry]:
         """Special files named in skip_special (left out); any other fails the step."""
@@ -193,7 +224,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
         if self.ctx.dry_run:  # the manifest needs a helper container: not in a dry run
             return Check(False, "not checked in a dry run (the manifest needs a helper container)")
         src = self._source_manifest()
-        if not dest.exists():
+        if isinstance(dest, Path) and not dest.exists():
             return Check(False, f"{len(src.entries)} entries to copy")
         differ = self._differences(src, dest)
         if differ:
@@ -202,9 +233,14 @@ class VolumeCopy(Step[VolumeCopyParams]):
 
     def plan(self) -> Plan:
         dest = self._dest()
-        plan = Plan(changes=[f"copy volume {self.params.volume} from the VPS into {dest}: files (tar over SSH, "
-                             "sha256 checked), directories, symlinks as links, hard links, modes, owners, extended "
-                             "attributes when the helper image can read them"],
+        if isinstance(dest, vc.Claim):
+            how = (f"through a helper pod ({self.params.claim_helper_image}) that mounts it, over pods/exec: files "
+                   "(tar over SSH, sha256 checked in the pod), directories, symlinks as links, hard links, modes, "
+                   "owners; extended attributes are not copied into a PVC")
+        else:
+            how = ("files (tar over SSH, sha256 checked), directories, symlinks as links, hard links, modes, owners, "
+                   "extended attributes when the helper image can read them")
+        plan = Plan(changes=[f"copy volume {self.params.volume} from the VPS into {dest}: {how}"],
                     unknowns=["files written on the VPS while copying (freeze the writers first)"])
         if self.params.skip_special:
             plan.change(f"leave out special files named in skip_special: {', '.join(self.params.skip_special)}")
@@ -241,6 +277,107 @@ class VolumeCopy(Step[VolumeCopyParams]):
 
     def apply(self) -> None:
         dest = self._dest()
+        if isinstance(dest, vc.Claim):
+            self._apply_claim(dest)
+        else:
+            self._apply_dir(dest)
+
+    def _batches(self, todo: list[str], files: dict[str, vm.Entry]) -> Iterator[list[str]]:
+        start = 0
+        while start < len(todo):
+            batch: list[str] = []
+            size = 0
+            while start < len(todo) and len(batch) < self.params.batch_files and size < self.params.batch_bytes:
+                batch.append(todo[start])
+                size += files[todo[start]].size
+                start += 1
+            yield batch
+
+    def _apply_claim(self, claim: vc.Claim) -> None:
+        """The copy into a PVC: every write is a pods/exec in the helper pod on the claim."""
+        cluster = self._cluster()
+        vc.require_claim(cluster, claim)
+        dr = self._docker()
+        helper = self._start_helper(dr)
+        try:
+            with self._claim_pod(claim) as pod:
+                have = vc.manifest(cluster, claim, pod)
+                if "target_existed" not in self.ctx.facts:  # before the first byte lands: what rollback restores
+                    self.ctx.record(target_existed=True, target_was_empty=set(have.entries) <= {"."})
+                src = self._manifest(dr, helper)
+                specials = self._refuse_specials(src)
+                vc.make_dirs(cluster, claim, pod, src, have)
+                files = src.files()
+                followers = {p for g in src.hardlink_groups() for p in g[1:]}
+                todo = [n for n, e in sorted(files.items()) if n not in followers
+                        and not (have.entries.get(n) and have.entries[n].kind == "file"
+                                 and have.entries[n].sha256 == e.sha256)]
+                total = sum(e.size for e in files.values())
+                skipped = len(files) - len(todo)
+                self.ctx.record(files_total=len(files), bytes_total=total, files_skipped_last=skipped,
+                                entries_total=len(src.entries), specials_skipped=[e.path for e in specials])
+                bar = self.ctx.progress(f"copy volume {self.params.volume}", total=total, unit="B")
+                bar.advance(total - sum(files[n].size for n in todo))
+                done = 0
+                for batch in self._batches(todo, files):
+                    self._transfer_to_claim(dr, helper, cluster, claim, pod, batch)
+                    landed = vc.sums(cluster, claim, pod, batch)
+                    for name in batch:  # each file checked where it landed, as on a host directory
+                        if landed.get(name) != files[name].sha256:
+                            raise TemporaryError(f"{self.ctx.step_id}: {name} in {claim} does not match the "
+                                                 "volume's manifest (changed while copying?)")
+                        done += 1
+                        self._copied_bytes += files[name].size
+                        bar.advance(files[name].size)
+                        if done % self.params.failpoint_every == 0:
+                            self.ctx.record(files_done=skipped + done, bytes_copied=self._copied_bytes)
+                            self.ctx.failpoint("after-file")
+                have = vc.manifest(cluster, claim, pod)
+                vc.make_links(cluster, claim, pod, src, have)
+                self.ctx.failpoint("after-links")
+                if self.ctx.facts.get("target_was_empty"):
+                    vc.prune(cluster, claim, pod, src, have, set(self.params.skip_special))
+                vc.set_metadata(cluster, claim, pod, src, self._owners_in_claim())
+                unsupported = sorted({n for x in src.xattrs.values() for n in x})
+                if unsupported:  # the helper image has no setfattr: said, never silently dropped
+                    self.ctx.log.warning("extended attributes are not copied into a PVC", names=unsupported)
+                self.ctx.record(files_done=len(files), bytes_copied=self._copied_bytes, finished_at=time.time(),
+                                xattrs_read=src.xattrs_read, xattrs_unsupported=unsupported)
+        finally:
+            self._stop_helper(dr)
+
+    def _cluster_has(self, claim: vc.Claim) -> bool:
+        from migrator.adapters.kube import Ref
+
+        return self._cluster().get(Ref("PersistentVolumeClaim", claim.name, claim.namespace)) is not None
+
+    def _owners_in_claim(self) -> bool:
+        return self.params.preserve_owner  # the helper pod runs as root: owners can always be set
+
+    def _transfer_to_claim(self, dr: DockerRemote, helper: str, cluster: KubeCluster, claim: vc.Claim, pod: str,
+                           names: list[str]) -> None:
+        """One batch: the VPS helper's tar stream, relayed chunk by chunk into `tar -x` in the pod."""
+        from migrator.adapters.ssh import SSHException
+
+        try:
+            with dr.exec_stream(helper, ["sh", "-c", TAR_SCRIPT], stdin=True) as stream:
+                stream.write("".join(f"./{n}\n" for n in names).encode())
+                stream.close_stdin()
+
+                def chunks() -> Iterator[bytes]:
+                    while data := stream.read(1 << 20):
+                        yield data
+
+                vc.unpack(cluster, claim, pod, chunks())
+                rc = stream.exit_code()
+                if rc != 0:
+                    raise PermanentError(f"{self.ctx.step_id}: tar in the helper exited {rc}: "
+                                         f"{stream.stderr_tail().decode(errors='replace').strip()[-200:]}")
+        except (OSError, SSHException) as exc:
+            raise TemporaryError(f"{self.ctx.step_id}: transfer from {dr.host} into {claim} cut off: "
+                                 f"{exc.__class__.__name__}: {exc}") from None
+
+    def _apply_dir(self, dest: Path) -> None:
         if "target_existed" not in self.ctx.facts:  # before the first byte lands: what rollback restores
             self.ctx.record(target_existed=dest.exists(),
                             target_was_empty=not dest.exists() or not any(dest.iterdir()))
@@ -430,6 +567,11 @@ class VolumeCopy(Step[VolumeCopyParams]):
         import shutil
 
         f, dest = self.ctx.facts, self._dest()
+        if isinstance(dest, vc.Claim):
+            if f.get("target_was_empty") and self._cluster_has(dest):
+                with self._claim_pod(dest) as pod:
+                    vc.clear(self._cluster(), dest, pod)
+            return
         if not f.get("target_was_empty") or not dest.exists():
             return
         if f.get("target_existed"):

@@ -132,3 +132,7 @@ def busybox_pod(name: str, script: str, restart: str = "Always", **extra: Any) -
                             "containers": [{"name": "main", "image": BASE, "command": ["sh", "-c", script]}]}
     spec.update(extra)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}
+
+
+# The source side for volume.copy into a claim: a private VPS (dockerd + sshd) of this package's own.
+from tests.source.conftest import vps  # noqa: E402,F401

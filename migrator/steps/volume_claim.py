@@ -1,0 +1,185 @@
+"""The PVC side of volume.copy: what the claim holds and how entries are made in it, all through the API.
+
+A helper pod mounts the claim at /data (adapters/kube_volume.py creates and removes it). Everything the step
+does to the claim is a pods/exec in that pod: the manifest (the same script as on the VPS, so both sides are
+listed alike), the files (the VPS's tar stream unpacked by `tar -x -p`), the checksum of each batch as it
+landed, and the entries a tar stream cannot set right on its own (directories that exist with another
+mode, symlinks and hard links over something else, modes and owners deepest first, what has to go).
+No byte is written through a host path: this is the path a real cluster takes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from migrator.adapters.kube import KubeCluster
+from migrator.adapters.kube_stream import exec_run
+from migrator.adapters.kube_volume import MOUNT, write_tar
+from migrator.errors import PermanentError, TemporaryError
+from migrator.steps import volume_manifest as vm
+
+# Names arrive on stdin, one a line (the manifest refuses names with a newline).
+_SUMS = f'cd {MOUNT} && while IFS= read -r f; do sha256sum "./$f"; done'
+_REMOVE = f'cd {MOUNT} && while IFS= read -r f; do rm -rf -- "./$f"; done'
+# Two lines per entry: "uid gid mode kind", then the path (read whole: spaces and all).
+_METADATA = (f'cd {MOUNT} && while IFS=" " read -r u g m k && IFS= read -r f; do '
+             'chown -h "$u:$g" "./$f" || exit 1; [ "$k" = symlink ] || chmod "$m" "./$f" || exit 1; done')
+
+
+@dataclass(frozen=True)
+class Claim:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"PersistentVolumeClaim {self.namespace}/{self.name}"
+
+
+def helper_name(step_id: str) -> str:
+    """A pod name (DNS-1123, 63 characters at most) for the step's helper."""
+    name = re.sub(r"[^a-z0-9-]", "-", f"migrator-copy-{step_id}".lower())[:63]
+    return name.rstrip("-")
+
+
+def _run(cluster: KubeCluster, claim: Claim, pod: str, script: str, stdin: bytes | None = None,
+         timeout: float = 3600.0) -> bytes:
+    out = bytearray()
+    res = exec_run(cluster, claim.namespace, pod, None, ["sh", "-c", script],
+                   stdin=[stdin] if stdin is not None else None, stdout=out.extend, timeout=timeout)
+    if res.code != 0:
+        raise TemporaryError(f"in the helper pod of {claim} (exit {res.code}): "
+                             f"{res.stderr.decode(errors='replace').strip()[-200:]}")
+    return bytes(out)
+
+
+def manifest(cluster: KubeCluster, claim: Claim, pod: str) -> vm.Manifest:
+    return vm.parse(_run(cluster, claim, pod, vm.script(MOUNT)).decode(errors="surrogateescape"))
+
+
+def _lines(names: Iterable[str]) -> bytes:
+    return "".join(f"{n}\n" for n in names).encode(errors="surrogateescape")
+
+
+def sums(cluster: KubeCluster, claim: Claim, pod: str, names: list[str]) -> dict[str, str]:
+    """sha256 of the named files as they are in the claim (a missing file is absent from the result)."""
+    out: dict[str, str] = {}
+    if not names:
+        return out
+    exec_out = bytearray()
+    exec_run(cluster, claim.namespace, pod, None, ["sh", "-c", _SUMS], stdin=[_lines(names)],
+             stdout=exec_out.extend)  # a missing file makes sha256sum fail: that file is then absent
+    for line in exec_out.decode(errors="surrogateescape").splitlines():
+        digest, _, name = line.partition("  ")
+        if name:
+            out[vm.safe(name)] = digest
+    return out
+
+
+def unpack(cluster: KubeCluster, claim: Claim, pod: str, stream: Iterable[bytes]) -> int:
+    """A tar stream into the claim, owners and modes kept; the bytes that went in."""
+    return write_tar(cluster, claim.namespace, pod, stream).bytes_in
+
+
+def remove(cluster: KubeCluster, claim: Claim, pod: str, paths: list[str]) -> None:
+    if paths:
+        _run(cluster, claim, pod, _REMOVE, _lines(paths))
+
+
+def clear(cluster: KubeCluster, claim: Claim, pod: str) -> None:
+    """Everything in the claim removed (the mount point itself stays)."""
+    _run(cluster, claim, pod, f"find {MOUNT} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +")
+
+
+def _misfits(src: vm.Manifest, dst: vm.Manifest, kinds: set[str]) -> list[str]:
+    """Paths (of the given kinds in the volume) where the claim has something else: removed first."""
+    out = []
+    for path, e in src.entries.items():
+        have = dst.entries.get(path)
+        if path == "." or e.kind not in kinds or have is None:
+            continue
+        if have.kind != e.kind or (e.kind == "symlink" and have.link != e.link):
+            out.append(path)
+    return out
+
+
+def _tar(members: list[tarfile.TarInfo]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for m in members:
+            tar.addfile(m)
+    return buf.getvalue()
+
+
+def make_dirs(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest, dst: vm.Manifest) -> None:
+    """Every directory of the volume (empty ones too), writable for the copy; what stands in its way goes."""
+    remove(cluster, claim, pod, _misfits(src, dst, {"dir"}))
+    members = []
+    for path, e in sorted(src.entries.items()):
+        if e.kind == "dir" and path != ".":
+            info = tarfile.TarInfo(path)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700 | e.mode, e.uid, e.gid
+            members.append(info)
+    if members:
+        unpack(cluster, claim, pod, [_tar(members)])
+
+
+def make_links(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest, dst: vm.Manifest) -> None:
+    """Symlinks as links (never followed) and the other members of each hard-link group, linked to the
+    file that was transferred."""
+    wrong = _misfits(src, dst, {"symlink"})
+    members = []
+    for path, e in sorted(src.entries.items()):
+        have = dst.entries.get(path)
+        if e.kind == "symlink" and e.link is not None and (have is None or path in wrong):
+            info = tarfile.TarInfo(path)
+            info.type, info.linkname, info.uid, info.gid = tarfile.SYMTYPE, e.link, e.uid, e.gid
+            members.append(info)
+    for group in src.hardlink_groups():
+        first = dst.entries.get(group[0])
+        for other in group[1:]:
+            have = dst.entries.get(other)
+            if have is not None and first is not None and have.kind == "file" and have.inode == first.inode:
+                continue
+            if have is not None:
+                wrong.append(other)
+            info = tarfile.TarInfo(other)
+            info.type, info.linkname = tarfile.LNKTYPE, group[0]
+            members.append(info)
+    remove(cluster, claim, pod, wrong)
+    if members:
+        unpack(cluster, claim, pod, [_tar(members)])
+
+
+def prune(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest, dst: vm.Manifest, skip: set[str]) -> None:
+    """Entries the volume does not have, deepest first."""
+    extra = sorted((p for p in dst.entries if p != "." and p not in src.entries and p not in skip),
+                   key=lambda p: -p.count("/"))
+    remove(cluster, claim, pod, extra)
+
+
+def set_metadata(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest, owners: bool) -> None:
+    """Modes (and owners when `owners`) of every entry, deepest first: a read-only directory gets its mode
+    after everything under it is in place."""
+    lines = []
+    for path, e in sorted(src.entries.items(), key=lambda kv: (-kv[0].count("/"), kv[0])):
+        if e.kind in vm.SPECIAL:
+            continue
+        uid, gid = (e.uid, e.gid) if owners else (0, 0)
+        lines.append(f"{uid} {gid} {e.mode:o} {e.kind}\n{path}\n")
+    if not owners:  # chown to 0:0 would be wrong: keep the owner the pod gave the entries
+        script = _METADATA.replace('chown -h "$u:$g" "./$f" || exit 1; ', "")
+    else:
+        script = _METADATA
+    if lines:
+        _run(cluster, claim, pod, script, "".join(lines).encode(errors="surrogateescape"))
+
+
+def require_claim(cluster: KubeCluster, claim: Claim) -> None:
+    from migrator.adapters.kube import Ref
+
+    if cluster.get(Ref("PersistentVolumeClaim", claim.name, claim.namespace)) is None:
+        raise PermanentError(f"{claim} does not exist (it is created with its workload: is the deploy step done?)")
