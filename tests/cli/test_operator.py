@@ -102,14 +102,18 @@ def test_yes_confirms_production_but_answers_no_gate(tmp_path: Path) -> None:
 def test_status_watch_shows_the_running_step_and_the_journal(tmp_path: Path) -> None:
     import time
 
+    # slow-copy runs until the test has watched it (a file the test creates; bounded at 60 s), not for a
+    # fixed time: under load, `migrate status --watch` can take longer to start than any sleep.
+    release = tmp_path / "release"
+    wait = f"i=0; while [ ! -e '{release}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
     rb = write_runbook(tmp_path, {1: [{"id": "first", "uses": "shell.run", "with": {"command": "true"}},
                                       {"id": "slow-copy", "uses": "shell.run", "needs": ["first"],
-                                       "with": {"command": "sleep 4"}}]})
+                                       "with": {"command": wait}}]})
     args = ["-r", str(rb), "--state-dir", str(tmp_path / "st")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.Popen([*MIGRATE, "run", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             journal = tmp_path / "st" / "test.journal.jsonl"
             if journal.exists() and '"step": "slow-copy"' in journal.read_text():
@@ -117,7 +121,8 @@ def test_status_watch_shows_the_running_step_and_the_journal(tmp_path: Path) -> 
             time.sleep(0.1)
         watched = migrate("status", *args, "--watch", "--count", "2", "--interval", "0.5")
     finally:
-        assert run.wait(30) == 0
+        release.touch()
+        assert run.wait(60) == 0
     assert watched.returncode == 0, watched.stderr
     frames = watched.stdout.split("journal:")
     assert len(frames) == 3  # two frames
