@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -127,17 +128,40 @@ def _decommission_runbook(tmp_path: Path, vps: VPS, retention_s: float) -> Path:
 
 
 def test_decommission_waits_for_window_and_quiet(vps: VPS, tmp_path: Path) -> None:
-    rb = _decommission_runbook(tmp_path, vps, retention_s=8)
+    """Refused inside the retention window, refused while the old endpoint still serves, done once quiet.
+
+    Each outcome must not depend on how long `migrate run` takes to start (seconds under load): the early
+    run uses an hour's window, the busy run has a straggler requesting all the while it runs, and the
+    quiet run only comes after a whole window without requests. Changing retention_s between runs is what
+    an operator may do: the decommission has not succeeded, so its new definition simply applies."""
+    rb = _decommission_runbook(tmp_path, vps, retention_s=3600)
     sd = tmp_path / "state"
     assert migrate("run", "--step", "dns-cutover", "--runbook", str(rb), "--state-dir", str(sd)).returncode == 0
     early = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
     assert early.returncode == 1 and "retention window after dns-cutover not over" in early.stderr, early.stderr
+
+    window = 2.0
+    _decommission_runbook(tmp_path, vps, retention_s=window)
     cutover = status_json(rb, sd)["steps"][0]["finished_at"]
-    time.sleep(max(0.0, cutover + 8.2 - time.time()))
-    urllib.request.urlopen(f"http://127.0.0.1:{vps.web_port}/index.html", timeout=5).read()  # a straggler
-    busy = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
-    assert busy.returncode == 1 and "served 1 request(s)" in busy.stderr, busy.stderr
-    time.sleep(8.2)
+    time.sleep(max(0.0, cutover + window + 0.2 - time.time()))
+    stop = threading.Event()
+
+    def straggler() -> None:  # bounded: stops with the busy run, at most 600 requests
+        for _ in range(600):
+            urllib.request.urlopen(f"http://127.0.0.1:{vps.web_port}/index.html", timeout=5).read()
+            if stop.wait(0.2):
+                return
+
+    requests = threading.Thread(target=straggler, daemon=True)
+    requests.start()
+    try:
+        busy = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
+    finally:
+        stop.set()
+        requests.join(10)
+    assert busy.returncode == 1 and re.search(r"served \d+ request\(s\)", busy.stderr), busy.stderr
+    # The window reaches back to the whole second before it (docker logs --since takes whole seconds).
+    time.sleep(window + 1.5)
     ok = migrate("run", "--step", "decommission", "--runbook", str(rb), "--state-dir", str(sd))
     assert ok.returncode == 0, ok.stderr
     assert vps.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.strip() == ""
