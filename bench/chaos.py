@@ -1,4 +1,5 @@
-"""Chaos drills beyond CI's five: crash the migration at a seeded step and failpoint, resume, compare.
+"""Chaos drills beyond CI's two seeds (3 and 5, tests/e2e/test_chaos.py): crash the migration at a
+seeded step and failpoint, resume, compare.
 
     .venv/bin/python bench/chaos.py --runs 50 [--first-seed 1]
 
