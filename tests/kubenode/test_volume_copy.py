@@ -78,6 +78,10 @@ def test_volume_copy_into_a_claim_crash_resume_rollback(vps: VPS, cluster: Serve
     assert e["site/index.html"].inode == e["site/index-hard.html"].inode and e["empty/deeper"].kind == "dir"
     assert (e["private.key"].mode, e["site"].mode) == (0o600, 0o2750) and e["site/css/a.css"].uid == 1001
     assert "queue.fifo" not in e
+    # The claim's storage is a directory of the node (kind's local-path layout), reached here by its link.
+    from migrator.sandbox.kubeapi.kubelet import claim_link
+
+    assert (claim_link(cluster.kubelet.root, ns, CLAIM) / "site" / "index.html").read_text() == "body\n"
     # Nothing is left running: neither the helper pod on the claim nor the helper container on the VPS.
     assert [p.metadata.name for p in core.list_namespaced_pod(ns).items] == []
     assert "migrator-copy" not in vps.docker("ps", "-a", "--format", "{{.Names}}").stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import re
 import shutil
 import socket
@@ -136,12 +137,31 @@ class Kubelet:
                 self.tearing.add(uid)
                 threading.Thread(target=teardown, args=(self, uid), daemon=True).start()
 
+    def claim_storage(self, namespace: str, claim: str, uid: str) -> Path:
+        """Where a claim's data lives on the node, as kind's local-path provisioner names it
+        (`pvc-<uid>_<namespace>_<claim>`); `storage/by-claim/<namespace>/<claim>` links to the current one
+        (what a simulated pod that mounts the claim reads)."""
+        directory = self.root / "storage" / f"pvc-{uid}_{namespace}_{claim}"
+        link = claim_link(self.root, namespace, claim)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink() or os.readlink(link) != str(directory):
+            tmp = link.with_name(link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(directory)
+            os.replace(tmp, link)
+        return directory
+
     def _collect_claims(self) -> None:
         """A deleted claim's volume goes with it (reclaimPolicy Delete), once no container uses it."""
         uids = {p["metadata"]["uid"] for p in self.api.store.select(PVC.key)}
         for vol in self.node.volumes(L_PVC):
             if (vol.get("Labels") or {}).get(L_PVC) not in uids:
                 self.node.remove_volume(str(vol["Name"]))
+
+
+def claim_link(root: Path, namespace: str, claim: str) -> Path:
+    """The node's stable path to a claim's storage (a link, made when a pod first mounts the claim)."""
+    return root / "storage" / "by-claim" / namespace / claim
 
 
 def teardown(kubelet: Kubelet, uid: str) -> None:
@@ -304,7 +324,8 @@ class PodWorker:
                     raise Unschedulable(f'persistentvolumeclaim "{claim}" not found')
                 puid = str(pvc["metadata"]["uid"])
                 out[name] = self.k.node.ensure_volume(f"pvc-{puid}", {L_PVC: puid, L_NS: self.ns,
-                                                                       "io.sandbox.pvc.name": claim})
+                                                                       "io.sandbox.pvc.name": claim},
+                                                      self.k.claim_storage(self.ns, claim, puid))
             elif "emptyDir" in vol:
                 out[name] = self.k.node.ensure_volume(f"emptydir-{self.uid[:8]}-{name}", {L_UID: self.uid})
             elif "configMap" in vol or "secret" in vol:

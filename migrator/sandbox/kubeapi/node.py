@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 NETWORK = "kube-cluster"
@@ -164,20 +166,30 @@ class Node:
                 raise
 
     # -- volumes (PVCs and emptyDirs) -------------------------------------------------------------------
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> str:
+    def ensure_volume(self, name: str, labels: dict[str, str], directory: Path | None = None) -> str:
+        """A docker volume; with `directory`, one whose storage is that directory of the node (kind's
+        local-path provisioner keeps a claim so), which docker still fills from the image on first mount."""
         import docker.errors
 
         try:
             self.low.inspect_volume(name)
         except docker.errors.NotFound:
-            self.low.create_volume(name, labels=labels)
+            opts = None
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True)
+                opts = {"type": "none", "o": "bind", "device": str(directory)}
+            self.low.create_volume(name, driver="local", driver_opts=opts, labels=labels)
         return name
 
     def remove_volume(self, name: str) -> bool:
+        """The volume, and its directory when it is a local-path one."""
         import docker.errors
 
         try:
+            device = ((self.low.inspect_volume(name).get("Options") or {}).get("device"))
             self.low.remove_volume(name, force=True)
+            if device:
+                shutil.rmtree(device, ignore_errors=True)
             return True
         except docker.errors.NotFound:
             return True
