@@ -47,10 +47,9 @@ def node_of_claim(cluster: KubeCluster, namespace: str, claim: str, exclude: str
     return None
 
 
-@contextmanager
-def claim_helper(cluster: KubeCluster, namespace: str, claim: str, *, name: str, image: str, purpose: str,
-                 timeout: float = 120.0) -> Iterator[str]:
-    """A running pod with the claim mounted at /data; deleted afterwards (also when the block fails)."""
+def start_helper(cluster: KubeCluster, namespace: str, claim: str, *, name: str, image: str, purpose: str,
+                 timeout: float = 120.0) -> str:
+    """A running pod with the claim mounted at /data (one left by a crash under that name is replaced)."""
     if cluster.get(Ref("PersistentVolumeClaim", claim, namespace)) is None:
         raise PermanentError(f"PersistentVolumeClaim {namespace}/{claim} does not exist")
     ref = Ref("Pod", name, namespace)
@@ -60,9 +59,21 @@ def claim_helper(cluster: KubeCluster, namespace: str, claim: str, *, name: str,
     cluster.apply(helper_pod(namespace, name, claim, image, purpose, node_of_claim(cluster, namespace, claim, name)))
     try:
         _wait_running(cluster, ref, timeout)
+    except BaseException:
+        cluster.delete(ref)
+        raise
+    return name
+
+
+@contextmanager
+def claim_helper(cluster: KubeCluster, namespace: str, claim: str, *, name: str, image: str, purpose: str,
+                 timeout: float = 120.0) -> Iterator[str]:
+    """A running pod with the claim mounted at /data; deleted afterwards (also when the block fails)."""
+    start_helper(cluster, namespace, claim, name=name, image=image, purpose=purpose, timeout=timeout)
+    try:
         yield name
     finally:
-        cluster.delete(ref)
+        cluster.delete(Ref("Pod", name, namespace))
 
 
 def _wait_gone(cluster: KubeCluster, ref: Ref, timeout: float) -> None:

@@ -82,7 +82,9 @@ class TargetConfig(StrictModel):
     # sandbox's stand-in servers); 'port-forward' and 'exec' go through the API server.
     data_access: Literal["endpoint", "port-forward", "exec"] = "port-forward"
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
-    volume_paths: dict[str, str] = Field(default_factory=dict)  # sandbox: PVC name -> host directory
+    volume_paths: dict[str, str] = Field(default_factory=dict)  # data_access endpoint: PVC name -> host directory
+    # The image of the helper pods the migrator runs on claims (sh, tar, find, stat, sha256sum).
+    helper_image: str = "busybox:1.36"
 
 
 class TSIGConfig(StrictModel):

@@ -1,7 +1,7 @@
 """The target data plane: what the cluster's StatefulSets' pods would hold, served by real servers on the
 host because no pod runs here: one PostgreSQL 15 cluster per database (empty: the migrator creates the app
-databases), WPCS's MariaDB and RentGuy's Redis (Debian's servers, empty), the PVC directories, and the
-n8n and Grafana stand-ins reading theirs. (The target OpenBao lives in openbao.py.)"""
+databases), WPCS's MariaDB and RentGuy's Redis (Debian's servers, empty), and the n8n and Grafana
+stand-ins reading their claims' storage on the node (the claims themselves are real: see layout.pvc_dir). (The target OpenBao lives in openbao.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pathlib import Path
 from . import hoststores
 from .layout import (
     LOOPBACK,
-    PVC_VOLUMES,
     STANDINS_DIR,
     TARGET_APPS,
     TARGET_MYSQL_PORT,
@@ -126,7 +125,8 @@ def app_pid_file(paths: Paths, service: str) -> Path:
 
 
 def apps_up(paths: Paths, log: Log) -> None:
-    """The n8n and Grafana stand-ins on the host, each reading its PVC directory (empty until copied)."""
+    """The n8n and Grafana stand-ins on the host (their pods are simulated), each reading its claim's storage
+    on the node as the pod would see it mounted (nothing there until volume.copy has filled the claim)."""
     for service, (port, pvc, env_key) in TARGET_APPS.items():
         if pid_alive(app_pid_file(paths, service), "app.py") is not None:
             continue
@@ -142,8 +142,6 @@ def apps_up(paths: Paths, log: Log) -> None:
 
 def up(paths: Paths, env: dict[str, str], log: Log) -> None:
     paths.dataplane.mkdir(parents=True, exist_ok=True)
-    for pvc in PVC_VOLUMES:
-        paths.pvc_dir(pvc).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=len(TARGET_PG_PORTS) + 2) as pool:
         futures = [pool.submit(pg_up, paths, db, env["TARGET_PG_PASSWORD"], log) for db in TARGET_PG_PORTS]
         futures.append(pool.submit(_mysql_up, paths, env["TARGET_MYSQL_PASSWORD"], log))

@@ -72,7 +72,9 @@ TARGET_APPS: dict[str, tuple[int, str, str]] = {
     "ai/ai-n8n": (28081, "ai-n8n-data", "N8N_USER_FOLDER"),
     "monitoring/grafana": (28082, "grafana-data", "GF_PATHS_DATA"),
 }
-#: PVCs standing as host directories: PVC name -> (compose volume, service, mount in the container)
+#: the namespace of each claim that a volume of the VPS is copied into
+PVC_NAMESPACES: dict[str, str] = {"wpcs-uploads": "wpcs", "ai-n8n-data": "ai", "grafana-data": "monitoring"}
+#: the claims the VPS's volumes are copied into: PVC name -> (compose volume, service, mount in the container)
 PVC_VOLUMES: dict[str, tuple[str, str, str]] = {
     "wpcs-uploads": ("wpcs-uploads", "wpcs-wordpress", "/var/www/html/wp-content/uploads"),
     "ai-n8n-data": ("n8n-data", "ai-n8n", "/home/node/.n8n"),
@@ -235,15 +237,17 @@ class Paths:
         return self.root / "dataplane"
 
     @property
-    def pvc(self) -> Path:
-        return self.root / "pvc"
+    def kubelet(self) -> Path:
+        return self.node / "kubelet"
 
     @property
     def uploads_pvc(self) -> Path:
-        return self.pvc / "wpcs-uploads"
+        return self.pvc_dir("wpcs-uploads")
 
     def pvc_dir(self, name: str) -> Path:
-        return self.pvc / name
+        """A claim's storage on the node, through the kubelet's stable link (kubeapi/kubelet.py claim_link):
+        what a pod that mounts the claim sees. It exists once a pod (volume.copy's helper) has mounted it."""
+        return self.kubelet / "storage" / "by-claim" / PVC_NAMESPACES[name] / name
 
     @property
     def target_keycloak(self) -> Path:

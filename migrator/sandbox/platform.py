@@ -111,7 +111,7 @@ def _node_options(paths: Paths) -> Any:
 
     # The platform's own images (sevensa/*, postgres:15-alpine, ...) cannot exist here: their pods stay
     # simulated, as before; pods of the images the sandbox builds run on the node.
-    return NodeOptions(paths.node_docker_host, paths.node / "kubelet", missing_images="simulate")
+    return NodeOptions(paths.node_docker_host, paths.kubelet, missing_images="simulate")
 
 
 def _kubeapi_up(paths: Paths, log: Log) -> Path | None:

@@ -2,8 +2,9 @@
 
 Every target database (pg_dump custom format; the targets of the runbook's postgres.copy and
 postgres.replicate steps unless `databases` names them), the target OpenBao's raft snapshot (when the
-runbook has environment.openbao), and every volume target (the volume.copy steps' targets, found in
-environment.target.volume_paths) as a tar with the sha256 of each file. Each artefact is made under the
+runbook has environment.openbao), and every volume target (the volume.copy steps' targets: their claims,
+or the directories environment.target.volume_paths names) as a tar with the sha256
+of each file (a claim's tar is made in a helper pod on it, through pods/exec). Each artefact is made under the
 state dir (0700), its sha256 computed, put at the destination (`to: {dir}` or `to: {s3}`), then removed
 locally; `backup.json`, written last, lists them all (size, sha256, seconds).
 
@@ -31,6 +32,7 @@ from migrator.steps import backup_parts as parts
 from migrator.steps.backup_velero import Velero, VeleroParams
 from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
 from migrator.steps.postgres.pg_common import TargetParams
+from migrator.steps.volume_claim import Claim
 from migrator.steps.volume_manifest import sha256_of
 
 if TYPE_CHECKING:
@@ -45,7 +47,8 @@ class CreateParams(StrictModel):
     velero: VeleroParams | None = None
     # Default: the target of every postgres.copy step of the runbook.
     databases: list[TargetParams] | None = None
-    # Volume targets (keys of environment.target.volume_paths); default: the target of every volume.copy step.
+    # Volume targets (claims filled by volume.copy steps, or keys of environment.target.volume_paths);
+    # default: the target of every volume.copy step.
     volumes: list[str] | None = None
     openbao: bool = True  # the target OpenBao's raft snapshot, when the runbook has environment.openbao
 
@@ -68,8 +71,8 @@ def _dump(ctx: StepContext, t: TargetParams, out: Path) -> dict[str, Any] | None
     return None
 
 
-def _tar(root: Path, out: Path) -> dict[str, Any] | None:
-    return {"files": parts.tar_volume(root, out)}
+def _tar(ctx: StepContext, where: Path | Claim, out: Path) -> dict[str, Any] | None:
+    return {"files": parts.backup_volume(ctx, where, out)}
 
 
 @step_type("backup.create")
@@ -78,13 +81,10 @@ class BackupCreate(Step[CreateParams]):
 
     @classmethod
     def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:
-        target = runbook.environment.target
-        known = set(target.volume_paths) if target else set()
         if params.to is None:
             return []
-        return bc.destination_problems("to", params.to, runbook) + [
-            ("volumes", f"{v!r} is not in environment.target.volume_paths (known: {', '.join(sorted(known))})")
-            for v in params.volumes or [] if v not in known]
+        # A name that volume_paths does not have is a claim: checked when the step runs (its volume.copy step)
+        return bc.destination_problems("to", params.to, runbook)
 
     # -- what ----------------------------------------------------------------------------------------
     def _volumes(self) -> list[str]:
@@ -101,8 +101,8 @@ class BackupCreate(Step[CreateParams]):
         if self.params.openbao and parts.has_openbao(self.ctx):
             out.append(_Artefact(parts.OPENBAO_KEY, "openbao", lambda p: parts.snapshot_openbao(self.ctx, p)))
         for name in self._volumes():
-            root = parts.volume_root(self.ctx, name)
-            out.append(_Artefact(parts.volume_key(name), "volume", partial(_tar, root), volume=name))
+            where = parts.volume_root(self.ctx, name)
+            out.append(_Artefact(parts.volume_key(name), "volume", partial(_tar, self.ctx, where), volume=name))
         return out
 
     def _store(self) -> Store:

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import PermanentError
+from migrator.steps import volume_claim
 from migrator.steps import volume_manifest as vm
 from migrator.steps.base import StepContext
 from migrator.steps.postgres.pg_common import TargetParams, target_conn
+from migrator.steps.volume_claim import Claim
 
 SETTLE_S = 3.0
 CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -116,14 +118,40 @@ def volume_key(name: str) -> str:
     return f"volumes/{name}.tar"
 
 
-def volume_root(ctx: StepContext, name: str) -> Path:
+def volume_root(ctx: StepContext, name: str) -> Path | Claim:
+    """Where a volume target lives: the host directory environment.target.volume_paths names for it (the
+    benchmarks, tests), else its claim (the namespace of the volume.copy step that fills it)."""
     target = ctx.runbook.environment.target
-    paths = target.volume_paths if target else {}
-    if name not in paths:
-        access = target.data_access if target else "?"
-        raise PermanentError(f"{ctx.step_id}: no environment.target.volume_paths[{name!r}]: backing up a PVC "
-                             f"through the pod exec stream (data_access={access}) is not implemented")
-    return ctx.path(paths[name])
+    if target is not None and name in target.volume_paths:
+        return ctx.path(target.volume_paths[name])
+    for step in ctx.runbook.steps:
+        p = step.params
+        if step.spec.uses == "volume.copy" and getattr(p, "target", None) == name and getattr(p, "namespace", None):
+            return Claim(str(p.namespace), name)
+    raise PermanentError(f"{ctx.step_id}: no volume.copy step fills the claim {name!r} (its namespace is taken "
+                         f"from there), nor does environment.target.volume_paths[{name!r}] name a directory")
+
+
+def backup_volume(ctx: StepContext, where: Path | Claim, out: Path) -> dict[str, dict[str, Any]]:
+    if isinstance(where, Claim):
+        with volume_claim.helper(ctx, where) as (cluster, pod):
+            return volume_claim.archive(cluster, where, pod, out)
+    return tar_volume(where, out)
+
+
+def restore_volume_to(ctx: StepContext, where: Path | Claim, archive: Path, files: dict[str, dict[str, Any]],
+                      label: str) -> int:
+    if isinstance(where, Claim):
+        with volume_claim.helper(ctx, where) as (cluster, pod):
+            return volume_claim.restore(cluster, where, pod, archive, files, label)
+    return restore_volume(where, archive, files, label)
+
+
+def volume_files(ctx: StepContext, where: Path | Claim) -> dict[str, vm.Entry]:
+    if isinstance(where, Claim):
+        with volume_claim.helper(ctx, where) as (cluster, pod):
+            return volume_claim.files_of(cluster, where, pod)
+    return vm.scan(where).files()
 
 
 def tar_volume(root: Path, out: Path) -> dict[str, dict[str, Any]]:

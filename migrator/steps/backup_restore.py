@@ -106,8 +106,8 @@ class BackupRestore(Step[RestoreParams]):
                 if a["kind"] == "postgres":
                     restored[a["key"]] = parts.restore_postgres(ctx, self._credentials(a), path)
                 elif a["kind"] == "volume":
-                    root = parts.volume_root(ctx, a["volume"])
-                    restored[a["key"]] = parts.restore_volume(root, path, a["files"], f"volume {a['volume']}")
+                    where = parts.volume_root(ctx, a["volume"])
+                    restored[a["key"]] = parts.restore_volume_to(ctx, where, path, a["files"], f"volume {a['volume']}")
                 elif a["kind"] == "openbao":
                     parts.restore_openbao(ctx, path, keys_of(p.openbao_unseal_keys), p.openbao_wait_s)
                     restored[a["key"]] = "restored"
@@ -121,14 +121,13 @@ class BackupRestore(Step[RestoreParams]):
 
     def verify(self) -> None:
         """The volumes hold exactly the manifest's files again (the databases: postgres.verify's job)."""
-        from migrator.steps import volume_manifest as vm
 
         store = bc.open_store(self.ctx, self.params.from_)
         doc = bc.read_manifest(store, self._folder())
         for a in doc["artefacts"]:
             if a["kind"] != "volume" or "volume" not in self.params.parts:
                 continue
-            got = vm.scan(parts.volume_root(self.ctx, a["volume"])).files()
+            got = parts.volume_files(self.ctx, parts.volume_root(self.ctx, a["volume"]))
             bad = sorted(p for p, f in a["files"].items() if p not in got or got[p].sha256 != f["sha256"])
             if bad:
                 raise PermanentError(f"volume {a['volume']} after the restore: {', '.join(bad[:5])} differ")

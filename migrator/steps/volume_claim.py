@@ -11,16 +11,24 @@ No byte is written through a host path: this is the path a real cluster takes.
 from __future__ import annotations
 
 import io
+import os
 import re
 import tarfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from migrator.adapters.kube import KubeCluster
 from migrator.adapters.kube_stream import exec_run
 from migrator.adapters.kube_volume import MOUNT, write_tar
 from migrator.errors import PermanentError, TemporaryError
 from migrator.steps import volume_manifest as vm
+
+if TYPE_CHECKING:
+    from migrator.steps.base import StepContext
 
 # Names arrive on stdin, one a line (the manifest refuses names with a newline).
 _SUMS = f'cd {MOUNT} && while IFS= read -r f; do sha256sum "./$f"; done'
@@ -39,10 +47,64 @@ class Claim:
         return f"PersistentVolumeClaim {self.namespace}/{self.name}"
 
 
-def helper_name(step_id: str) -> str:
-    """A pod name (DNS-1123, 63 characters at most) for the step's helper."""
-    name = re.sub(r"[^a-z0-9-]", "-", f"migrator-copy-{step_id}".lower())[:63]
+def helper_name(name: str, what: str = "claim") -> str:
+    """A pod name (DNS-1123, 63 characters at most) for a helper."""
+    name = re.sub(r"[^a-z0-9-]", "-", f"migrator-{what}-{name}".lower())[:63]
     return name.rstrip("-")
+
+
+def helper_image(ctx: StepContext, override: str | None = None) -> str:
+    target = ctx.runbook.environment.target
+    return override or (target.helper_image if target else "busybox:1.36")
+
+
+class _RunHelper:
+    """The helper pod of one claim for the whole run: every step that reads or writes the claim (copy, final
+    sync, backup, their checks and gates) execs in it, instead of waiting for a pod of its own each time.
+    Removed when the run ends (the engine closes its resources); one left by a crash is replaced."""
+
+    def __init__(self, cluster: KubeCluster, claim: Claim, image: str) -> None:
+        self.cluster, self.claim, self.image = cluster, claim, image
+        self.pod = helper_name(claim.name, "claim")
+        self._started = False
+        self._lock = threading.Lock()  # steps running at once share the pod: one start, never a replace
+
+    def ensure(self) -> str:
+        """The pod's name, once it runs (started again if it was deleted or ended under us)."""
+        from migrator.adapters.kube import Ref
+        from migrator.adapters.kube_volume import start_helper
+
+        with self._lock:
+            if self._started:
+                pod = self.cluster.get(Ref("Pod", self.pod, self.claim.namespace)) or {}
+                if (pod.get("status") or {}).get("phase") == "Running":
+                    return self.pod
+            start_helper(self.cluster, self.claim.namespace, self.claim.name, name=self.pod, image=self.image,
+                         purpose="claim")
+            self._started = True
+            return self.pod
+
+    def close(self) -> None:
+        from migrator.adapters.kube import Ref
+
+        if not self._started:
+            return
+        try:
+            self.cluster.delete(Ref("Pod", self.pod, self.claim.namespace))
+        except Exception:  # noqa: BLE001  (a leftover helper is replaced by the next run)
+            pass
+
+
+@contextmanager
+def helper(ctx: StepContext, claim: Claim, image: str | None = None) -> Iterator[tuple[KubeCluster, str]]:
+    """(the run's cluster, the name of a running helper pod on the claim)."""
+    from migrator.adapters import resources
+
+    cluster = resources.kube(ctx.resource, ctx.runbook)
+    require_claim(cluster, claim)
+    held: _RunHelper = ctx.resource(f"claim-helper:{claim.namespace}/{claim.name}",
+                                    lambda: _RunHelper(cluster, claim, helper_image(ctx, image)))
+    yield cluster, held.ensure()
 
 
 def _run(cluster: KubeCluster, claim: Claim, pod: str, script: str, stdin: bytes | None = None,
@@ -183,3 +245,72 @@ def require_claim(cluster: KubeCluster, claim: Claim) -> None:
 
     if cluster.get(Ref("PersistentVolumeClaim", claim.name, claim.namespace)) is None:
         raise PermanentError(f"{claim} does not exist (it is created with its workload: is the deploy step done?)")
+
+
+# -- backups of a claim ------------------------------------------------------------------------------------
+RESTORE_DIR = ".migrator-restore"
+
+
+def archive(cluster: KubeCluster, claim: Claim, pod: str, out: Path) -> dict[str, dict[str, object]]:
+    """The claim as a tar (entries relative to its root; tar leaves sockets out, it cannot hold them) written
+    to `out` (0600), and {path: {sha256, size}} of its regular files, listed in the pod before the tar."""
+    listed = manifest(cluster, claim, pod)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+
+        def sink(data: bytes) -> None:
+            fh.write(data)
+
+        res = exec_run(cluster, claim.namespace, pod, None,
+                       ["sh", "-c", f"cd {MOUNT} && exec tar -c -f - ."],  # sockets: "ignored" by tar
+                       stdout=sink)
+    if res.code != 0:
+        raise TemporaryError(f"tar of {claim} exited {res.code}: {res.stderr.decode(errors='replace').strip()[-200:]}")
+    return {p: {"sha256": e.sha256, "size": e.size} for p, e in sorted(listed.files().items())
+            if not p.startswith(RESTORE_DIR)}
+
+
+def restore(cluster: KubeCluster, claim: Claim, pod: str, archive_path: Path, files: dict[str, dict[str, object]],
+            label: str) -> int:
+    """Unpack into a folder of the claim, check every file against `files`, then replace the claim's contents
+    with it. Nothing of the claim is touched when a file does not match. Returns the number of files."""
+    work = f"{MOUNT}/{RESTORE_DIR}"
+    _run(cluster, claim, pod, f"rm -rf {work} && mkdir -m 0700 {work}")
+
+    def chunks() -> Iterator[bytes]:
+        with archive_path.open("rb") as fh:
+            while data := fh.read(1 << 20):
+                yield data
+
+    res = exec_run(cluster, claim.namespace, pod, None, ["tar", "-x", "-p", "-f", "-", "-C", work], stdin=chunks())
+    if res.code != 0:
+        raise TemporaryError(f"{label}: tar -x in {claim} exited {res.code}: "
+                             f"{res.stderr.decode(errors='replace').strip()[-200:]}")
+    got = vm.parse(_run(cluster, claim, pod, vm.script(work)).decode(errors="surrogateescape")).files()
+    bad = sorted(p for p, f in files.items() if p not in got or got[p].sha256 != f["sha256"])
+    extra = sorted(set(got) - set(files))
+    if bad or extra:
+        _run(cluster, claim, pod, f"rm -rf {work}")
+        shown = ", ".join((bad + extra)[:5])
+        raise PermanentError(f"{label}: {len(bad)} file(s) that do not match the manifest, {len(extra)} not in it "
+                             f"({shown}): refusing to restore this volume")
+    _run(cluster, claim, pod,
+         f"cd {MOUNT} && find . -mindepth 1 -maxdepth 1 ! -name {RESTORE_DIR} -exec rm -rf {{}} + && "
+         f"cd {work} && find . -mindepth 1 -maxdepth 1 -exec mv {{}} {MOUNT}/ \\; && cd {MOUNT} && rmdir {work}")
+    _symlink_owners(cluster, claim, pod, archive_path)
+    return len(files)
+
+
+def _symlink_owners(cluster: KubeCluster, claim: Claim, pod: str, archive_path: Path) -> None:
+    """busybox's tar -x leaves a symlink owned by root: its owner is set again from the archive."""
+    lines = []
+    with tarfile.open(archive_path, "r") as tar:
+        for m in tar:
+            if m.issym() and (m.uid, m.gid) != (0, 0):
+                lines.append(f"{m.uid} {m.gid} 777 symlink\n{vm.safe(m.name)}\n")
+    if lines:
+        _run(cluster, claim, pod, _METADATA, "".join(lines).encode(errors="surrogateescape"))
+
+
+def files_of(cluster: KubeCluster, claim: Claim, pod: str) -> dict[str, vm.Entry]:
+    return manifest(cluster, claim, pod).files()

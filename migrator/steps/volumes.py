@@ -11,9 +11,9 @@ other members of hard-link groups, modes, owners and extended attributes are mad
 Special files (sockets, fifos, devices) fail the step unless the runbook names them in `skip_special`.
 The target is a PersistentVolumeClaim (`target` in `namespace`), written only through the API: a helper
 pod mounts it, the VPS's tar stream is unpacked there over pods/exec, each batch is checksummed in the pod,
-and the manifest of the claim is made there by the same script (steps/volume_claim.py). With
-`data_access: endpoint` a host directory (`environment.target.volume_paths[target]`) stands in for the
-claim (the benchmarks); the bytes then land on this machine's disk.
+and the manifest of the claim is made there by the same script (steps/volume_claim.py). A host directory
+that `environment.target.volume_paths[target]` names stands in for the claim (the benchmarks and unit
+tests); the bytes then land on this machine's disk.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class VolumeCopyParams(StrictModel):
     # named here (paths inside the volume), which leaves them out on purpose.
     skip_special: list[str] = Field(default_factory=list)
     namespace: str | None = None  # the claim's namespace (the target is a PVC unless volume_paths names it)
-    claim_helper_image: str = "busybox:1.36"  # the helper pod on the claim: sh, tar, find, stat, sha256sum
+    claim_helper_image: str | None = None  # the helper pod on the claim; default environment.target.helper_image
 
 
 def _remove(path: Path) -> None:
@@ -94,7 +94,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
         target = self.ctx.runbook.environment.target
         if target is None:
             raise PermanentError(f"{self.ctx.step_id}: volume.copy needs environment.target")
-        if target.data_access == "endpoint" and self.params.target in target.volume_paths:
+        if self.params.target in target.volume_paths:
             return self.ctx.path(target.volume_paths[self.params.target])
         if not self.params.namespace:
             raise PermanentError(f"{self.ctx.step_id}: with.namespace is needed: the target {self.params.target!r} is "
@@ -109,11 +109,11 @@ class VolumeCopy(Step[VolumeCopyParams]):
     @contextmanager
     def _claim_pod(self, claim: vc.Claim) -> Iterator[str]:
         """The helper pod on the claim, for one action (replaced when a crash left one)."""
-        from migrator.adapters.kube_volume import claim_helper
-
-        with claim_helper(self._cluster(), claim.namespace, claim.name, name=vc.helper_name(self.ctx.step_id),
-                          image=self.params.claim_helper_image, purpose=self.ctx.step_id) as pod:
+        with vc.helper(self.ctx, claim, self.params.claim_helper_image) as (_, pod):
             yield pod
+
+    def _claim_image(self) -> str:
+        return vc.helper_image(self.ctx, self.params.claim_helper_image)
 
     def _target_manifest(self, dest: Path | vc.Claim) -> vm.Manifest:
         if isinstance(dest, vc.Claim):
@@ -245,7 +245,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
     def plan(self) -> Plan:
         dest = self._dest()
         if isinstance(dest, vc.Claim):
-            how = (f"through a helper pod ({self.params.claim_helper_image}) that mounts it, over pods/exec: files "
+            how = (f"through a helper pod ({self._claim_image()}) that mounts it, over pods/exec: files "
                    "(tar over SSH, sha256 checked in the pod), directories, symlinks as links, hard links, modes, "
                    "owners; extended attributes are not copied into a PVC")
         else:
@@ -307,7 +307,6 @@ class VolumeCopy(Step[VolumeCopyParams]):
     def _apply_claim(self, claim: vc.Claim) -> None:
         """The copy into a PVC: every write is a pods/exec in the helper pod on the claim."""
         cluster = self._cluster()
-        vc.require_claim(cluster, claim)
         dr = self._docker()
         helper = self._start_helper(dr)
         try:

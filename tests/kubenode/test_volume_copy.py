@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
+from migrator.adapters.kube_stream import exec_run
+from migrator.adapters.kube_volume import claim_helper
 from migrator.sandbox.kubeapi import ServerHandle
 from migrator.steps import volume_manifest as vm
 from tests.source.conftest import VPS
@@ -89,9 +92,6 @@ def test_volume_copy_into_a_claim_crash_resume_rollback(vps: VPS, cluster: Serve
     # The check finds a file changed in the claim; a second run copies only that one back.
     kube = kube_cluster(cluster, tmp_path)
     try:
-        from migrator.adapters.kube_stream import exec_run
-        from migrator.adapters.kube_volume import claim_helper
-
         with claim_helper(kube, ns, CLAIM, name="spoil", image=BASE, purpose="test") as pod:
             assert exec_run(kube, ns, pod, None, ["sh", "-c", "echo changed > /data/site/img-3.bin"]).code == 0
     finally:
@@ -102,6 +102,26 @@ def test_volume_copy_into_a_claim_crash_resume_rollback(vps: VPS, cluster: Serve
     step.apply()
     assert step.ctx.facts["files_total"] - step.ctx.facts["files_skipped_last"] == 1
     assert vm.compare(src, _claim_manifest(cluster, tmp_path, ns), {"queue.fifo"}) == []
+
+    # A backup of the claim (tar made in the pod) restores it, checked file by file, after the claim changed.
+    from migrator.errors import PermanentError
+    from migrator.steps import volume_claim as vc
+
+    kube = kube_cluster(cluster, tmp_path)
+    claim = vc.Claim(ns, CLAIM)
+    try:
+        with claim_helper(kube, ns, CLAIM, name="backup", image=BASE, purpose="test") as pod:
+            files = vc.archive(kube, claim, pod, tmp_path / "uploads.tar")
+            assert set(files) == set(src.files()) and (tmp_path / "uploads.tar").stat().st_mode & 0o777 == 0o600
+            exec_run(kube, ns, pod, None, ["sh", "-c", "rm -rf /data/site && echo new > /data/extra.txt"])
+            bad = {**files, "private.key": {"sha256": "0" * 64, "size": 7}}
+            with pytest.raises(PermanentError, match="do not match the manifest"):
+                vc.restore(kube, claim, pod, tmp_path / "uploads.tar", bad, "volume uploads")
+            assert "extra.txt" in vc.manifest(kube, claim, pod).entries  # a refused restore touched nothing
+            assert vc.restore(kube, claim, pod, tmp_path / "uploads.tar", files, "volume uploads") == len(files)
+            assert vm.compare(src, vc.manifest(kube, claim, pod), {"queue.fifo"}) == []
+    finally:
+        kube.close()
 
     # Rollback: the claim held nothing before the copy, so it holds nothing after.
     undone = migrate("rollback", "--runbook", str(rb), "--state-dir", str(sd), "--step", "copy-uploads", "--yes")
