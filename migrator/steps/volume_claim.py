@@ -31,11 +31,9 @@ if TYPE_CHECKING:
     from migrator.steps.base import StepContext
 
 # Names arrive on stdin, one a line (the manifest refuses names with a newline).
-_SUMS = f'cd {MOUNT} && while IFS= read -r f; do sha256sum "./$f"; done'
-_REMOVE = f'cd {MOUNT} && while IFS= read -r f; do rm -rf -- "./$f"; done'
-# Two lines per entry: "uid gid mode kind", then the path (read whole: spaces and all).
-_METADATA = (f'cd {MOUNT} && while IFS=" " read -r u g m k && IFS= read -r f; do '
-             'chown -h "$u:$g" "./$f" || exit 1; [ "$k" = symlink ] || chmod "$m" "./$f" || exit 1; done')
+# Paths arrive on stdin NUL-terminated, each as ./PATH (never taken for an option), and go to one command
+# per few thousand paths (xargs), not one process per path.
+_XARGS = f"cd {MOUNT} && exec xargs -0 -r"
 
 
 @dataclass(frozen=True)
@@ -122,8 +120,14 @@ def manifest(cluster: KubeCluster, claim: Claim, pod: str) -> vm.Manifest:
     return vm.parse(_run(cluster, claim, pod, vm.script(MOUNT)).decode(errors="surrogateescape"))
 
 
-def _lines(names: Iterable[str]) -> bytes:
-    return "".join(f"{n}\n" for n in names).encode(errors="surrogateescape")
+def _nul(names: Iterable[str]) -> bytes:
+    return "".join(f"./{n}\0" for n in names).encode(errors="surrogateescape")
+
+
+def _each(cluster: KubeCluster, claim: Claim, pod: str, command: str, paths: list[str]) -> None:
+    """`command PATH...` over the paths (relative to the claim's root)."""
+    if paths:
+        _run(cluster, claim, pod, f"{_XARGS} {command}", _nul(paths))
 
 
 def sums(cluster: KubeCluster, claim: Claim, pod: str, names: list[str]) -> dict[str, str]:
@@ -132,7 +136,7 @@ def sums(cluster: KubeCluster, claim: Claim, pod: str, names: list[str]) -> dict
     if not names:
         return out
     exec_out = bytearray()
-    exec_run(cluster, claim.namespace, pod, None, ["sh", "-c", _SUMS], stdin=[_lines(names)],
+    exec_run(cluster, claim.namespace, pod, None, ["sh", "-c", f"{_XARGS} sha256sum"], stdin=[_nul(names)],
              stdout=exec_out.extend)  # a missing file makes sha256sum fail: that file is then absent
     for line in exec_out.decode(errors="surrogateescape").splitlines():
         digest, _, name = line.partition("  ")
@@ -148,7 +152,7 @@ def unpack(cluster: KubeCluster, claim: Claim, pod: str, stream: Iterable[bytes]
 
 def remove(cluster: KubeCluster, claim: Claim, pod: str, paths: list[str]) -> None:
     if paths:
-        _run(cluster, claim, pod, _REMOVE, _lines(paths))
+        _each(cluster, claim, pod, "rm -rf", paths)
 
 
 def clear(cluster: KubeCluster, claim: Claim, pod: str) -> None:
@@ -224,20 +228,22 @@ def prune(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest, dst: v
 
 
 def set_metadata(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest, owners: bool) -> None:
-    """Modes (and owners when `owners`) of every entry, deepest first: a read-only directory gets its mode
-    after everything under it is in place."""
-    lines = []
-    for path, e in sorted(src.entries.items(), key=lambda kv: (-kv[0].count("/"), kv[0])):
+    """Owners (when `owners`; symlinks' own, never their targets') and modes of every entry, one command per
+    distinct owner and per distinct mode (a read-only directory does not stop root from changing what is
+    under it)."""
+    by_owner: dict[str, list[str]] = {}
+    by_mode: dict[str, list[str]] = {}
+    for path, e in sorted(src.entries.items()):
         if e.kind in vm.SPECIAL:
             continue
-        uid, gid = (e.uid, e.gid) if owners else (0, 0)
-        lines.append(f"{uid} {gid} {e.mode:o} {e.kind}\n{path}\n")
-    if not owners:  # chown to 0:0 would be wrong: keep the owner the pod gave the entries
-        script = _METADATA.replace('chown -h "$u:$g" "./$f" || exit 1; ', "")
-    else:
-        script = _METADATA
-    if lines:
-        _run(cluster, claim, pod, script, "".join(lines).encode(errors="surrogateescape"))
+        by_owner.setdefault(f"{e.uid}:{e.gid}", []).append(path)
+        if e.kind != "symlink":
+            by_mode.setdefault(f"{e.mode:o}", []).append(path)
+    if owners:
+        for owner, paths in sorted(by_owner.items()):
+            _each(cluster, claim, pod, f"chown -h {owner}", paths)
+    for mode, paths in sorted(by_mode.items()):
+        _each(cluster, claim, pod, f"chmod {mode}", paths)
 
 
 def require_claim(cluster: KubeCluster, claim: Claim) -> None:
@@ -303,13 +309,13 @@ def restore(cluster: KubeCluster, claim: Claim, pod: str, archive_path: Path, fi
 
 def _symlink_owners(cluster: KubeCluster, claim: Claim, pod: str, archive_path: Path) -> None:
     """busybox's tar -x leaves a symlink owned by root: its owner is set again from the archive."""
-    lines = []
+    by_owner: dict[str, list[str]] = {}
     with tarfile.open(archive_path, "r") as tar:
         for m in tar:
             if m.issym() and (m.uid, m.gid) != (0, 0):
-                lines.append(f"{m.uid} {m.gid} 777 symlink\n{vm.safe(m.name)}\n")
-    if lines:
-        _run(cluster, claim, pod, _METADATA, "".join(lines).encode(errors="surrogateescape"))
+                by_owner.setdefault(f"{m.uid}:{m.gid}", []).append(vm.safe(m.name))
+    for owner, paths in sorted(by_owner.items()):
+        _each(cluster, claim, pod, f"chown -h {owner}", paths)
 
 
 def files_of(cluster: KubeCluster, claim: Claim, pod: str) -> dict[str, vm.Entry]:
