@@ -319,9 +319,11 @@ class KubeCluster:
         return ExecStream(ws, f"{namespace}/{pod}")
 
     @contextmanager
-    def port_forward(self, namespace: str, pod: str, port: int) -> Iterator[tuple[str, int]]:
-        """A local listener on 127.0.0.1 relaying each connection to `port` of the pod."""
-        relay = Relay(self, namespace, pod, port)
+    def port_forward(self, namespace: str, pod: str | None, port: int,
+                     selector: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+        """A local listener on 127.0.0.1 relaying each connection to `port` of the pod (or of a Running, Ready
+        pod that `selector` matches, chosen again for every connection)."""
+        relay = Relay(self, namespace, pod, port, selector)
         relay.start()
         try:
             yield relay.address
@@ -484,8 +486,10 @@ def pod_problem(pod: dict[str, Any]) -> str | None:
 class Relay:
     """127.0.0.1:<free port> → the pod's port, one portforward websocket per accepted connection."""
 
-    def __init__(self, cluster: KubeCluster, namespace: str, pod: str, port: int) -> None:
+    def __init__(self, cluster: KubeCluster, namespace: str, pod: str | None, port: int,
+                 selector: dict[str, str] | None = None) -> None:
         self.cluster, self.namespace, self.pod, self.port = cluster, namespace, pod, port
+        self.selector = selector
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
@@ -495,11 +499,29 @@ class Relay:
         self._threads: list[threading.Thread] = []
         self._open: list[Any] = []
 
+    def _label(self) -> str:
+        return self.pod or ",".join(f"{k}={v}" for k, v in sorted((self.selector or {}).items()))
+
+    def _target(self) -> str | None:
+        """The pod for the next connection: the named one, or the newest Running, Ready pod of the selector."""
+        if self.pod is not None:
+            return self.pod
+        ready = []
+        for pod in self.cluster.list_objects("Pod", self.namespace, label_selector=self._label()):
+            status = pod.get("status") or {}
+            if status.get("phase") == "Running" and any(
+                    c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+                ready.append((str(status.get("startTime") or ""), str(pod["metadata"]["name"])))
+        return max(ready)[1] if ready else None
+
     def start(self) -> None:
-        if self.cluster.get(Ref("Pod", self.pod, self.namespace)) is None:
+        if self.pod is not None and self.cluster.get(Ref("Pod", self.pod, self.namespace)) is None:
             self.listener.close()
             raise PermanentError(f"port-forward: pod {self.namespace}/{self.pod} does not exist")
-        t = threading.Thread(target=self._accept, name=f"port-forward {self.pod}:{self.port}", daemon=True)
+        if self.pod is None and not self.cluster.list_objects("Pod", self.namespace, label_selector=self._label()):
+            self.listener.close()
+            raise PermanentError(f"port-forward: no pod in {self.namespace} matches {self._label()}")
+        t = threading.Thread(target=self._accept, name=f"port-forward {self._label()}:{self.port}", daemon=True)
         t.start()
         self._threads.append(t)
 
@@ -521,8 +543,12 @@ class Relay:
 
         self._open.append(conn)
         try:
+            target = self._target()
+            if target is None:  # no ready pod right now (a restart): the client sees a dropped connection
+                conn.close()
+                return
             pf = portforward(client.CoreV1Api(self.cluster.api).connect_get_namespaced_pod_portforward,
-                             self.pod, self.namespace, ports=str(self.port))
+                             target, self.namespace, ports=str(self.port))
             remote = pf.socket(self.port)
             remote.setblocking(True)
         except Exception:

@@ -20,6 +20,7 @@ from migrator.errors import PermanentError
 if TYPE_CHECKING:
     from migrator.adapters.docker import DockerRemote
     from migrator.adapters.ssh import SSHSession
+    from migrator.runbook.environment import PortForward
     from migrator.runbook.model import Runbook
 
 # `ctx.resource` (or Session.resource): the key, and the factory called the first time the key is asked for.
@@ -88,4 +89,17 @@ def ssh_tunnel(resource: Resource, ssh: SSHSession, host: str, port: int) -> tup
 def port_forward(resource: Resource, cluster: KubeCluster, namespace: str, pod: str, port: int) -> tuple[str, int]:
     """The local end of the run's one port-forward to a pod's port."""
     held = resource(port_forward_key(namespace, pod, port), lambda: Held(cluster.port_forward(namespace, pod, port)))
+    return held.value  # type: ignore[no-any-return]
+
+
+def forwarded(resource: Resource, runbook: Runbook, forward: PortForward | None) -> tuple[str, int] | None:
+    """The local end of the run's port-forward for an HTTP endpoint (OpenBao, Keycloak) when the runbook
+    gives one; None when `url` is reached directly. Opened on first use, closed when the run ends."""
+    if forward is None:
+        return None
+    cluster = kube(resource, runbook)
+    who = forward.pod or ",".join(f"{k}={v}" for k, v in sorted((forward.selector or {}).items()))
+    key = port_forward_key(forward.namespace, who, forward.port)
+    held = resource(key, lambda: Held(cluster.port_forward(forward.namespace, forward.pod, forward.port,
+                                                           forward.selector)))
     return held.value  # type: ignore[no-any-return]

@@ -144,8 +144,28 @@ class DNSConfig(StrictModel):
         return self
 
 
+class PortForward(StrictModel):
+    """A pod's port that the migrator reaches through the API server (pods/portforward), opening and closing
+    the forward itself. `pod` names the pod; `selector` (labels) picks a Running, Ready pod of a workload
+    afresh for every connection, so a rollout or restart that replaces the pod is followed."""
+
+    namespace: str
+    pod: str | None = None
+    selector: dict[str, str] | None = None
+    port: int = Field(ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PortForward:
+        if (self.pod is None) == (not self.selector):
+            raise ValueError("give exactly one of pod or selector")
+        return self
+
+
 class OpenBaoEndpoint(StrictModel):
     address: str  # e.g. https://vault.sevensa.nl:8200 or http://127.0.0.1:28200
+    # When set, requests go through a port-forward to this pod's port; `address` keeps the scheme, path and
+    # the host name TLS is verified for.
+    port_forward: PortForward | None = None
     token: str | None = None  # the name of a runbook secret
     ca_file: str | None = None
     tls_verify: bool = True
@@ -161,12 +181,20 @@ class OpenBaoConfig(StrictModel):
 
 class KeycloakEndpoint(StrictModel):
     url: str  # base URL, e.g. https://auth.sevensa.nl or http://127.0.0.1:18080
+    # When set, requests go through a port-forward to the pod (http only: `url`'s host is replaced).
+    port_forward: PortForward | None = None
     host_header: str | None = None  # when `url` is an address standing in for the public name
     admin_user: str = "admin"
     admin_password: str | None = None  # the name of a runbook secret (master realm, admin-cli)
     ca_file: str | None = None
     tls_verify: bool = True
     timeout_s: float = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _forward_is_http(self) -> KeycloakEndpoint:
+        if self.port_forward is not None and not self.url.startswith("http://"):
+            raise ValueError("port_forward needs an http:// url (the pod's own port; TLS ends at the ingress)")
+        return self
 
 
 class KeycloakConfig(StrictModel):

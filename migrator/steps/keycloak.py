@@ -14,7 +14,7 @@ import datetime
 import os
 import subprocess
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 
@@ -83,10 +83,17 @@ def _config(ctx: StepContext) -> KeycloakConfig:
 
 
 def keycloak(ctx: StepContext, side: Literal["source", "target"]) -> KeycloakClient:
+    from migrator.adapters import resources
     from migrator.adapters.keycloak import KeycloakClient
 
     ep: KeycloakEndpoint = getattr(_config(ctx), side)
     password = ctx.secret(ep.admin_password) if ep.admin_password else None
+    via = resources.forwarded(ctx.resource, ctx.runbook, ep.port_forward)
+    if via is not None:  # the pod's own http port, through the API server; the Host header keeps the name
+        parts = urlsplit(ep.url)
+        host = ep.host_header or parts.netloc
+        ep = ep.model_copy(update={"url": urlunsplit(("http", f"{via[0]}:{via[1]}", parts.path, "", "")),
+                                   "host_header": host})
     return ctx.resource(f"keycloak:{side}", lambda: KeycloakClient(ep, password))  # type: ignore[no-any-return]
 
 

@@ -173,8 +173,11 @@ class Bao:
         return self._client("openbao:source-step", self.env.source, self.env.source.token, self._via())
 
     def target(self, token_secret: str | None = None) -> BaoClient:
+        from migrator.adapters import resources
+
         name = token_secret or self.env.target.token
-        return self._client(f"openbao:target:{name}", self.env.target, name, None)
+        via = resources.forwarded(self.ctx.resource, self.ctx.runbook, self.env.target.port_forward)
+        return self._client(f"openbao:target:{name}", self.env.target, name, via)
 
     def target_as_source(self) -> BaoClient:
         """The target after a raft restore: it holds the source's data, so the source's token."""
