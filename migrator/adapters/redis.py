@@ -104,6 +104,49 @@ def copy_keys(src: Any, dst: Any, keys: list[bytes]) -> tuple[int, int, int]:
     return copied, with_ttl, size
 
 
+def dump_keys(c: Any, keys: list[bytes]) -> list[tuple[bytes, str, bytes, int]]:
+    """(key, type, DUMP payload, PTTL) of each key still there, read in one pipeline (backup.create)."""
+    pipe = c.pipeline(transaction=False)
+    for k in keys:
+        pipe.type(k)
+        pipe.dump(k)
+        pipe.pttl(k)
+    answers = pipe.execute()
+    out = []
+    for i, k in enumerate(keys):
+        kind_raw, payload, pttl = answers[3 * i: 3 * i + 3]
+        kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
+        if payload is not None and kind != "none" and pttl != -2:  # else gone (deleted, expired) since the SCAN
+            out.append((k, kind, payload, int(pttl)))
+    return out
+
+
+def restore_keys(c: Any, items: list[tuple[bytes, int, bytes]]) -> None:
+    """RESTORE key ttl payload REPLACE for each (key, ttl ms or 0, payload), in one pipeline."""
+    import redis
+
+    pipe = c.pipeline(transaction=False)
+    for k, ttl, payload in items:
+        pipe.restore(k, ttl, payload, replace=True)
+    try:
+        pipe.execute()
+    except redis.exceptions.ResponseError as exc:
+        raise PermanentError(f"RESTORE failed ({exc}): the target Redis must run the backed-up server's version "
+                             "or a newer one") from None
+
+
+def types_of(c: Any, keys: list[bytes]) -> list[str]:
+    pipe = c.pipeline(transaction=False)
+    for k in keys:
+        pipe.type(k)
+    return [t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute()]
+
+
+def content_digest(c: Any, key: bytes, kind: str) -> bytes:
+    """sha256 of the value of `key` read through its type's commands (32 bytes)."""
+    return _content(c, key, kind)
+
+
 def _content(c: Any, key: bytes, kind: str) -> bytes:
     """The value of `key` through its type's own read commands, canonically ordered."""
     h = hashlib.sha256(kind.encode() + b"\0")

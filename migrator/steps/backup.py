@@ -4,14 +4,16 @@ Every target database (pg_dump custom format; the targets of the runbook's postg
 postgres.replicate steps unless `databases` names them), the target OpenBao's raft snapshot (when the
 runbook has environment.openbao), and every volume target (the volume.copy steps' targets: their claims,
 or the directories environment.target.volume_paths names) as a tar with the sha256
-of each file (a claim's tar is made in a helper pod on it, through pods/exec). Each artefact is made under the
+of each file (a claim's tar is made in a helper pod on it, through pods/exec), every MySQL database the
+runbook's mysql.copy steps fill (a dump through the target endpoint, with each table's row digest) and
+every Redis they redis.copy into (each key's DUMP payload and expiry: see backup_stores). Each artefact is made under the
 state dir (0700), its sha256 computed, put at the destination (`to: {dir}` or `to: {s3}`), then removed
 locally; `backup.json`, written last, lists them all (size, sha256, seconds).
 
 Resumable: the backup's folder and what was put are recorded before and after each put; after a crash
 the artefacts already at the destination with their recorded size and sha256 are skipped. check() is
 done when this step's backup.json is there and every artefact in it still matches. Rollback deletes only
-what this step wrote. MySQL and Redis targets are not backed up yet (the step says so in its plan).
+what this step wrote.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from pydantic import model_validator
 from migrator.errors import PermanentError
 from migrator.steps import backup_common as bc
 from migrator.steps import backup_parts as parts
+from migrator.steps import backup_stores as stores
 from migrator.steps.backup_velero import Velero, VeleroParams
 from migrator.steps.base import Check, Plan, Step, StepContext, StrictModel, step_type
+from migrator.steps.mysql import MyTargetParams
 from migrator.steps.postgres.pg_common import TargetParams
+from migrator.steps.redis import RedisTargetParams
 from migrator.steps.volume_claim import Claim
 from migrator.steps.volume_manifest import sha256_of
 
@@ -50,6 +55,10 @@ class CreateParams(StrictModel):
     # Volume targets (claims filled by volume.copy steps, or keys of environment.target.volume_paths);
     # default: the target of every volume.copy step.
     volumes: list[str] | None = None
+    # Default: the target of every mysql.copy step (endpoint, database), and of every redis.copy step
+    # (endpoint: every database holding keys); [] leaves them out.
+    mysql: list[MyTargetParams] | None = None
+    redis: list[RedisTargetParams] | None = None
     openbao: bool = True  # the target OpenBao's raft snapshot, when the runbook has environment.openbao
 
     @model_validator(mode="after")
@@ -77,7 +86,7 @@ def _tar(ctx: StepContext, where: Path | Claim, out: Path) -> dict[str, Any] | N
 
 @step_type("backup.create")
 class BackupCreate(Step[CreateParams]):
-    """Back up the target (databases, OpenBao snapshot, volumes) to a directory or an S3 bucket."""
+    """Back up the target (databases, MySQL, Redis, OpenBao snapshot, volumes) to a directory or an S3 bucket."""
 
     @classmethod
     def check_params(cls, params: Any, runbook: RunbookFile) -> list[tuple[str, str]]:
@@ -98,6 +107,12 @@ class BackupCreate(Step[CreateParams]):
         for t in bc.target_databases(self.ctx, self.params.databases):
             out.append(_Artefact(parts.pg_key(t), "postgres", partial(_dump, self.ctx, t),
                                  endpoint=t.endpoint, database=t.database, user=t.user))
+        for m in stores.mysql_targets(self.ctx, self.params.mysql):
+            out.append(_Artefact(stores.mysql_key(m), "mysql", partial(stores.dump_mysql, self.ctx, m),
+                                 endpoint=m.endpoint, database=m.database, user=m.user))
+        for r in stores.redis_targets(self.ctx, self.params.redis):
+            out.append(_Artefact(stores.redis_key(r), "redis", partial(stores.dump_redis, self.ctx, r),
+                                 endpoint=r.endpoint))
         if self.params.openbao and parts.has_openbao(self.ctx):
             out.append(_Artefact(parts.OPENBAO_KEY, "openbao", lambda p: parts.snapshot_openbao(self.ctx, p)))
         for name in self._volumes():
@@ -151,7 +166,6 @@ class BackupCreate(Step[CreateParams]):
         for a in artefacts:
             plan.change(f"{a.kind}: {a.key} -> {store.label}/{self._folder()}/")
         plan.change(f"{bc.MANIFEST} (sizes, sha256) written last")
-        plan.unknowns.append("MySQL and Redis targets are not backed up by this step (not implemented)")
         return plan
 
     def apply(self) -> None:
@@ -210,8 +224,7 @@ class BackupCreate(Step[CreateParams]):
         doc = {"format": bc.FORMAT, "id": f["backup_id"], "runbook": ctx.runbook.name, "step": ctx.step_id,
                "started_at": f["started_at"], "completed_at": now,
                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-               "bytes": total, "seconds": seconds, "artefacts": listed,
-               "not_included": ["mysql", "redis"]}
+               "bytes": total, "seconds": seconds, "artefacts": listed}
         data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
         key = f"{folder}/{bc.MANIFEST}"
         if key not in written:

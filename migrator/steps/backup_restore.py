@@ -4,7 +4,9 @@ The backup is named by the backup.create step that made it (`backup_step`: its r
 its folder (`name`), at the same kind of destination (`from`). Every artefact is fetched under the state
 dir and its sha256 checked against the manifest BEFORE anything is restored: a backup with one artefact
 that does not match is refused whole, and the target is left as it was. Then: each database (pg_restore:
-replaced in one transaction, or created when it is gone), each volume (unpacked beside its directory,
+replaced in one transaction, or created when it is gone), each MySQL database (dropped, created again and
+the dump loaded), each Redis (its databases emptied, every key RESTOREd with REPLACE and what is left of its
+TTL; a key that expired meanwhile is skipped and counted), each volume (unpacked beside its directory,
 every file checked against the manifest, then swapped in), the OpenBao snapshot (force restore, unsealed
 with `openbao_unseal_keys` if the node seals itself). A restore replaces what is there: not reversible.
 """
@@ -19,12 +21,15 @@ from pydantic import Field, model_validator
 from migrator.errors import PermanentError
 from migrator.steps import backup_common as bc
 from migrator.steps import backup_parts as parts
+from migrator.steps import backup_stores as stores
 from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.mysql import MyTargetParams
 from migrator.steps.postgres.pg_common import TargetParams
+from migrator.steps.redis import RedisTargetParams
 from migrator.steps.volume_manifest import sha256_of
 
-Part = Literal["postgres", "openbao", "volume"]
-ALL_PARTS: tuple[Part, ...] = ("postgres", "openbao", "volume")
+Part = Literal["postgres", "mysql", "redis", "openbao", "volume"]
+ALL_PARTS: tuple[Part, ...] = ("postgres", "mysql", "redis", "openbao", "volume")
 
 
 class RestoreParams(StrictModel):
@@ -34,6 +39,9 @@ class RestoreParams(StrictModel):
     parts: list[Part] = Field(default_factory=lambda: list(ALL_PARTS))
     # The databases' credentials: default, the runbook's postgres.copy targets (matched by endpoint, database).
     databases: list[TargetParams] | None = None
+    # The same for MySQL (the mysql.copy targets, by endpoint and database) and Redis (redis.copy's, by endpoint).
+    mysql: list[MyTargetParams] | None = None
+    redis: list[RedisTargetParams] | None = None
     openbao_unseal_keys: list[str] | str | None = None  # ${secrets.x}: only if the node seals itself
     openbao_wait_s: float = Field(default=30, gt=0)
 
@@ -80,6 +88,20 @@ class BackupRestore(Step[RestoreParams]):
         raise PermanentError(f"{self.ctx.step_id}: no credentials for {artefact['database']} on "
                              f"{artefact['endpoint']} (no postgres.copy step targets it; give with.databases)")
 
+    def _mysql(self, artefact: dict[str, Any]) -> MyTargetParams:
+        for t in stores.mysql_targets(self.ctx, self.params.mysql):
+            if (t.endpoint, t.database) == (artefact["endpoint"], artefact["database"]):
+                return t
+        raise PermanentError(f"{self.ctx.step_id}: no credentials for MySQL database {artefact['database']} on "
+                             f"{artefact['endpoint']} (no mysql.copy step targets it; give with.mysql)")
+
+    def _redis(self, artefact: dict[str, Any]) -> RedisTargetParams:
+        for t in stores.redis_targets(self.ctx, self.params.redis):
+            if t.endpoint == artefact["endpoint"]:
+                return t
+        raise PermanentError(f"{self.ctx.step_id}: no credentials for the Redis on {artefact['endpoint']} (no "
+                             "redis.copy step targets it; give with.redis)")
+
     def apply(self) -> None:
         from migrator.steps.openbao import keys_of
 
@@ -105,6 +127,14 @@ class BackupRestore(Step[RestoreParams]):
                 path = local[a["key"]]
                 if a["kind"] == "postgres":
                     restored[a["key"]] = parts.restore_postgres(ctx, self._credentials(a), path)
+                elif a["kind"] == "mysql":
+                    restored[a["key"]] = stores.restore_mysql(ctx, self._mysql(a), path, a)
+                elif a["kind"] == "redis":
+                    dbs = [int(d) for d in a.get("databases") or {}]
+                    restored[a["key"]] = counts = stores.restore_redis(ctx, self._redis(a), path, dbs)
+                    if counts["expired"]:
+                        ctx.log.info("redis keys expired since the backup: not restored", key=a["key"],
+                                     expired=counts["expired"])
                 elif a["kind"] == "volume":
                     where = parts.volume_root(ctx, a["volume"])
                     restored[a["key"]] = parts.restore_volume_to(ctx, where, path, a["files"], f"volume {a['volume']}")
@@ -120,12 +150,30 @@ class BackupRestore(Step[RestoreParams]):
                 path.unlink(missing_ok=True)
 
     def verify(self) -> None:
-        """The volumes hold exactly the manifest's files again (the databases: postgres.verify's job)."""
-
+        """The volumes hold exactly the manifest's files again; each MySQL table has the row count and digest
+        recorded at the backup; each Redis database its keys, each with the backup's content digest
+        (fetched again, its sha256 checked). The Postgres databases: postgres.verify's job."""
         store = bc.open_store(self.ctx, self.params.from_)
-        doc = bc.read_manifest(store, self._folder())
+        folder = self._folder()
+        doc = bc.read_manifest(store, folder)
+        problems: list[str] = []
         for a in doc["artefacts"]:
-            if a["kind"] != "volume" or "volume" not in self.params.parts:
+            if a["kind"] not in self.params.parts:
+                continue
+            if a["kind"] == "mysql":
+                problems += stores.mysql_problems(self.ctx, self._mysql(a), a)
+            elif a["kind"] == "redis":
+                path = bc.staging(self.ctx, "restores", folder) / a["key"].replace("/", "__")
+                try:
+                    store.fetch(f"{folder}/{a['key']}", path)
+                    if sha256_of(path) != a["sha256"]:
+                        raise PermanentError(f"{a['key']} at {store.label}/{folder} no longer matches its sha256")
+                    problems += [f"redis {a['endpoint']} {x}" for x in stores.redis_problems(self.ctx, self._redis(a), path)]
+                finally:
+                    path.unlink(missing_ok=True)
+            if problems:
+                raise PermanentError(f"after the restore: {'; '.join(problems[:5])}")
+            if a["kind"] != "volume":
                 continue
             got = parts.volume_files(self.ctx, parts.volume_root(self.ctx, a["volume"]))
             bad = sorted(p for p, f in a["files"].items() if p not in got or got[p].sha256 != f["sha256"])
