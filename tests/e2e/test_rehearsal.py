@@ -75,11 +75,16 @@ def test_nothing_left_behind(rehearsed: Rehearsal) -> None:
     steps = {s["id"]: s for s in report["steps"]}
     assert steps["parity-n8n"]["figures"]["items"] == 12 and steps["parity-grafana"]["figures"]["items"] == 7
     assert steps["parity-wpcs-mysql"]["figures"]["rows"] > 1000
-    # The backup before the flip: every target database, OpenBao's snapshot, each volume target.
+    # The backup before the flip: every target database (Postgres, WordPress's MariaDB, RentGuy's Redis),
+    # OpenBao's snapshot, each volume target.
     (backup,) = report["backups"]
-    assert backup["status"] == "succeeded" and backup["artefacts"] >= 4 + 1 + 3 and backup["bytes"] > 100_000
+    assert backup["status"] == "succeeded" and backup["artefacts"] >= 4 + 1 + 1 + 1 + 3 and backup["bytes"] > 100_000
     manifest = rehearsed.backup_manifests[backup["folder"]]  # backup.json was there after the rehearsal
     assert len(manifest["artefacts"]) == backup["artefacts"], manifest
+    kinds = [a["kind"] for a in manifest["artefacts"]]
+    assert kinds.count("mysql") == 1 and kinds.count("redis") == 1 and "not_included" not in manifest, kinds
+    (redis_art,) = [a for a in manifest["artefacts"] if a["kind"] == "redis"]
+    assert redis_art["keys"] >= 600, redis_art
     assert steps["final-parity-rentguy-redis"]["figures"]["db0"]["by_type"]["stream"] == 1
     # The figures, for whoever runs this by hand (pytest -s).
     for sid in ("copy-wpcs-mysql", "final-sync-wpcs-mysql", "copy-rentguy-redis", "final-sync-rentguy-redis",
