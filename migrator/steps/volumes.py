@@ -34,7 +34,7 @@ from pydantic import Field
 from migrator.errors import PermanentError, TemporaryError
 from migrator.steps import volume_claim as vc
 from migrator.steps import volume_manifest as vm
-from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
+from migrator.steps.base import Check, Plan, Progress, Step, StrictModel, step_type
 
 if TYPE_CHECKING:
     from migrator.adapters.docker import DockerRemote
@@ -304,6 +304,17 @@ class VolumeCopy(Step[VolumeCopyParams]):
                 start += 1
             yield batch
 
+    def _start(self, src: vm.Manifest, files: dict[str, vm.Entry], todo: list[str],
+               specials: list[vm.Entry]) -> tuple[Progress, int]:
+        """What the copy will do, recorded; the progress bar, advanced past the files already in place."""
+        total = sum(e.size for e in files.values())
+        skipped = len(files) - len(todo)
+        self.ctx.record(files_total=len(files), bytes_total=total, files_skipped_last=skipped,
+                        entries_total=len(src.entries), specials_skipped=[e.path for e in specials])
+        bar = self.ctx.progress(f"copy volume {self.params.volume}", total=total, unit="B")
+        bar.advance(total - sum(files[n].size for n in todo))
+        return bar, skipped
+
     def _apply_claim(self, claim: vc.Claim) -> None:
         """The copy into a PVC: every write is a pods/exec in the helper pod on the claim."""
         cluster = self._cluster()
@@ -322,12 +333,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
                 todo = [n for n, e in sorted(files.items()) if n not in followers
                         and not (have.entries.get(n) and have.entries[n].kind == "file"
                                  and have.entries[n].sha256 == e.sha256)]
-                total = sum(e.size for e in files.values())
-                skipped = len(files) - len(todo)
-                self.ctx.record(files_total=len(files), bytes_total=total, files_skipped_last=skipped,
-                                entries_total=len(src.entries), specials_skipped=[e.path for e in specials])
-                bar = self.ctx.progress(f"copy volume {self.params.volume}", total=total, unit="B")
-                bar.advance(total - sum(files[n].size for n in todo))
+                bar, skipped = self._start(src, files, todo, specials)
                 done = 0
                 for batch in self._batches(todo, files):
                     self._transfer_to_claim(dr, helper, cluster, claim, pod, batch)
@@ -402,21 +408,9 @@ class VolumeCopy(Step[VolumeCopyParams]):
             self._make_dirs(dest, src)
             files = src.files()
             todo = self._todo(dest, src)
-            total = sum(e.size for e in files.values())
-            skipped = len(files) - len(todo)
-            self.ctx.record(files_total=len(files), bytes_total=total, files_skipped_last=skipped,
-                            entries_total=len(src.entries), specials_skipped=[e.path for e in specials])
-            bar = self.ctx.progress(f"copy volume {self.params.volume}", total=total, unit="B")
-            bar.advance(total - sum(files[n].size for n in todo))
+            bar, skipped = self._start(src, files, todo, specials)
             done = 0
-            start = 0
-            while start < len(todo):
-                batch: list[str] = []
-                size = 0
-                while start < len(todo) and len(batch) < self.params.batch_files and size < self.params.batch_bytes:
-                    batch.append(todo[start])
-                    size += files[todo[start]].size
-                    start += 1
+            for batch in self._batches(todo, files):
                 for _name, nbytes in self._transfer(dr, helper, dest, batch, {n: files[n].sha256 or "" for n in batch}):
                     done += 1
                     self._copied_bytes += nbytes
