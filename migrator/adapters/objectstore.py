@@ -3,9 +3,10 @@
 Both stores offer the same few operations on keys ("postgres/rentguy-db/rentguy.dump"): put a local
 file (with its sha256, kept beside it: a `.sha256` file in a directory, the object's metadata in S3),
 stat (size and the recorded sha256, or None when the key is absent), fetch to a local file, delete.
-A put lands complete or not at all: a temporary name renamed in a directory, a single PutObject in S3. TLS is
-verified by default; the credentials are held in memory only, never logged (errors carry the service's
-code and message, redacted).
+A put lands complete or not at all: a temporary name renamed in a directory; in S3 a single PutObject, or
+for a file larger than one part a multipart upload, whose parts are invisible until CompleteMultipartUpload
+(see S3Store.put: a killed upload leaves no object, and can be continued). TLS is verified by default; the
+credentials are held in memory only, never logged (errors carry the service's code and message, redacted).
 """
 
 from __future__ import annotations
@@ -38,10 +39,21 @@ class Stat:
     sha256: str | None  # what was recorded at put time (None: no record, e.g. written by someone else)
 
 
+class Upload(Protocol):
+    """Where a multipart upload's id is kept between runs (the step's facts): an id is no secret, and with it
+    a killed upload is continued rather than started again."""
+
+    def get(self, key: str, sha256: str) -> str | None: ...
+
+    def started(self, key: str, sha256: str, upload_id: str) -> None: ...
+
+    def part_done(self, number: int) -> None: ...
+
+
 class Store(Protocol):
     label: str
 
-    def put(self, key: str, local: Path, sha256: str) -> None: ...
+    def put(self, key: str, local: Path, sha256: str, upload: Upload | None = None) -> None: ...
 
     def put_bytes(self, key: str, data: bytes, sha256: str) -> None: ...
 
@@ -54,6 +66,8 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
     def sha256_of(self, key: str) -> str | None: ...
+
+    def abort_uploads(self, key: str) -> int: ...
 
 
 class DirStore:
@@ -80,7 +94,7 @@ class DirStore:
         os.replace(side_tmp, side)
         os.replace(tmp, dest)
 
-    def put(self, key: str, local: Path, sha256: str) -> None:
+    def put(self, key: str, local: Path, sha256: str, upload: Upload | None = None) -> None:
         self._write(key, lambda tmp: shutil.copyfile(local, tmp), sha256)
 
     def put_bytes(self, key: str, data: bytes, sha256: str) -> None:
@@ -117,6 +131,15 @@ class DirStore:
                 break
             parent = parent.parent
 
+    def abort_uploads(self, key: str) -> int:
+        """Remove the temporary files of a put that did not finish (a crash between write and rename)."""
+        path = self._path(key)
+        parts = [p for p in (path.with_name(path.name + PART_SUFFIX),
+                             path.with_name(path.name + SUM_SUFFIX + PART_SUFFIX)) if p.is_file()]
+        for p in parts:
+            p.unlink()
+        return len(parts)
+
     def sha256_of(self, key: str) -> str | None:
         """The digest of what is stored now (a directory can be read cheaply; S3 relies on its record)."""
         path = self._path(key)
@@ -137,13 +160,22 @@ class S3Store:
     """A bucket of an S3-compatible service, keys under `prefix`, spoken to over HTTPS with AWS Signature
     Version 4 (requests; no SDK: boto3's botocore pins python-dateutil<3, the kubernetes client 37 needs
     >=3, and one venv cannot hold both). The sha256 is the object's metadata (x-amz-meta-sha256), and the
-    upload's signed x-amz-content-sha256 makes AWS refuse a body that does not match it (moto does not check it). One PUT
-    per object: up to 5 GiB (S3's limit for a single PUT); a larger artefact is refused with that reason."""
+    upload's signed x-amz-content-sha256 makes AWS refuse a body that does not match it (moto does not check it).
+    A file up to `part_size` is one PUT; a larger one a multipart upload (parts of `part_size`, made larger
+    when needed so that there are at most 10000 of them, S3's limit; up to 5 TiB, S3's largest object)."""
 
     MAX_PUT = 5 * 1024**3
+    MIN_PART = 5 * 1024**2  # S3's smallest part (all but the last)
+    MAX_PARTS = 10_000
+    MAX_OBJECT = 5 * 1024**4
+    DEFAULT_PART = 64 * 1024**2
 
     def __init__(self, *, bucket: str, prefix: str, endpoint_url: str | None, region: str,
-                 access_key_id: str, secret_access_key: str, verify: bool | str = True) -> None:
+                 access_key_id: str, secret_access_key: str, verify: bool | str = True,
+                 part_size: int = DEFAULT_PART) -> None:
+        if not self.MIN_PART <= part_size <= self.MAX_PUT:
+            raise PermanentError(f"S3 part size {part_size}: expected 5 MiB to 5 GiB")
+        self.part_size = part_size
         for value in (access_key_id, secret_access_key):
             redact.register(value)
         self.bucket, self.region = bucket, region
@@ -176,13 +208,17 @@ class S3Store:
         headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self._key_id}/{scope}, "
                                     f"SignedHeaders={';'.join(names)}, Signature={signature}")
 
+    def full_key(self, key: str) -> str:
+        """The object's key in the bucket (under the prefix)."""
+        return f"{self.prefix}/{key}" if self.prefix else key
+
     def _path(self, key: str | None) -> str:
         if key is None:
             return self.path_prefix or "/"
-        full = f"{self.prefix}/{key}" if self.prefix else key
+        full = self.full_key(key)
         return f"{self.path_prefix}/{quote(full, safe='/-_.~')}"
 
-    def _call(self, what: str, method: str, key: str | None, *, query: dict[str, str] | None = None,
+    def call(self, what: str, method: str, key: str | None, *, query: dict[str, str] | None = None,
               headers: dict[str, str] | None = None, body: Any = None, payload: str = EMPTY_SHA256,
               stream: bool = False, ok: tuple[int, ...] = (200,)) -> requests.Response:
         path, query, headers = self._path(key), dict(query or {}), dict(headers or {})
@@ -207,29 +243,31 @@ class S3Store:
         raise PermanentError(text)
 
     # -- the store -------------------------------------------------------------------------------------
-    def put(self, key: str, local: Path, sha256: str) -> None:
+    def put(self, key: str, local: Path, sha256: str, upload: Upload | None = None) -> None:
         size = local.stat().st_size
-        if size > self.MAX_PUT:
-            raise PermanentError(f"{self.label}: {key} is {size} bytes: more than one S3 PUT takes (5 GiB); "
-                                 "multipart upload is not implemented: use a directory destination")
+        if size > self.part_size:
+            from migrator.adapters import s3multipart
+
+            s3multipart.put(self, key, local, sha256, upload)
+            return
         with local.open("rb") as fh:
-            self._call(f"upload {key}", "PUT", key, body=fh, payload=sha256,
+            self.call(f"upload {key}", "PUT", key, body=fh, payload=sha256,
                        headers={"content-length": str(size), "x-amz-meta-sha256": sha256,
                                 "content-type": "application/octet-stream"})
 
     def put_bytes(self, key: str, data: bytes, sha256: str) -> None:
-        self._call(f"upload {key}", "PUT", key, body=data, payload=sha256,
+        self.call(f"upload {key}", "PUT", key, body=data, payload=sha256,
                    headers={"content-length": str(len(data)), "x-amz-meta-sha256": sha256,
                             "content-type": "application/json"})
 
     def stat(self, key: str) -> Stat | None:
-        resp = self._call(f"stat {key}", "HEAD", key, ok=(200, 404))
+        resp = self.call(f"stat {key}", "HEAD", key, ok=(200, 404))
         if resp.status_code == 404:
             return None
         return Stat(int(resp.headers.get("content-length", "0")), resp.headers.get("x-amz-meta-sha256"))
 
     def fetch(self, key: str, local: Path) -> None:
-        resp = self._call(f"download {key}", "GET", key, stream=True, ok=(200, 404))
+        resp = self.call(f"download {key}", "GET", key, stream=True, ok=(200, 404))
         if resp.status_code == 404:
             raise PermanentError(f"backup {self.label}: {key} is missing")
         with resp, local.open("wb") as fh:
@@ -237,11 +275,11 @@ class S3Store:
                 fh.write(chunk)
 
     def read_bytes(self, key: str) -> bytes | None:
-        resp = self._call(f"read {key}", "GET", key, ok=(200, 404))
+        resp = self.call(f"read {key}", "GET", key, ok=(200, 404))
         return None if resp.status_code == 404 else resp.content
 
     def delete(self, key: str) -> None:
-        self._call(f"delete {key}", "DELETE", key, ok=(200, 204, 404))
+        self.call(f"delete {key}", "DELETE", key, ok=(200, 204, 404))
 
     def keys(self, under: str = "") -> list[str]:
         """Every key under `under` (relative to the prefix), for listings and tests."""
@@ -252,12 +290,18 @@ class S3Store:
             query = {"list-type": "2", "prefix": full}
             if token:
                 query["continuation-token"] = token
-            text = self._call("list", "GET", None, query=query).text
+            text = self.call("list", "GET", None, query=query).text
             out += [k[len(self.prefix) + 1:] if self.prefix else k for k in re.findall(r"<Key>([^<]*)</Key>", text)]
             more = re.search(r"<NextContinuationToken>([^<]*)</NextContinuationToken>", text)
             if not more or "<IsTruncated>true</IsTruncated>" not in text:
                 return [html.unescape(k) for k in out]
             token = html.unescape(more.group(1))
+
+    def abort_uploads(self, key: str) -> int:
+        """Abort every unfinished multipart upload of `key` (their parts are kept, and billed, otherwise)."""
+        from migrator.adapters import s3multipart
+
+        return s3multipart.abort_pending(self, key)
 
     def sha256_of(self, key: str) -> str | None:
         st = self.stat(key)

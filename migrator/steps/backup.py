@@ -11,9 +11,16 @@ state dir (0700), its sha256 computed, put at the destination (`to: {dir}` or `t
 locally; `backup.json`, written last, lists them all (size, sha256, seconds).
 
 Resumable: the backup's folder and what was put are recorded before and after each put; after a crash
-the artefacts already at the destination with their recorded size and sha256 are skipped. check() is
-done when this step's backup.json is there and every artefact in it still matches. Rollback deletes only
-what this step wrote.
+the artefacts already at the destination with their recorded size and sha256 are skipped, an artefact
+made but not yet put (its sha256 recorded) is not made again, and a multipart upload to S3 continues from
+the parts S3 holds (its id recorded; see adapters/s3multipart). check() is done when this step's
+backup.json is there and every artefact in it still matches.
+
+Rollback KEEPS the backup (`on_rollback: keep`, the default): it is the copy an operator reaches for
+when the rollback was the wrong call, so it is never deleted as a side effect; the journal's
+`backup-kept` event names its location and folder (the step's facts are cleared by the engine, so the
+next run makes a new folder). Unfinished multipart uploads are aborted either way (they are no object,
+only billed parts). `on_rollback: delete` deletes what this step wrote, and only that.
 """
 
 from __future__ import annotations
@@ -73,6 +80,29 @@ class CreateParams(StrictModel):
 class _Artefact:
     def __init__(self, key: str, kind: str, make: Callable[[Path], dict[str, Any] | None], **meta: Any) -> None:
         self.key, self.kind, self.make, self.meta = key, kind, make, meta
+
+
+class _Uploads:
+    """The multipart upload ids, kept in the step's facts (`uploads`: key -> id and the file's sha256) so
+    that a resumed run continues the upload; `after-part` is a failpoint (a kill mid-upload, in tests)."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+
+    def get(self, key: str, sha256: str) -> str | None:
+        u = (self.ctx.facts.get("uploads") or {}).get(key)
+        return str(u["id"]) if u and u.get("sha256") == sha256 else None
+
+    def started(self, key: str, sha256: str, upload_id: str) -> None:
+        self.ctx.record(uploads={**(self.ctx.facts.get("uploads") or {}), key: {"id": upload_id, "sha256": sha256}})
+
+    def part_done(self, number: int) -> None:
+        self.ctx.failpoint("after-part")
+
+    def finished(self, key: str) -> None:
+        left = dict(self.ctx.facts.get("uploads") or {})
+        if left.pop(key, None) is not None:
+            self.ctx.record(uploads=left)
 
 
 def _dump(ctx: StepContext, t: TargetParams, out: Path) -> dict[str, Any] | None:
@@ -183,6 +213,7 @@ class BackupCreate(Step[CreateParams]):
         written: list[str] = list(f.get("written") or [])
         stage = bc.staging(ctx, "backups", folder)
         artefacts = self._artefacts()
+        uploads = _Uploads(ctx)
         bar = ctx.progress(f"backup to {store.label}", total=len(artefacts))
         for a in artefacts:
             key = f"{folder}/{a.key}"
@@ -196,23 +227,41 @@ class BackupCreate(Step[CreateParams]):
                 continue
             started = time.monotonic()
             local = stage / a.key.replace("/", "__")
-            local.unlink(missing_ok=True)
-            extra = a.make(local) or {}
-            digest, size = sha256_of(local), local.stat().st_size
+            made = self._staged(a.key, local)
+            if made is None:
+                local.unlink(missing_ok=True)
+                extra = a.make(local) or {}
+                digest, size = sha256_of(local), local.stat().st_size
+                # Recorded before the put: a run killed mid-upload puts this same file (and continues a
+                # multipart upload) instead of making the artefact again.
+                ctx.record(staged={**(f.get("staged") or {}), a.key: {"sha256": digest, "size": size, "extra": extra}})
+            else:
+                digest, size, extra = made
+                ctx.journal("backup-artefact-staged", key=a.key, reason="made before the interruption, checksum matches")
             if key not in written:
                 written.append(key)
                 ctx.record(written=written)  # before the put: rollback removes it even if we die mid-put
-            store.put(key, local, digest)
+            store.put(key, local, digest, uploads)
+            uploads.finished(key)
             local.unlink(missing_ok=True)
             done[a.key] = {"key": a.key, "kind": a.kind, "size": size, "sha256": digest,
                            "seconds": round(time.monotonic() - started, 3), **a.meta, **extra}
             # A volume's file list is kept too: a resume that skips its tar still writes it into the manifest.
-            ctx.record(done=done)
+            staged = dict(f.get("staged") or {})
+            staged.pop(a.key, None)
+            ctx.record(done=done, staged=staged)
             ctx.journal("backup-artefact", key=a.key, kind=a.kind, bytes=size, sha256=digest,
                         seconds=done[a.key]["seconds"])
             bar.advance()
             ctx.failpoint("after-artefact")
         self._write_manifest(store, folder, artefacts, done, written)
+
+    def _staged(self, name: str, local: Path) -> tuple[str, int, dict[str, Any]] | None:
+        """(sha256, size, extra) of an artefact made before an interruption and still intact here, or None."""
+        rec = (self.ctx.facts.get("staged") or {}).get(name)
+        if not rec or not local.is_file() or local.stat().st_size != rec["size"] or sha256_of(local) != rec["sha256"]:
+            return None
+        return str(rec["sha256"]), int(rec["size"]), dict(rec.get("extra") or {})
 
     def _write_manifest(self, store: Store, folder: str, artefacts: list[_Artefact],
                         done: dict[str, dict[str, Any]], written: list[str]) -> None:

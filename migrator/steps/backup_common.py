@@ -39,6 +39,9 @@ class S3Params(StrictModel):
     access_key_id_secret: str | None = None
     secret_access_key_secret: str | None = None
     ca_file: str | None = None  # a CA bundle for the endpoint's certificate (TLS is always verified)
+    # An artefact larger than one part goes up as a multipart upload of parts this large (5 MiB, S3's
+    # smallest, to 5 GiB); larger when the file would need more than S3's 10000 parts.
+    part_size_mb: int = Field(default=64, ge=5, le=5120)
 
     @model_validator(mode="after")
     def _https(self) -> S3Params:
@@ -78,7 +81,7 @@ def open_store(ctx: StepContext, dest: Destination) -> Store:
     key = f"s3:{s3.endpoint_url}:{s3.bucket}:{s3.prefix}"
     return ctx.resource(key, lambda: objectstore.S3Store(  # type: ignore[no-any-return]
         bucket=s3.bucket, prefix=s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region,
-        access_key_id=key_id, secret_access_key=secret, verify=verify))
+        access_key_id=key_id, secret_access_key=secret, verify=verify, part_size=s3.part_size_mb * 1024**2))
 
 
 def destination_problems(field: str, dest: Destination, runbook: Any) -> list[tuple[str, str]]:
