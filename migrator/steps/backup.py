@@ -67,6 +67,8 @@ class CreateParams(StrictModel):
     mysql: list[MyTargetParams] | None = None
     redis: list[RedisTargetParams] | None = None
     openbao: bool = True  # the target OpenBao's raft snapshot, when the runbook has environment.openbao
+    # What a rollback does with the backup: keep it (journalled: where it is), or delete what this step wrote.
+    on_rollback: Literal["keep", "delete"] = "keep"
 
     @model_validator(mode="after")
     def _backend(self) -> CreateParams:
@@ -299,17 +301,29 @@ class BackupCreate(Step[CreateParams]):
     def rollback_plan(self) -> Plan:
         if (v := self._velero()) is not None:
             return v.rollback_plan()
-        written = self.ctx.facts.get("written") or []
-        return Plan(changes=[f"delete {k} at {self.ctx.facts.get('location')}" for k in written])
+        f = self.ctx.facts
+        written = f.get("written") or []
+        if self.params.on_rollback == "keep":
+            return Plan(changes=[f"keep the backup {f.get('location')}/{f.get('folder')} ({len(written)} objects; "
+                                 "on_rollback: keep), abort its unfinished uploads"] if written else [])
+        return Plan(changes=[f"delete {k} at {f.get('location')}" for k in written])
 
     def rollback(self) -> None:
         if (v := self._velero()) is not None:
             v.rollback()
             return
-        written = list(self.ctx.facts.get("written") or [])
+        f = self.ctx.facts
+        written = list(f.get("written") or [])
         if not written:
             return
         store = self._store()
+        for key in written:  # not objects yet, only parts: nothing worth keeping
+            store.abort_uploads(key)
+        if self.params.on_rollback == "keep":
+            self.ctx.journal("backup-kept", location=f.get("location"), folder=f.get("folder"),
+                             objects=len(written), complete=bool(f.get("completed_at")),
+                             reason="on_rollback: keep (delete it yourself, or set on_rollback: delete)")
+            return
         for key in reversed(written):
             store.delete(key)
         self.ctx.record(written=[], done={}, completed_at=None, backup_id=None, folder=None,

@@ -100,8 +100,11 @@ def _runbook(tmp: Path, info: Any, s3: dict[str, Any], pvc: Path) -> Path:
             {"id": "copy-redis", "uses": "redis.copy",
              "with": {"source": {"container": SOURCE_REDIS[0], "password": "${secrets.redis}"},
                       "target": {"endpoint": "rentguy-redis", "password": "${secrets.redis}"}, "existing": "merge"}}],
-        2: [{"id": "backup-dir", "uses": "backup.create", "with": {"to": dir_to, "volumes": ["uploads"]}},
-            {"id": "backup-s3", "uses": "backup.create", "with": {"to": s3_to, "volumes": ["uploads"]}}],
+        # on_rollback: delete: the drill's clean-up removes its backups (the default keeps them: test_files)
+        2: [{"id": "backup-dir", "uses": "backup.create",
+             "with": {"to": dir_to, "volumes": ["uploads"], "on_rollback": "delete"}},
+            {"id": "backup-s3", "uses": "backup.create",
+             "with": {"to": s3_to, "volumes": ["uploads"], "on_rollback": "delete"}}],
         3: [{"id": "restore-tampered", "uses": "backup.restore",
              "with": {"from": dir_to, "backup_step": "backup-dir", **restore}}],
         4: [{"id": "restore", "uses": "backup.restore", "with": {"from": s3_to, "backup_step": "backup-s3", **restore}}],

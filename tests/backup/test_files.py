@@ -1,10 +1,14 @@
 """backup.create / backup.restore on a volume target alone (no sandbox): to a directory, restored after a
-wipe file by file, a tampered backup refused with nothing restored, rollback removing only what the step wrote; and bad params as one line naming the field."""
+wipe file by file, a tampered backup refused with nothing restored; rollback keeping the backup (and
+journalling where it is) unless `on_rollback: delete`, which removes only what the step wrote; and bad
+params as one line naming the field."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,11 +17,11 @@ from migrator.steps import volume_manifest as vm
 from tests.util import engine, migrate, write_runbook
 
 
-def _runbook(tmp: Path, pvc: Path) -> Path:
+def _runbook(tmp: Path, pvc: Path, name: str = "rb", **more: Any) -> Path:
     to = {"dir": str(tmp / "backups")}
-    return write_runbook(tmp / "rb", {
+    return write_runbook(tmp / name, {
         1: [{"id": "backup", "uses": "backup.create",
-             "with": {"to": to, "databases": [], "volumes": ["uploads"], "openbao": False}}],
+             "with": {"to": to, "databases": [], "volumes": ["uploads"], "openbao": False, **more}}],
         2: [{"id": "restore", "uses": "backup.restore", "with": {"from": to, "backup_step": "backup"}}],
     }, environment={"target": {"ingress_address": "127.0.0.1", "volume_paths": {"uploads": str(pvc)}}})
 
@@ -67,8 +71,22 @@ def test_a_volume_backed_up_wiped_restored_and_rolled_back(tmp_path: Path) -> No
     engine(rb, state).run(phases=[2])
     assert _files(pvc) == before
 
+    # Rolled back: the backup is kept (the default), and the journal says where.
+    kept = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     engine(rb, state).rollback(phase=1)
-    assert not folder.exists()
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == kept
+    journal = [json.loads(x) for x in next(state.glob("*.journal.jsonl")).read_text().splitlines()]
+    (event,) = [e for e in journal if e.get("event") == "backup-kept"]
+    assert (event["folder"], event["complete"], event["objects"]) == (folder.name, True, 2)
+
+    # on_rollback: delete removes what that step wrote, and only that.
+    rb2, state2 = _runbook(tmp_path, pvc, "rb2", on_rollback="delete"), tmp_path / "state2"
+    eng = engine(rb2, state2)
+    eng.run(phases=[1])
+    second = tmp_path / "backups" / eng.state.steps["backup"].facts["folder"]
+    assert second.is_dir() and second != folder
+    engine(rb2, state2).rollback(phase=1)
+    assert not second.exists() and sorted(p.relative_to(folder) for p in folder.rglob("*")) == kept
     assert (tmp_path / "backups" / "someone-elses").read_text() == "kept\n"
 
 

@@ -25,8 +25,8 @@ class Rehearsal:
     report: dict[str, Any]
     reference: dict[str, Any]  # the platform after the uninterrupted rehearsal
     before: dict[str, Any]  # the platform before it
-    # backup.json of each backup the rehearsal made, read at once: a chaos run rolls phase 5 back,
-    # and rolling back backup.create removes what it wrote
+    # backup.json of each backup the rehearsal made, read at once (a chaos run rolls phase 5 back; the
+    # backup is kept, but the report's folder is the one the rehearsal made)
     backup_manifests: dict[str, dict[str, Any]]
 
     def args(self) -> list[str]:
