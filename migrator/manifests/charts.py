@@ -9,7 +9,9 @@ applied there (tests/gitops prove it with the real Helm engine), and editing a m
 Charts by namespace: rentguy, psra, wpcs, ai-orchestration (ai) and sevensa-infra (infra, ingress,
 monitoring, logging, and the cluster-scoped RBAC). The objects labelled `component: db` (each
 PostgreSQL StatefulSet with its Service and init ConfigMap) form the `charts/postgresql` subchart of
-their chart. Every variable lives under `global` so that parent and subchart read the same value.
+their chart, and those labelled `component: redis` (rentguy-redis: StatefulSet and Service) its
+`charts/redis` subchart, as the document lays the charts out. Every variable lives under `global` so that
+parent and subcharts read the same value.
 Secrets are not in any chart: the migration creates them from the runbook's secret references
 (kube.secret); the charts name them, as the document's `existingSecret` values do.
 """
@@ -30,7 +32,10 @@ from migrator.errors import PermanentError
 from migrator.runbook.interpolate import REF, WHOLE, Unresolved, lookup_path
 
 CHART_VERSION = "0.1.0"
-SUBCHART = "postgresql"
+# the `component` label -> the subchart its objects form (in the chart of their namespace)
+SUBCHARTS: dict[str, str] = {"db": "postgresql", "redis": "redis"}
+SUBCHART_DESCRIPTIONS = {"postgresql": "PostgreSQL of {chart} (StatefulSet, Service, init)",
+                         "redis": "Redis of {chart} (StatefulSet, Service)"}
 # chart -> the keys of vars.namespaces whose objects it carries; its Application deploys to the first
 CHARTS: dict[str, tuple[str, ...]] = {
     "rentguy": ("rentguy",),
@@ -104,30 +109,31 @@ def _namespace_key(value: Any, where: str) -> str:
     return m.group(2).split(".", 1)[1]
 
 
-def chart_of(src: Source) -> tuple[str, bool]:
-    """(chart, in the postgresql subchart) for one manifest document."""
+def chart_of(src: Source) -> tuple[str, str | None]:
+    """(chart, the subchart it belongs to or None) for one manifest document."""
     doc = src.doc
     meta = doc.get("metadata") or {}
     kind = str(doc.get("kind"))
     if kind == "Namespace":
         key = _namespace_key(meta.get("name"), src.where)
     elif kind in CLUSTER_KINDS:
-        return CLUSTER_SCOPED_CHART, False
+        return CLUSTER_SCOPED_CHART, None
     else:
         key = _namespace_key(meta.get("namespace"), src.where)
     chart = next((c for c, keys in CHARTS.items() if key in keys), None)
     if chart is None:
         raise PermanentError(f"{src.where}: namespace key {key!r} belongs to no chart (known: "
                              f"{', '.join(k for keys in CHARTS.values() for k in keys)})")
-    return chart, (meta.get("labels") or {}).get("component") == "db"
+    return chart, SUBCHARTS.get(str((meta.get("labels") or {}).get("component")))
 
 
-def split(sources: Iterable[Source]) -> dict[str, tuple[ChartPart, ChartPart]]:
-    """chart -> (its own documents, its postgresql subchart's documents)."""
-    out = {name: (ChartPart(name), ChartPart(SUBCHART)) for name in CHARTS}
+def split(sources: Iterable[Source]) -> dict[str, tuple[ChartPart, dict[str, ChartPart]]]:
+    """chart -> (its own documents, {subchart: its documents} for the subcharts that have any)."""
+    out: dict[str, tuple[ChartPart, dict[str, ChartPart]]] = {name: (ChartPart(name), {}) for name in CHARTS}
     for src in sources:
-        chart, db = chart_of(src)
-        out[chart][1 if db else 0].docs.append(src)
+        chart, sub = chart_of(src)
+        own, subs = out[chart]
+        (own if sub is None else subs.setdefault(sub, ChartPart(sub))).docs.append(src)
     return out
 
 
@@ -277,15 +283,15 @@ def schema_of(value: Any, strict: bool = False) -> dict[str, Any]:
     return {}
 
 
-def values_schema(global_defaults: dict[str, Any], has_subchart: bool, strict: bool = True) -> dict[str, Any]:
+def values_schema(global_defaults: dict[str, Any], subcharts: Iterable[str] = (), strict: bool = True) -> dict[str, Any]:
     """Every variable the templates use is required, with the type its default has. In a parent chart a
     key under `global` that no template uses is refused (a typo in a values file would otherwise be
     ignored); a subchart receives all of its parent's globals, so it cannot be that strict."""
     props: dict[str, Any] = {"global": schema_of(global_defaults, strict=strict)}
     required = ["global"]
-    if has_subchart:
-        props[SUBCHART] = {"type": "object", "properties": {"enabled": {"type": "boolean"}}, "required": ["enabled"]}
-        required.append(SUBCHART)
+    for sub in subcharts:
+        props[sub] = {"type": "object", "properties": {"enabled": {"type": "boolean"}}, "required": ["enabled"]}
+        required.append(sub)
     return {"$schema": "https://json-schema.org/draft-07/schema#", "title": "values", "type": "object",
             "properties": props, "required": required}
 
@@ -302,15 +308,16 @@ def digest(files: Mapping[str, str]) -> str:
 
 
 # -- the chart directories ------------------------------------------------------------------------------
-def _chart_yaml(name: str, description: str, files_digest: str, has_subchart: bool) -> str:
+def _chart_yaml(name: str, description: str, files_digest: str, subcharts: Iterable[str] = ()) -> str:
     meta: dict[str, Any] = {
         "apiVersion": "v2", "name": name, "description": description, "type": "application",
         "version": CHART_VERSION, "appVersion": CHART_VERSION,
         "annotations": {"sevensa.migrator/generated-by": "migrate render",
                         "sevensa.migrator/templates-sha256": files_digest},
     }
-    if has_subchart:
-        meta["dependencies"] = [{"name": SUBCHART, "version": CHART_VERSION, "condition": f"{SUBCHART}.enabled"}]
+    deps = [{"name": sub, "version": CHART_VERSION, "condition": f"{sub}.enabled"} for sub in subcharts]
+    if deps:
+        meta["dependencies"] = deps
     return dump_yaml(meta)
 
 
@@ -319,39 +326,41 @@ def build(sources: Iterable[Source], defaults: Mapping[str, Any],
     """Every file of the five charts, by path under charts/: Chart.yaml, values.yaml,
     values.schema.json, templates/<kind>.yaml, values-<environment>.yaml, charts/postgresql/..."""
     files: dict[str, str] = {}
-    for chart, (own, db) in split(sources).items():
-        if not own.docs and not db.docs:
+    for chart, (own, subs) in split(sources).items():
+        if not own.docs and not subs:
             continue
         where = f"chart {chart}"
-        base = values_tree(own.refs() | db.refs(), defaults, where)
+        names = sorted(subs, key=list(SUBCHARTS.values()).index)  # postgresql, then redis
+        refs = own.refs().union(*(subs[n].refs() for n in names))
+        base = values_tree(refs, defaults, where)
         tpl = templates(own)
         sub_files: dict[str, str] = {}
-        if db.docs:
-            sub_tpl = templates(db)
-            sub_defaults = values_tree(db.refs(), defaults, f"{where}/{SUBCHART}")
-            sub_files = {**sub_tpl,
-                         "values.yaml": "# The parent chart's `global` values apply here too.\n"
-                                        + dump_yaml({"global": sub_defaults}),
-                         "values.schema.json": json.dumps(values_schema(sub_defaults, False, strict=False), indent=2) + "\n"}
-            sub_files["Chart.yaml"] = _chart_yaml(SUBCHART, f"PostgreSQL of {chart} (StatefulSet, Service, init)",
-                                                  digest(sub_tpl), False)
+        for sub in names:
+            sub_tpl = templates(subs[sub])
+            sub_defaults = values_tree(subs[sub].refs(), defaults, f"{where}/{sub}")
+            one = {**sub_tpl,
+                   "values.yaml": "# The parent chart's `global` values apply here too.\n"
+                                  + dump_yaml({"global": sub_defaults}),
+                   "values.schema.json": json.dumps(values_schema(sub_defaults, strict=False), indent=2) + "\n"}
+            one["Chart.yaml"] = _chart_yaml(sub, SUBCHART_DESCRIPTIONS[sub].format(chart=chart), digest(sub_tpl))
+            sub_files.update({f"{sub}/{k}": v for k, v in one.items()})
         values: dict[str, Any] = {"global": base}
-        if db.docs:
-            values[SUBCHART] = {"enabled": True}
+        for sub in names:
+            values[sub] = {"enabled": True}
         own_files = {
             **tpl,
             "values.yaml": f"# Default values of {chart}: the production defaults of migrator/manifests/defaults.yaml.\n"
                            + dump_yaml(values),
-            "values.schema.json": json.dumps(values_schema(base, bool(db.docs)), indent=2) + "\n",
+            "values.schema.json": json.dumps(values_schema(base, names), indent=2) + "\n",
         }
         for env, env_vars in environments.items():
-            changed = overrides(values_tree(own.refs() | db.refs(), env_vars, f"{where} for {env}"), base)
+            changed = overrides(values_tree(refs, env_vars, f"{where} for {env}"), base)
             own_files[f"values-{env}.yaml"] = (f"# {env}: what its runbook's vars change in {chart}'s defaults.\n"
                                               + (dump_yaml({"global": changed}) if changed else "{}\n"))
         own_files["Chart.yaml"] = _chart_yaml(chart, DESCRIPTIONS[chart], digest({**tpl, **{
-            f"charts/{SUBCHART}/{k}": v for k, v in sub_files.items()}}), bool(db.docs))
+            f"charts/{k}": v for k, v in sub_files.items()}}), names)
         for path, text in own_files.items():
             files[f"{chart}/{path}"] = text
         for path, text in sub_files.items():
-            files[f"{chart}/charts/{SUBCHART}/{path}"] = text
+            files[f"{chart}/charts/{path}"] = text
     return files

@@ -39,18 +39,29 @@ def test_the_five_charts_have_the_documents_layout(tmp_path: Path) -> None:
         assert (rentguy / name).is_file(), name
     assert sorted(p.name for p in (rentguy / "templates").iterdir()) == [
         "configmap.yaml", "deployment.yaml", "ingress.yaml", "namespace.yaml", "networkpolicy.yaml", "service.yaml",
-        "serviceaccount.yaml", "statefulset.yaml"]  # rentguy-redis: not yet a charts/redis subchart of its own
+        "serviceaccount.yaml"]  # its StatefulSets are the subcharts' (the ServiceAccounts are RBAC's, here)
     assert sorted(p.name for p in (rentguy / "charts" / "postgresql" / "templates").iterdir()) == [
         "configmap.yaml", "service.yaml", "statefulset.yaml"]
+    # rentguy-redis: the charts/redis subchart, as the document lays it out
+    assert sorted(p.name for p in (rentguy / "charts" / "redis" / "templates").iterdir()) == [
+        "service.yaml", "statefulset.yaml"]
+    redis_sts = (rentguy / "charts" / "redis" / "templates" / "statefulset.yaml").read_text()
+    assert "kind: StatefulSet" in redis_sts and "  name: rentguy-redis\n" in redis_sts
+    assert "rentguy-redis" not in (rentguy / "templates" / "service.yaml").read_text()
+    assert yaml.safe_load((rentguy / "charts" / "redis" / "Chart.yaml").read_text())["name"] == "redis"
+    for chart in ("psra", "wpcs", "sevensa-infra", "ai-orchestration"):
+        assert not (charts / chart / "charts" / "redis").exists()
     for chart in ("psra", "wpcs", "sevensa-infra"):
         assert (charts / chart / "charts" / "postgresql" / "Chart.yaml").is_file()
     assert not (charts / "ai-orchestration" / "charts").exists()  # the AI services have no PostgreSQL of their own
     meta = yaml.safe_load((rentguy / "Chart.yaml").read_text())
-    assert meta["dependencies"] == [{"name": "postgresql", "version": "0.1.0", "condition": "postgresql.enabled"}]
+    assert meta["dependencies"] == [{"name": "postgresql", "version": "0.1.0", "condition": "postgresql.enabled"},
+                                    {"name": "redis", "version": "0.1.0", "condition": "redis.enabled"}]
     # values: the production defaults; each environment's file holds only what its runbook changes
     values = yaml.safe_load((rentguy / "values.yaml").read_text())
     assert values["global"]["replicas"] == {"rentguy-api": 3, "rentguy-frontend": 2}
-    assert values["global"]["domain"] == "sevensa.nl" and values["postgresql"] == {"enabled": True}
+    assert values["global"]["domain"] == "sevensa.nl" and values["postgresql"] == values["redis"] == {"enabled": True}
+    assert json.loads((rentguy / "values.schema.json").read_text())["required"] == ["global", "postgresql", "redis"]
     sandbox = yaml.safe_load((rentguy / "values-sandbox.yaml").read_text())
     assert sandbox == {"global": {"domain": "sevensa.test", "replicas": {"rentguy-api": 2, "rentguy-frontend": 1}}}
     assert yaml.safe_load((rentguy / "values-sevensa.yaml").read_text()) == {}
