@@ -34,18 +34,22 @@ def version() -> str:
     return f"Helm SDK {helm.helm_sdk_version()} (libhelm_c {helm.helm_c_version()})"
 
 
-def lint(chart_dir: Path, *, kube_version: str | None = None) -> list[str]:
-    """Warnings and errors of `helm lint --strict` on the chart and on each subchart (info lines dropped).
+def lint(chart_dir: Path, *, kube_version: str | None = None, values_file: Path | None = None) -> list[str]:
+    """Warnings and errors of `helm lint --strict` on the chart and on each subchart (info lines dropped);
+    `values_file`: the parent linted with those values over its defaults (`helm lint -f FILE`).
 
     The SDK's `with_subcharts=True` lints the parent only (0.2.2: total_charts_linted stays 1 and a
     broken subchart template goes unreported), so each directory under charts/ is linted on its own."""
     helm = _helm()
     found: list[str] = []
     subcharts = sorted(p for p in (chart_dir / "charts").glob("*") if (p / "Chart.yaml").is_file())
-    for path in [chart_dir, *subcharts]:
+    values = helm.values_from_yaml(values_file.read_text(encoding="utf-8")) if values_file else None
+    if values_file and not values:
+        return []  # the same as the chart's defaults: linted without a file
+    for path in [chart_dir] if values_file else [chart_dir, *subcharts]:
         label = str(path.relative_to(chart_dir.parent))
         try:
-            report = helm.lint(str(path), strict=True, kube_version=kube_version)
+            report = helm.lint(str(path), values or None, strict=True, kube_version=kube_version)
         except helm.HelmError as exc:
             found.append(f"{label}: {exc}")
             continue

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import InputError, PermanentError
-from migrator.manifests import argocd, charts
+from migrator.manifests import argocd, charts, velero_chart
 from migrator.manifests import render as manifests
 from migrator.runbook.model import Runbook
 
@@ -48,6 +48,8 @@ class Rendered:
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # environment -> manifest variables
     helm: str = ""
     compared: int = 0
+    # environment -> the objects only the charts have (Velero's Schedule and BackupStorageLocation)
+    chart_only: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _uses(rb: Runbook) -> list[Any]:
@@ -231,6 +233,10 @@ def check(result: Rendered, *, lint: bool = True, say: Say = lambda _line: None)
     if lint:
         for chart in result.charts:
             problems += helm.lint(result.out / "charts" / chart)
+        if velero_chart.CHART in result.charts:  # its Velero objects render only with an environment's values
+            chart_dir = result.out / "charts" / velero_chart.CHART
+            for env in result.environments:
+                problems += [f"{env}: {p}" for p in helm.lint(chart_dir, values_file=chart_dir / f"values-{env}.yaml")]
     for env in result.environments:
         everything: list[dict[str, Any]] = []
         seen: dict[str, str] = {}
@@ -245,6 +251,9 @@ def check(result: Rendered, *, lint: bool = True, say: Say = lambda _line: None)
                 complete = False
                 continue
             for obj in objs:
+                if chart == velero_chart.CHART and velero_chart.chart_only(obj):
+                    result.chart_only.setdefault(env, []).append(obj)  # not applied by the migration
+                    continue
                 key = ident(obj)
                 if key in seen:
                     problems.append(f"{chart} for {env}: {key} is rendered by {seen[key]} too")
@@ -257,6 +266,8 @@ def check(result: Rendered, *, lint: bool = True, say: Say = lambda _line: None)
                              + (f" | and {len(problems) - 5} more" if len(problems) > 5 else ""))
     say(f"{result.helm}: {len(result.charts)} charts lint clean; for {', '.join(result.environments)} Helm renders "
         f"exactly the {result.compared} objects the migration applies")
+    for env, objs in sorted(result.chart_only.items()):
+        say(f"{env}: also {', '.join(sorted(ident(o) for o in objs))} (Velero's: only in the charts, for ArgoCD)")
 
 
 def render(runbooks: list[Path], out: Path, say: Say = print) -> Rendered:

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from migrator.errors import PermanentError
+from migrator.manifests import velero_chart
 from migrator.runbook.interpolate import REF, WHOLE, Unresolved, lookup_path
 
 CHART_VERSION = "0.1.0"
@@ -334,6 +335,9 @@ def build(sources: Iterable[Source], defaults: Mapping[str, Any],
         refs = own.refs().union(*(subs[n].refs() for n in names))
         base = values_tree(refs, defaults, where)
         tpl = templates(own)
+        velero = chart == velero_chart.CHART
+        if velero:  # the one hand-written template: not in the migration's manifests (see velero_chart)
+            tpl[velero_chart.TEMPLATE] = velero_chart.TEXT
         sub_files: dict[str, str] = {}
         for sub in names:
             sub_tpl = templates(subs[sub])
@@ -347,16 +351,26 @@ def build(sources: Iterable[Source], defaults: Mapping[str, Any],
         values: dict[str, Any] = {"global": base}
         for sub in names:
             values[sub] = {"enabled": True}
+        schema = values_schema(base, names)
+        if velero:
+            values[velero_chart.KEY] = velero_chart.values(defaults, where)
+            schema["properties"][velero_chart.KEY] = velero_chart.schema()
+            schema["required"].append(velero_chart.KEY)
         own_files = {
             **tpl,
             "values.yaml": f"# Default values of {chart}: the production defaults of migrator/manifests/defaults.yaml.\n"
                            + dump_yaml(values),
-            "values.schema.json": json.dumps(values_schema(base, names), indent=2) + "\n",
+            "values.schema.json": json.dumps(schema, indent=2) + "\n",
         }
         for env, env_vars in environments.items():
             changed = overrides(values_tree(refs, env_vars, f"{where} for {env}"), base)
+            env_values = {"global": changed} if changed else {}
+            if velero:
+                v = overrides(velero_chart.values(env_vars, f"{where} for {env}"), values[velero_chart.KEY])
+                if v:
+                    env_values[velero_chart.KEY] = v
             own_files[f"values-{env}.yaml"] = (f"# {env}: what its runbook's vars change in {chart}'s defaults.\n"
-                                              + (dump_yaml({"global": changed}) if changed else "{}\n"))
+                                              + (dump_yaml(env_values) if env_values else "{}\n"))
         own_files["Chart.yaml"] = _chart_yaml(chart, DESCRIPTIONS[chart], digest({**tpl, **{
             f"charts/{k}": v for k, v in sub_files.items()}}), names)
         for path, text in own_files.items():
