@@ -7,9 +7,10 @@ file (same sha256) asks S3 which parts it holds (ListParts) and sends only those
 part's ETag) differ from the local file's; an unknown or vanished id starts a new upload, and uploads of
 the key that nobody recorded (killed between create and record) are aborted first. A permanent error
 aborts the upload (AbortMultipartUpload: its parts are freed); a temporary one leaves it for the retry.
-The completed object is checked: its ETag (the MD5 of the parts' MD5s, "-N") and, by HEAD, its size and
-recorded sha256. Each part is hashed, then streamed from the file (never held in memory whole), its
-sha256 signed (AWS refuses a body that does not match) and its Content-MD5 sent.
+The completed object is checked by HEAD (its size and recorded sha256) and, where the service's part
+ETags are the parts' MD5s (not so with SSE-KMS or SSE-C: then no part is taken for S3's on resume either),
+its ETag (the MD5 of the parts' MD5s, "-N"). Each part is hashed, then streamed from the file (never
+held in memory whole), its sha256 signed and its Content-MD5 sent (AWS refuses a body matching neither).
 """
 
 from __future__ import annotations
@@ -128,9 +129,10 @@ def _create(s3: S3Store, key: str, sha256: str) -> str:
     return ids[0]
 
 
-def _complete(s3: S3Store, key: str, upload_id: str, md5s: list[str]) -> None:
+def _complete(s3: S3Store, key: str, upload_id: str, etags: list[str], md5s: list[str]) -> None:
+    """Complete with the ETags the service gave each part; check the object's ETag where they are MD5s."""
     body = ("<CompleteMultipartUpload>" + "".join(
-        f"<Part><PartNumber>{n}</PartNumber><ETag>\"{m}\"</ETag></Part>" for n, m in enumerate(md5s, 1))
+        f"<Part><PartNumber>{n}</PartNumber><ETag>\"{e}\"</ETag></Part>" for n, e in enumerate(etags, 1))
         + "</CompleteMultipartUpload>").encode()
     resp = s3.call(f"complete upload of {key}", "POST", key, query={"uploadId": upload_id}, body=body,
                     payload=hashlib.sha256(body).hexdigest(),
@@ -141,7 +143,7 @@ def _complete(s3: S3Store, key: str, upload_id: str, md5s: list[str]) -> None:
         raise PermanentError(f"{s3.label}: complete upload of {key}: {code[0] if code else 'error'}")
     want = hashlib.md5(b"".join(bytes.fromhex(m) for m in md5s), usedforsecurity=False).hexdigest()
     got = _tag("ETag", resp.text)
-    if got and _etag(got[0]) != f"{want}-{len(md5s)}":
+    if got and etags == md5s and _etag(got[0]) != f"{want}-{len(md5s)}":
         raise PermanentError(f"{s3.label}: {key}: the completed object's ETag {got[0]} is not that of the parts sent")
 
 
@@ -162,6 +164,7 @@ def put(s3: S3Store, key: str, local: Path, sha256: str, upload: Upload | None) 
             upload.started(key, sha256, upload_id)
     assert upload_id is not None
     md5s: list[str] = []
+    etags: list[str] = []
     try:
         with local.open("rb") as fh:
             for n in range(1, count + 1):
@@ -170,16 +173,19 @@ def put(s3: S3Store, key: str, local: Path, sha256: str, upload: Upload | None) 
                 md5, sha = _hash_range(fh, offset, length)
                 md5s.append(md5)
                 if have.get(n) == (length, md5):
+                    etags.append(md5)
                     continue  # S3 holds this part already (a resumed upload)
                 resp = s3.call(f"upload part {n}/{count} of {key}", "PUT", key,
                                 query={"partNumber": str(n), "uploadId": upload_id}, body=_Slice(fh, offset, length),
                                 payload=sha, headers={"content-length": str(length),
                                                       "content-md5": base64.b64encode(bytes.fromhex(md5)).decode()})
-                if _etag(resp.headers.get("etag", "")) != md5:
-                    raise PermanentError(f"{s3.label}: part {n} of {key}: the service's ETag is not the part's MD5")
+                etag = _etag(resp.headers.get("etag", ""))
+                if not etag:
+                    raise PermanentError(f"{s3.label}: part {n} of {key}: no ETag in the answer")
+                etags.append(etag)
                 if upload:
                     upload.part_done(n)
-        _complete(s3, key, upload_id, md5s)
+        _complete(s3, key, upload_id, etags, md5s)
     except PermanentError:
         with contextlib.suppress(PermanentError, TemporaryError):  # the first error is the one to report
             abort(s3, key, upload_id)  # its parts would otherwise be kept (and billed) with no object to show
