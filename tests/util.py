@@ -35,6 +35,7 @@ def write_runbook(
     secrets: dict[str, Any] | None = None,
     vars: dict[str, Any] | None = None,
     coverage: dict[str, Any] | None = None,
+    images: dict[str, Any] | None = None,
 ) -> Path:
     """Write runbook.yaml plus one phase file per phase; returns the runbook's path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,8 @@ def write_runbook(
         doc["environment"] = environment
     if coverage:
         doc["coverage"] = coverage
+    if images:
+        doc["images"] = images
     path = directory / "runbook.yaml"
     path.write_text(_dump(doc))
     return path

@@ -49,7 +49,7 @@ def _kind(image: str, service: str, command: str = "") -> str | None:
     return None
 
 
-def _container(c: Any) -> dict[str, Any]:
+def _container(c: Any, digests: dict[str, list[str]] | None = None) -> dict[str, Any]:
     a = c.attrs
     state = a.get("State", {})
     host = a.get("HostConfig", {})
@@ -66,6 +66,8 @@ def _container(c: Any) -> dict[str, Any]:
         "health": (state.get("Health") or {}).get("Status"),
         "image": image,
         "image_id": a.get("Image", ""),
+        # The registry digests of that image (repo@sha256:...), empty when it was built or loaded locally.
+        "repo_digests": sorted((digests or {}).get(a.get("Image", ""), [])),
         "restart_policy": (host.get("RestartPolicy") or {}).get("Name") or "no",
         "ports": ports,
         "networks": sorted((a.get("NetworkSettings", {}).get("Networks") or {}).keys()),
@@ -137,6 +139,25 @@ def _redis_databases(dr: DockerRemote, container: dict[str, Any], entry: dict[st
     return entry
 
 
+def repo_digests(dr: DockerRemote) -> dict[str, list[str]]:
+    """image id -> its registry digests, for every image on the VPS (one API call)."""
+    return {img.id: list(img.attrs.get("RepoDigests") or []) for img in dr.client.images.list()}
+
+
+def images(dr: DockerRemote, project: str) -> dict[str, Any]:
+    """The part of the inventory that says which image each service runs: no database is asked, so
+    `migrate plan` can read it cheaply (same shape as collect()'s projects)."""
+    digests = repo_digests(dr)
+    services: dict[str, Any] = {}
+    for c in sorted(dr.require_project(project), key=lambda c: c.name):
+        a = c.attrs
+        image_id = a.get("Image", "")
+        services.setdefault(c.labels.get(SERVICE_LABEL, ""), {"containers": []})["containers"].append(
+            {"name": c.name, "image": (a.get("Config") or {}).get("Image", ""), "image_id": image_id,
+             "repo_digests": sorted(digests.get(image_id, []))})
+    return {"projects": {project: {"services": services}}}
+
+
 def collect(dr: DockerRemote, project: str | None = None) -> dict[str, Any]:
     """Everything the migration needs to know about the VPS (one project, or every compose project)."""
     client = dr.client
@@ -144,11 +165,12 @@ def collect(dr: DockerRemote, project: str | None = None) -> dict[str, Any]:
     containers = client.containers.list(all=True, filters=filters)
     if project and not containers:
         dr.require_project(project)  # raises the one-line error naming the projects found
+    digests = repo_digests(dr)
     projects: dict[str, Any] = {}
     flat: list[dict[str, Any]] = []
     for c in sorted(containers, key=lambda c: c.name):
         proj, svc = c.labels.get(PROJECT_LABEL, ""), c.labels.get(SERVICE_LABEL, "")
-        info = {**_container(c), "project": proj, "service": svc}
+        info = {**_container(c, digests), "project": proj, "service": svc}
         flat.append(info)
         service = projects.setdefault(proj, {"services": {}})["services"].setdefault(svc, {"containers": []})
         service["containers"].append(info)

@@ -86,7 +86,7 @@ def _layout(uses: list[Any]) -> str:
 
 def build(runbooks: list[Runbook]) -> Rendered:
     """Everything `render` writes, in memory."""
-    from migrator.steps.kube import manifest_variables
+    from migrator.steps.kube import render_variables
 
     if not runbooks:
         raise InputError("render: give at least one --runbook")
@@ -102,7 +102,7 @@ def build(runbooks: list[Runbook]) -> Rendered:
         elif _layout(uses) != layout:
             raise InputError(f"{rb.path}: its steps apply other manifests than {runbooks[0].path}'s: the charts "
                              "are shared, render such runbooks into different directories")
-        env = Environment(rb.name, rb, manifest_variables(rb))
+        env = Environment(rb.name, rb, render_variables(rb))
         env.expected = [o for u in uses for o in u.objects]
         envs.append(env)
     srcs = sources(first)

@@ -147,6 +147,47 @@ class CoverageConfig(StrictModel):
     exclude: list[ExcludedEntry] = Field(default_factory=list)
 
 
+class ImageConsent(StrictModel):
+    """The operator's explicit yes to one image change against the VPS (a major version, a downgrade,
+    or a tag that cannot be compared), e.g. {key: rentguy-db, from: "14", to: "15", reason: ...}."""
+
+    key: str
+    from_: str = Field(alias="from")  # the VPS's tag, or a version prefix of it ("14" names 14.11-alpine)
+    to: str  # the target's tag, or a version prefix of it
+    reason: str = Field(min_length=3)
+
+
+class PullSecretConfig(StrictModel):
+    """imagePullSecrets: a secret reference (a name under `secrets:`) holding a Docker config JSON
+    ({"auths": {...}}), created as a kubernetes.io/dockerconfigjson Secret `name` in each namespace."""
+
+    secret: str
+    name: str = Field(default="registry-credentials", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class ImagesConfig(StrictModel):
+    """Where each workload's image comes from (the keys are those of vars.images, see
+    migrator/manifests/defaults.yaml): what the VPS runs, unless overridden here."""
+
+    # image key -> the compose service (environment.source.compose_project) whose image it takes
+    from_vps: dict[str, str] = Field(default_factory=dict)
+    override: dict[str, str] = Field(default_factory=dict)  # image key -> image, used as given
+    consent: list[ImageConsent] = Field(default_factory=list)
+    pin: Literal["digest", "tag"] = "digest"  # digest: repo:tag@sha256:... where the VPS knows the registry digest
+    pull_secret: PullSecretConfig | None = None
+
+    @model_validator(mode="after")
+    def _consents(self) -> ImagesConfig:
+        for i, c in enumerate(self.consent):
+            if c.key not in self.from_vps:
+                raise ValueError(f"consent.{i}.key: {c.key!r} is not in images.from_vps (a change is only "
+                                 "measured against what the VPS runs)")
+        for key, image in self.override.items():
+            if not image.strip() or any(ch.isspace() for ch in image):
+                raise ValueError(f"override.{key}: {image!r} is not an image reference")
+        return self
+
+
 class RunbookFile(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -161,6 +202,7 @@ class RunbookFile(StrictModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     gitops: GitopsConfig | None = None
     coverage: CoverageConfig = Field(default_factory=CoverageConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
 
 
 # Step type name ("dns.cutover") -> its class (migrator.steps.base.Step), built by migrator.steps.catalogue

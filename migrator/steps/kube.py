@@ -151,12 +151,39 @@ def wait_gone(ctx: StepContext, kube: KubeCluster, refs: list[Ref], limit: float
         ctx.sleep(0.5)
 
 
-def manifest_variables(runbook: Runbook, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The variables a manifest step renders with: defaults < storage class < runbook vars < step vars."""
+def manifest_variables(runbook: Runbook, overrides: dict[str, Any] | None = None,
+                       resolved: dict[str, str] | None = None) -> dict[str, Any]:
+    """The variables a manifest step renders with: defaults < storage class < runbook vars < the images
+    chosen from the VPS (`resolved`, by images.resolve) < the runbook's images.override < step vars."""
     from migrator.manifests import render
 
     target = runbook.environment.target
-    return render.variables(runbook.file.vars, target.storage_class if target else None, overrides)
+    base = render.variables(runbook.file.vars, target.storage_class if target else None)
+    chosen = {**(resolved or {}), **runbook.file.images.override}
+    if chosen:
+        base["images"] = {**(base.get("images") or {}), **chosen}
+    return render.deep_merge(base, overrides or {})
+
+
+def resolved_images(ctx: Any) -> dict[str, str] | None:
+    """The images images.resolve chose from the VPS (None: the runbook takes none from it, or a dry run
+    before the choice, which renders the runbook's own images; the resolve step's plan lists the real
+    ones). A run never falls back to the defaults silently."""
+    from migrator.steps.images import ImagesFacts, resolver_step, takes_from_vps
+
+    runbook = ctx.runbook
+    if not takes_from_vps(runbook):
+        return None
+    sid = resolver_step(runbook)
+    if sid is None:
+        raise PermanentError(f"{ctx.step_id}: the runbook's images.from_vps needs a step of type images.resolve "
+                             "(phases/2-infrastructure.yaml: resolve-images)")
+    if ctx.status_of(sid) == "succeeded":
+        return dict(ctx.facts_as(ImagesFacts, sid).images)
+    if ctx.dry_run:
+        return None
+    raise PermanentError(f"{ctx.step_id}: its images come from the VPS through step {sid!r}, which has not "
+                         f"succeeded (status: {ctx.status_of(sid)}); run it first")
 
 
 def _runbook_path(runbook: Runbook, value: str) -> Path:
@@ -187,11 +214,38 @@ class ManifestUse:
 class _RenderOnly:
     """The little of a StepContext that `templates()` reads: the runbook, the step id, paths."""
 
+    dry_run = True  # no facts of a run unless the state holds them
+
     def __init__(self, runbook: Runbook, step_id: str) -> None:
         self.runbook, self.step_id = runbook, step_id
 
     def path(self, value: str) -> Path:
         return _runbook_path(self.runbook, value)
+
+    def _state(self) -> Any:
+        """The runbook's state (its default state directory), read only: what a run recorded."""
+        from migrator.store.state import StateStore
+
+        if not hasattr(self, "_loaded"):
+            rb = self.runbook
+            sd = (rb.dir / rb.file.state_dir) if rb.file.state_dir else Path.cwd() / "state"
+            path = sd.resolve() / f"{rb.name}.state.json"
+            self._loaded = StateStore(path).load(rb.name, str(rb.path))
+        return self._loaded
+
+    def status_of(self, step_id: str) -> str:
+        rec = self._state().steps.get(step_id)
+        return rec.status if rec else "pending"
+
+    def facts_as(self, model: Any, step_id: str | None = None) -> Any:
+        rec = self._state().steps.get(step_id or self.step_id)
+        return model.model_validate(rec.facts if rec else {})
+
+
+def render_variables(runbook: Runbook) -> dict[str, Any]:
+    """The runbook's manifest variables for `migrate render`: with the images a run chose from the VPS
+    when the runbook's state records them (else the runbook's own, as a dry run renders)."""
+    return manifest_variables(runbook, None, resolved_images(_RenderOnly(runbook, "render")))
 
 
 def manifest_uses(runbook: Runbook) -> list[ManifestUse]:
@@ -262,7 +316,16 @@ class ManifestStep(Step[Any]):
         return out
 
     def variables(self) -> dict[str, Any]:
-        return manifest_variables(self.ctx.runbook, self.params.vars)
+        resolved = resolved_images(self.ctx) if self._renders_images() else None
+        return manifest_variables(self.ctx.runbook, self.params.vars, resolved)
+
+    def _renders_images(self) -> bool:
+        """Whether its manifests name an image (${vars.images.KEY}): only those wait for images.resolve."""
+        from migrator.manifests import render
+
+        sets, files = self.sources(self.params)
+        paths = [render.HERE / f"{name}.yaml" for name in sets] + [self.ctx.path(f) for f in files]
+        return any("vars.images" in p.read_text(encoding="utf-8") for p in paths if p.is_file())
 
     def objects(self) -> list[dict[str, Any]]:
         if not hasattr(self, "_objects"):
