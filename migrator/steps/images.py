@@ -72,7 +72,7 @@ class ImagesResolve(Step[ResolveParams]):
 
     @classmethod
     def check_params(cls, params: Any, runbook: Any) -> list[tuple[str, str]]:
-        known = set((manifests.defaults().get("images") or {})) | set((runbook.vars.get("images") or {}))
+        known = set(manifests.defaults().get("images") or {}) | set(runbook.vars.get("images") or {})
         cfg = runbook.images
         out = []
         for section in ("from_vps", "override"):
