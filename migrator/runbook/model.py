@@ -163,6 +163,7 @@ class PullSecretConfig(StrictModel):
 
     secret: str
     name: str = Field(default="registry-credentials", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    namespaces: list[str] | None = None  # default: every namespace of vars.namespaces (each runs workloads)
 
 
 class ImagesConfig(StrictModel):

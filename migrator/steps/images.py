@@ -17,6 +17,7 @@ from migrator.errors import PermanentError, RefusedError
 from migrator.manifests import images
 from migrator.manifests import render as manifests
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
+from migrator.steps.kube import ManifestParams, ManifestStep
 
 STEP_TYPE = "images.resolve"
 
@@ -143,3 +144,50 @@ class ImagesResolve(Step[ResolveParams]):
         return {"images": len(facts.images),
                 "from_vps": sum(1 for c in facts.choices if c.get("source") == "vps"),
                 "pinned_by_digest": sum(1 for c in facts.choices if c.get("pinned") == "digest")}
+
+
+# -- images.pull-secret -----------------------------------------------------------------------------
+
+class PullSecretParams(ManifestParams):
+    pass  # what and where: the runbook's images.pull_secret (environment-specific, like its secrets)
+
+
+def _dockerconfig(ctx: Any, name: str) -> str:
+    """The secret's value, checked to be a Docker config (never quoted in an error)."""
+    import json
+
+    value = ctx.secret(name)
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("auths"), dict) or not doc["auths"]:
+        raise PermanentError(f"{ctx.step_id}: secret {name!r} (images.pull_secret.secret) is not a Docker config "
+                             'JSON with registries under "auths" (the content of ~/.docker/config.json)')
+    return value
+
+
+@step_type("images.pull-secret")
+class ImagesPullSecret(ManifestStep):
+    """The runbook's images.pull_secret as a kubernetes.io/dockerconfigjson Secret in each namespace that
+    runs workloads; the pods name it in imagePullSecrets (vars.image_pull_secrets). Without
+    images.pull_secret it has nothing to do. Recorded like every Secret: digests and a 0600 backup only."""
+
+    Params = PullSecretParams
+    charted = False  # a Secret's value never goes into the charts (kube.secret's rule)
+    description = "the registry credentials (imagePullSecrets) in each namespace"
+
+    def templates(self) -> list[dict[str, Any]]:
+        import base64
+
+        from migrator.steps.kube import runbook_namespaces
+
+        cfg = self.ctx.runbook.file.images.pull_secret
+        if cfg is None:
+            return []
+        names = cfg.namespaces if cfg.namespaces is not None else runbook_namespaces(self.variables())
+        data = {".dockerconfigjson": base64.b64encode(_dockerconfig(self.ctx, cfg.secret).encode()).decode()}
+        return [{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                 "metadata": {"name": cfg.name, "namespace": ns,
+                              "labels": {"app.kubernetes.io/managed-by": "migrator"}},
+                 "data": dict(data)} for ns in dict.fromkeys(names)]

@@ -162,6 +162,9 @@ def manifest_variables(runbook: Runbook, overrides: dict[str, Any] | None = None
     chosen = {**(resolved or {}), **runbook.file.images.override}
     if chosen:
         base["images"] = {**(base.get("images") or {}), **chosen}
+    pull = runbook.file.images.pull_secret
+    if pull is not None:  # the Secret itself: images.pull-secret (steps/images.py)
+        base["image_pull_secrets"] = [{"name": pull.name}]
     return render.deep_merge(base, overrides or {})
 
 

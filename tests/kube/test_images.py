@@ -4,6 +4,7 @@ consent required where it must be; the runbook's images: section checked at load
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,65 @@ def test_runbook_images_section_is_checked_at_load(tmp_path: Path) -> None:
                                                 "consent": [{"key": "keycloak", "from": "1", "to": "2", "reason": "x y z"}]})
     proc = migrate("status", "--runbook", str(rb), "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 2 and "'keycloak' is not in images.from_vps" in proc.stderr, proc.stderr
+
+
+CANARY = "canary-regcred-7Kq2Zp"
+
+
+def _with_images(rb: Path, images_cfg: dict, secrets: dict | None = None) -> Path:
+    import yaml
+
+    doc = yaml.safe_load(rb.read_text())
+    doc["images"] = images_cfg
+    if secrets:
+        doc["secrets"] = secrets
+    rb.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return rb
+
+
+def test_pull_secret_and_override_reach_the_pods_and_the_secret_stays_out_of_state(kubeapi: Any, tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from tests.kube.conftest import kube_runbook
+    from tests.util import engine
+
+    config = json.dumps({"auths": {"registry.example": {"auth": base64.b64encode(f"bot:{CANARY}".encode()).decode()}}})
+    (tmp_path / "dockerconfig.json").write_text(config)
+    rb = kube_runbook(tmp_path / "rb", kubeapi.kubeconfig, extra_phases={2: [
+        {"id": "pull-secret", "uses": "images.pull-secret", "needs": ["namespaces"]},
+        {"id": "deploy", "uses": "kube.apply", "needs": ["pull-secret"], "with": {"sets": ["rentguy"], "wait": False}},
+    ]})
+    _with_images(rb, {"override": {"rentguy-api": "registry.example/rentguy-api:2.4.1"},
+                      "pull_secret": {"secret": "regcred", "namespaces": ["rentguy"]}},
+                 {"regcred": {"file": str(tmp_path / "dockerconfig.json")}})
+    sd = tmp_path / "state"
+    eng = engine(rb, sd)
+    eng.run()
+    secret = kubeapi.store.get("/secrets", "rentguy", "registry-credentials")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert base64.b64decode(secret["data"][".dockerconfigjson"]).decode() == config
+    assert kubeapi.store.get("/secrets", "infra", "registry-credentials") is None  # only the namespaces named
+    pod = kubeapi.store.get("apps/deployments", "rentguy", "rentguy-api")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example/rentguy-api:2.4.1"
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    db = kubeapi.store.get("apps/statefulsets", "rentguy", "rentguy-db")["spec"]["template"]["spec"]
+    assert db["containers"][0]["image"] == "postgres:15-alpine"  # not overridden: the default
+    written = "".join(p.read_text() for p in sd.iterdir() if p.is_file()) + "\n".join(eng.said)
+    assert CANARY not in written and base64.b64encode(f"bot:{CANARY}".encode()).decode() not in written
+
+    engine(rb, sd).rollback(step_id="pull-secret", cascade=True)
+    assert kubeapi.store.get("/secrets", "rentguy", "registry-credentials") is None
+
+
+def test_manifest_steps_refuse_to_guess_images_the_vps_should_give(kubeapi: Any, tmp_path: Path) -> None:
+    from migrator.errors import PermanentError
+    from tests.kube.conftest import kube_runbook
+    from tests.util import engine
+
+    rb = kube_runbook(tmp_path / "rb", kubeapi.kubeconfig, extra_phases={2: [
+        {"id": "deploy", "uses": "kube.apply", "with": {"sets": ["rentguy"], "wait": False}}]})
+    _with_images(rb, {"from_vps": {"rentguy-api": "rentguy-api"}})
+    with pytest.raises(PermanentError, match=r"deploy: the runbook's images.from_vps needs a step of type images.resolve"):
+        engine(rb, tmp_path / "state").run()
+    assert kubeapi.store.get("apps/deployments", "rentguy", "rentguy-api") is None
