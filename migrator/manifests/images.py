@@ -186,7 +186,7 @@ class Resolution:
         out = [f"images.from_vps.{c.key}: {c.problem}" for c in self.choices if c.problem]
         for c in self.choices:
             if c.needs_consent and not c.problem:
-                old, new = ImageRef.parse(c.vps_image or "").tag, ImageRef.parse(c.image).tag
+                old, new = ImageRef.parse(c.vps_image or "").tag or "latest", ImageRef.parse(c.image).tag or "none"
                 what = ("a tag without a version cannot be compared" if c.change == "cannot compare"
                         else f"{c.change} {old} -> {new}")
                 out.append(f"image {c.key}: {what} ({c.vps_image} on the VPS, {c.image} here) needs consent: add "

@@ -165,3 +165,11 @@ def test_manifest_steps_refuse_to_guess_images_the_vps_should_give(kubeapi: Any,
     with pytest.raises(PermanentError, match=r"deploy: the runbook's images.from_vps needs a step of type images.resolve"):
         engine(rb, tmp_path / "state").run()
     assert kubeapi.store.get("apps/deployments", "rentguy", "rentguy-api") is None
+
+
+def test_a_digest_only_override_names_its_missing_tag() -> None:
+    cfg = ImagesConfig.model_validate({"from_vps": {"db": "db"}, "override": {"db": f"postgres@{DIGEST}"}})
+    refusal = images.resolve(cfg, {}, images.vps_images(_inv(db=("postgres", [])))).refusals()[0]
+    assert '{key: db, from: "latest", to: "none", reason: ...}' in refusal
+    same = images.resolve(cfg, {}, images.vps_images(_inv(db=("postgres", [f"postgres@{DIGEST}"]))))
+    assert same.refusals() == [] and same.choices[0].change == "same"  # the very image, by digest
