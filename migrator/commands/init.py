@@ -173,6 +173,13 @@ def _from_inventory(name: str, inv: dict[str, Any]) -> str:
             **_placeholders(),
         },
     }
+    # Every image the manifests use whose key names a service on the VPS comes from it (images.resolve).
+    from migrator.manifests import render as manifests
+
+    services = set(_vars(inv)["source_services"])
+    from_vps = {k: k for k in sorted(manifests.defaults().get("images") or {}) if k in services}
+    if from_vps:
+        doc["images"] = {"from_vps": from_vps}
     # The credentials the environment names: references too (set the variables before a run).
     env_secrets = {"tsig_secret", "bao_source_token", "bao_target_token", "keycloak_admin_password"}
     doc["secrets"] = {s: {"env": f"{name.upper().replace('-', '_')}_{s.upper()}"}

@@ -36,6 +36,7 @@ def test_a_runbook_from_an_inventory(tmp_path: Path) -> None:
                                                    "known_hosts": "TODO-known_hosts-file"}
     assert doc["environment"]["source"]["compose_project"] == "shop"
     assert doc["vars"]["source_services"] == ["mystery-cache", "rentguy-db", "wpcs-wordpress"]
+    assert doc["images"] == {"from_vps": {"rentguy-db": "rentguy-db", "wpcs-wordpress": "wpcs-wordpress"}}
     assert all(list(ref) == ["env"] for ref in doc["secrets"].values())  # references only, never values
     status = migrate("status", "--json", "-r", str(out), "--state-dir", str(tmp_path / "st"))
     assert status.returncode == 0, status.stderr  # it loads: the builtin phases, its own vars
