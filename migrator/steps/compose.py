@@ -53,6 +53,14 @@ def _healthy(c: Any) -> tuple[bool, str]:
 
 # -- compose.inspect ------------------------------------------------------------------------------
 
+class InspectFacts(Facts):
+    """What compose.inspect records: the inventory (adapters/inventory.collect: every container's image,
+    image id and registry digests, volumes, databases...) and the coverage summary. images.resolve reads it."""
+
+    inventory: dict[str, Any] = {}
+    coverage: Any = None
+
+
 class InspectParams(StrictModel):
     project: str | None = None  # default: environment.source.compose_project
     expect_services: list[str] = Field(default_factory=list)

@@ -17,15 +17,10 @@ from migrator.errors import PermanentError, RefusedError
 from migrator.manifests import images
 from migrator.manifests import render as manifests
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
+from migrator.steps.compose import InspectFacts
 from migrator.steps.kube import ManifestParams, ManifestStep
 
 STEP_TYPE = "images.resolve"
-
-
-class InventoryFacts(Facts):
-    """What compose.inspect records (steps/compose.py), the part this step reads."""
-
-    inventory: dict[str, Any] = {}
 
 
 class ResolveParams(StrictModel):
@@ -115,7 +110,7 @@ class ImagesResolve(Step[ResolveParams]):
             if self.ctx.status_of(sid) != "succeeded":
                 raise PermanentError(f"{self.ctx.step_id}: images.from_vps reads the inventory step {sid!r}, which "
                                      f"has not succeeded (status: {self.ctx.status_of(sid)}); set with.inventory_step")
-            inventory = self.ctx.facts_as(InventoryFacts, sid).inventory
+            inventory = self.ctx.facts_as(InspectFacts, sid).inventory
         res = resolve(self.ctx.runbook, inventory)
         refusals = res.refusals()
         self.ctx.record(images=res.images() if not refusals else {},
