@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from migrator.commands import report, timeline, webpage
 from migrator.commands.common import load, new_engine, state_dir_for
+from migrator.engine import live
 from migrator.errors import InputError, MigratorError
 
 if TYPE_CHECKING:  # http.server is imported when serving, not for `migrate --help`
@@ -83,6 +84,10 @@ class Viewer:
             steps.append({**s, "figures": figures,
                           "duration_s": round(now - s["started_at"], 1) if running else of.get(s["id"], {}).get("duration_s")})
         events = engine.session.journal.read()
+        live_doc = live.read(engine.session.live.path)
+        for step in steps:
+            # The running steps' copies, from this attempt only (not bars a failed or earlier attempt left).
+            step["bars"] = live.bars_of(live_doc, step["id"], step["started_at"]) if step["status"] == "running" else []
         return {
             "runbook": status["runbook"], "now": now, "lock": status["lock"],
             "runbook_changed": status["runbook_changed"],

@@ -27,6 +27,7 @@ main{padding:12px 18px}
 section{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:10px 14px;margin-bottom:12px}
 h2{font-size:15px;margin:2px 0 8px}
 progress{width:100%;height:12px;margin:6px 0;accent-color:#2e7d32}
+.copy{margin:4px 0 4px 18px}.copy progress{height:8px;accent-color:#1565c0}.copy .amount{color:#424242}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eeeeee;vertical-align:top}
 th{background:#f5f5f5}
@@ -108,6 +109,8 @@ def _summary(snap: dict[str, Any]) -> str:
     for s in snap["running"]:
         lines.append(f'<div class="now-running">running: phase {s["phase"]} <b>{escape(s["id"])}</b> '
                      f'({escape(s["uses"])}), attempt {s["attempts"]}, for {escape(_secs(s["duration_s"]))}</div>')
+        for bar in s.get("bars") or []:
+            lines.append(_bar(s["id"], bar, snap["now"]))
     gates = snap.get("gates_passed") or []
     lines.append(f'<div id="gates">gates passed in this run: {len(gates)}'
                  + (": " + ", ".join(escape(g) for g in gates) if gates else "") + '</div>')
@@ -115,6 +118,26 @@ def _summary(snap: dict[str, Any]) -> str:
         lines.append('<div class="note">the runbook changed since the last run</div>')
     lines.append("</section>")
     return "".join(lines)
+
+
+def _bar(step_id: str, bar: dict[str, Any], now: float) -> str:
+    """One copy of the running step: done of total (bytes readable), its mean rate and the time left, as of
+    the figures' last write."""
+    done, total, unit = float(bar.get("completed") or 0), bar.get("total"), str(bar.get("unit") or "")
+    at = float(bar.get("updated_at") or now)
+    elapsed = max(at - float(bar.get("started_at") or at), 1e-3)
+    if unit == "B":
+        text = _bytes(done) + (f" of {_bytes(float(total))}" if total else "")
+        if done:
+            text += f" · {_bytes(done / elapsed)}/s"
+            if total and done < float(total):
+                text += f" · {_secs((float(total) - done) / (done / elapsed))} left"
+    else:
+        text = f"{done:.0f}" + (f" of {float(total):.0f}" if total else "") + (f" {unit}" if unit else "")
+    meter = (f'<progress value="{min(done, float(total)):.0f}" max="{float(total):.0f}"></progress>' if total
+             else "<progress></progress>")
+    return (f'<div class="copy" data-step="{escape(step_id)}"><span class="what">{escape(str(bar.get("description", "")))}</span> '
+            f'<span class="amount">{escape(text)}</span>{meter}</div>')
 
 
 def _steps(snap: dict[str, Any]) -> str:

@@ -91,7 +91,10 @@ class Context:
         self._session.failpoints.hit(self.step_id, where)
 
     def progress(self, description: str, total: float | None = None, unit: str = "") -> Progress:
-        return self._session.progress.task(description, total, unit, owner=self.step_id)
+        task = self._session.progress.task(description, total, unit, owner=self.step_id)
+        if self.dry_run:
+            return task
+        return self._session.live.track(self.step_id, description, total, unit, task)
 
     def resource(self, key: str, factory: Callable[[], Any]) -> Any:
         # A step reaches the VPS only through a shared resource: from here on, the remote commands this

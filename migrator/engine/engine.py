@@ -26,6 +26,7 @@ from migrator.adapters.checks import run_gate_check
 from migrator.adapters.localproc import settle
 from migrator.engine.context import Context
 from migrator.engine.failpoints import Failpoints
+from migrator.engine.live import LiveProgress
 from migrator.errors import (
     InputError,
     Interrupted,
@@ -109,6 +110,8 @@ class Session:
         self.state: State = self.store.load(runbook.name, str(runbook.path))
         self.failpoints = Failpoints()
         self.progress = RunProgress(options.progress)
+        # The copies' figures for `migrate serve` (a dry run writes nothing).
+        self.live = LiveProgress(state_dir / f"{runbook.name}.progress.json", enabled=not options.dry_run)
         self._resources: dict[str, Any] = {}
         self._resource_locks: dict[str, threading.Lock] = {}
         self._resources_lock = threading.Lock()
@@ -341,7 +344,10 @@ class Engine:
                 continue
             self._check_needs(step, selected)
             s.progress.step_started(step.phase, index, len(steps), step.id)
-            self._execute(step)
+            try:
+                self._execute(step)
+            finally:
+                s.live.step_ended(step.id)
             s.progress.step_finished()
             ran += 1
         return ran

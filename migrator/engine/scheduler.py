@@ -147,6 +147,7 @@ class Scheduler:
         except BaseException as exc:  # recorded by _execute; the scheduler decides what it means
             worker.error = exc
         finally:
+            self.engine.session.live.step_ended(worker.step.id)
             worker.ended = True
             self._wake.set()
 

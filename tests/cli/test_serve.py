@@ -3,21 +3,27 @@ the Host header checked, every value escaped, and Ctrl-C exits 130 (the browser 
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from migrator.commands import serve, webpage
 from migrator.errors import InputError
-from tests.util import MIGRATE, REPO, migrate, write_runbook
+from migrator.steps.base import Plan, Step, StrictModel, step_type
+from tests.util import MIGRATE, REPO, engine, migrate, write_runbook
+
+MIB = 1024 * 1024
 
 
 def start_serve(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
@@ -107,8 +113,6 @@ def test_serve_reads_a_finished_run_writes_nothing_and_exits_130_on_ctrl_c(tmp_p
         assert url.startswith("http://127.0.0.1:")
         code, body, headers = get(url + "api/state.json")
         assert code == 200 and headers["Content-Type"] == "application/json"
-        import json
-
         snap = json.loads(body)
         assert [(s["id"], s["status"], s["attempts"]) for s in snap["steps"]] == [("first", "succeeded", 1),
                                                                                     ("second", "failed", 1)]
@@ -129,3 +133,69 @@ def test_serve_reads_a_finished_run_writes_nothing_and_exits_130_on_ctrl_c(tmp_p
         state.chmod(0o755)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "FAILED: interrupted"
+
+
+class _CopyParams(StrictModel):
+    gate: str
+    mib: int = 8
+
+
+@step_type("test.copy-until-gate")
+class _CopyUntilGate(Step[_CopyParams]):
+    """A copy through the engine's progress handle, as volume.copy and postgres.copy report theirs (those
+    need the sandbox): 2 MiB, then the rest once the test creates the gate file (at most 20 s)."""
+
+    def plan(self) -> Plan:
+        return Plan(changes=[f"copy {self.params.mib} MiB"])
+
+    def apply(self) -> None:
+        bar = self.ctx.progress(f"copy volume {self.ctx.step_id}", total=self.params.mib * MIB, unit="B")
+        bar.advance(2 * MIB)
+        deadline = time.monotonic() + 20
+        while not Path(self.params.gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        bar.advance((self.params.mib - 2) * MIB)
+
+    def rollback(self) -> None:
+        pass
+
+
+def test_each_running_steps_copy_progress_is_shown(tmp_path: Path) -> None:
+    """Two copies at once (--parallel 2): each running step shows its own bar, and its bar only."""
+    gate = tmp_path / "gate"
+    runbook = write_runbook(tmp_path / "rb", {1: [
+        {"id": "copy-data", "uses": "test.copy-until-gate", "with": {"gate": str(gate)}},
+        {"id": "copy-media", "uses": "test.copy-until-gate", "with": {"gate": str(gate), "mib": 4}}]})
+    state = tmp_path / "st"
+    viewer = serve.Viewer(runbook, state)
+    seen: list[dict[str, Any]] = []
+
+    def watch() -> None:  # the page's reader, while the engine runs in the main thread (signals)
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                snap = viewer.snapshot()
+                running = snap.get("running") or []
+                if len(running) == 2 and all(s["bars"] and s["bars"][0]["completed"] for s in running):
+                    seen.append(snap)
+                    return
+                time.sleep(0.05)
+        finally:
+            gate.touch()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert engine(runbook, state, parallel=2).run() == 2
+    watcher.join(30)
+    assert seen, "the running steps' copies never showed, both at once"
+    bars = {s["id"]: [(b["description"], b["completed"], b["total"], b["unit"]) for b in s["bars"]]
+            for s in seen[0]["running"]}
+    assert bars == {"copy-data": [("copy volume copy-data", 2 * MIB, 8 * MIB, "B")],
+                    "copy-media": [("copy volume copy-media", 2 * MIB, 4 * MIB, "B")]}
+    html = webpage.fragment(seen[0])
+    assert "2.0 MiB of 8.0 MiB · " in html and '<progress value="2097152" max="8388608"' in html
+    assert "2.0 MiB of 4.0 MiB · " in html and '<progress value="2097152" max="4194304"' in html
+    assert html.count(" left</span>") == 2  # a rate and the time left, from the figures' own clock
+    after = viewer.snapshot()
+    assert [(s["status"], s["bars"]) for s in after["steps"]] == [("succeeded", []), ("succeeded", [])]
+    assert json.loads((state / "test.progress.json").read_text())["steps"] == {}  # cleared at each step's end
