@@ -143,7 +143,7 @@ class _CopyParams(StrictModel):
 @step_type("test.copy-until-gate")
 class _CopyUntilGate(Step[_CopyParams]):
     """A copy through the engine's progress handle, as volume.copy and postgres.copy report theirs (those
-    need the sandbox): 2 MiB, then the rest once the test creates the gate file (at most 20 s)."""
+    need the sandbox): 2 MiB, then the rest once the test creates the gate file (at most 30 s)."""
 
     def plan(self) -> Plan:
         return Plan(changes=[f"copy {self.params.mib} MiB"])
@@ -151,7 +151,7 @@ class _CopyUntilGate(Step[_CopyParams]):
     def apply(self) -> None:
         bar = self.ctx.progress(f"copy volume {self.ctx.step_id}", total=self.params.mib * MIB, unit="B")
         bar.advance(2 * MIB)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while not Path(self.params.gate).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         bar.advance((self.params.mib - 2) * MIB)
@@ -171,7 +171,7 @@ def test_each_running_steps_copy_progress_is_shown(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
 
     def watch() -> None:  # the page's reader, while the engine runs in the main thread (signals)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         try:
             while time.monotonic() < deadline:
                 snap = viewer.snapshot()
