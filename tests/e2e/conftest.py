@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.live_view import LiveView
 from tests.util import REPO, migrate
 
 RUNBOOK = REPO / "runbooks" / "sandbox.yaml"
@@ -28,6 +29,7 @@ class Rehearsal:
     # backup.json of each backup the rehearsal made, read at once (a chaos run rolls phase 5 back; the
     # backup is kept, but the report's folder is the one the rehearsal made)
     backup_manifests: dict[str, dict[str, Any]]
+    live_view: LiveView  # `migrate serve` watched by Chromium while the rehearsal ran
 
     def args(self) -> list[str]:
         return ["--runbook", str(RUNBOOK), "--state-dir", str(self.state_dir)]
@@ -46,7 +48,12 @@ def rehearsed(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     state_dir = tmp_path_factory.mktemp("e2e-state")
     before = snapshot.take()
-    proc = migrate("rehearse", "--runbook", str(RUNBOOK), "--state-dir", str(state_dir), timeout=1200)
+    live_view = LiveView(RUNBOOK, state_dir, tmp_path_factory.mktemp("e2e-live-view"))
+    live_view.start()
+    try:
+        proc = migrate("rehearse", "--runbook", str(RUNBOOK), "--state-dir", str(state_dir), timeout=1200)
+    finally:
+        live_view.stop()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((state_dir / "sandbox.report.json").read_text())
     manifests = {}
@@ -54,7 +61,7 @@ def rehearsed(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         path = state_dir / "backups" / str(b.get("folder")) / "backup.json"
         if path.is_file():
             manifests[str(b.get("folder"))] = json.loads(path.read_text())
-    rehearsal = Rehearsal(state_dir, report, snapshot.take(), before, manifests)
+    rehearsal = Rehearsal(state_dir, report, snapshot.take(), before, manifests, live_view)
     yield rehearsal
     undo = migrate("rollback", "--all", *rehearsal.args(), timeout=900)
     assert undo.returncode == 0, undo.stdout[-3000:] + undo.stderr[-3000:]

@@ -33,6 +33,27 @@ def test_the_report_draws_the_night(rehearsed: Rehearsal) -> None:
     assert "sandbox.timeline.svg" in (rehearsed.state_dir / "sandbox.report.md").read_text()
 
 
+def test_the_live_page_showed_a_copy_while_the_rehearsal_ran(rehearsed: Rehearsal) -> None:
+    """`migrate serve` on the rehearsal's state, in Chromium: a copy's bytes, rate and bar, on the page and in
+    the screenshot (its filled part as long as the bytes done say), while the step ran."""
+    from tests.cli.test_serve_browser import HEIGHT, WIDTH
+    from tests.e2e.live_view import BYTES_COPY
+    from tests.pngpixels import near, read_png
+
+    view = rehearsed.live_view
+    assert view.error is None, view.error
+    cap = view.capture
+    assert cap is not None, f"the page never showed a copy in progress ({view.polls} looks)"
+    uses = {s["id"]: s["uses"] for s in rehearsed.report["steps"]}
+    assert uses[cap.step] in ("volume.copy", "postgres.copy", "mysql.copy"), (cap.step, uses.get(cap.step))
+    assert BYTES_COPY.search(cap.text), cap.text
+    width, height, _ = read_png(cap.page_png)
+    assert (width, height) == (WIDTH, HEIGHT)
+    bar_width, bar_height, rows = read_png(cap.bar_png)
+    filled = sum(near(px, (0x15, 0x65, 0xC0)) for px in rows[bar_height // 2]) / bar_width  # .copy's accent
+    assert abs(filled - cap.value / cap.maximum) < 0.05, (filled, cap.value, cap.maximum)
+
+
 def test_the_platform_moved(rehearsed: Rehearsal) -> None:
     ref, before = rehearsed.reference, rehearsed.before
     # DNS: every public record now points at the cluster's ingress.
