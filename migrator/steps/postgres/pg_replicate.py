@@ -8,8 +8,11 @@ only when it runs here too (the sandbox). On a real cluster set source.replicati
 pods can reach (e.g. a private network or a tunnel run next to the cluster); no port is opened here.
 
 catchup (writers frozen): a marker is written in the source's WAL, the step waits until the subscription
-has confirmed it (lag zero), sets the target's sequences to the source's values plus a margin, then
-drops the subscription, the slot and the publication and restores the replica identities it changed.
+has confirmed it (lag zero), sets the target's sequences to the source's values plus a margin, brings
+what logical replication does not carry up to date (large objects, by oid and digest: added, rewritten,
+unlinked; materialized views: refreshed as populated on the source, emptied where not), then drops the
+subscription, the slot and the publication and restores the replica identities it changed. replicate
+copies the large objects once after the schema, so the catchup moves only what changed since.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from migrator.runbook.loader import params_model
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 from migrator.steps.postgres import pg_catalog as cat
 from migrator.steps.postgres import pg_schema as schema
+from migrator.steps.postgres import pg_whole as whole
 from migrator.steps.postgres.pg_common import DbParams, replication_address, source_of, target_conn
-from migrator.steps.postgres.pg_copy import apply_schema, prepare_database, set_sequences
+from migrator.steps.postgres.pg_copy import apply_schema, ensure_roles, prepare_database, set_sequences
 
 if TYPE_CHECKING:
     from migrator.adapters.pgsource import PgSource
@@ -210,6 +214,10 @@ class PostgresReplicate(Step[ReplicateParams]):
                 apply_schema(ctx, p, source, db, "pre-data")
                 apply_schema(ctx, p, source, db, "post-data")
             ctx.record(schema_done=True)
+        if not ctx.facts.get("large_objects_done"):
+            # Their contents now (the schema made them empty); catchup adds what changes after this.
+            n, moved = whole.copy_large_objects(source, db, None)
+            ctx.record(large_objects_done=True, large_objects=n, large_object_bytes=moved)
         nopk = [t for t in tabs if not t.has_pk and t.replident not in ("f", "i")]
         if nopk and p.no_pk == "fail":
             raise PermanentError(f"{ctx.step_id}: tables without a primary key: {', '.join(t.label for t in nopk)}; "
@@ -297,8 +305,11 @@ class PostgresCatchup(Step[CatchupParams]):
         name = repl_name(rp)
         return Plan(changes=[f"wait until subscription {name} has applied everything the source wrote",
                              f"set the target's sequences to the source's values + {self.params.sequence_margin}",
+                             "large objects as on the source (added, rewritten, unlinked by oid and digest); "
+                             "materialized views refreshed where the source's are populated, emptied where not",
                              f"drop subscription {name}, slot and publication {name}; restore replica identities"],
-                    unknowns=["the lag at that moment (writers must be frozen first)"])
+                    unknowns=["the lag at that moment (writers must be frozen first)",
+                              "how long the materialized views take to refresh (with the writers frozen)"])
 
     def apply(self) -> None:
         ctx, rp = self.ctx, self._rp()
@@ -315,9 +326,27 @@ class PostgresCatchup(Step[CatchupParams]):
             raise PermanentError(f"{ctx.step_id}: no subscription {name} on the target: run {self.params.replicate}")
         set_sequences(source, db, self.params.sequence_margin)
         ctx.record(sequences_set=True)
+        if not ctx.facts.get("whole_synced"):
+            self._sync_whole(rp, source, server, db)
         drop_subscription(db, source, name)
         cleanup_source(source, name, ctx.facts_as(ReplicateFacts, self.params.replicate).replica_full)
         ctx.record(done=time.time(), seconds=round(time.monotonic() - started, 3))
+
+    def _sync_whole(self, rp: ReplicateParams, source: PgSource, server: PgConn, db: PgConn) -> None:
+        """Large objects and materialized views, which the subscription does not carry (idempotent: a
+        second run finds nothing to change)."""
+        ctx = self.ctx
+        owners = {schema.map_role(r[0], rp.owner_map, rp.default_owner)
+                  for r in source.query("SELECT DISTINCT pg_get_userbyid(lomowner)::text FROM pg_largeobject_metadata")}
+        ensure_roles(ctx, rp, server, owners)
+        lo = whole.sync_large_objects(source, db, lambda r: schema.map_role(r, rp.owner_map, rp.default_owner))
+        ctx.log.info("large objects brought up to date", added=lo.added, updated=lo.updated, removed=lo.removed,
+                     bytes=lo.bytes)
+        refreshed, emptied = whole.sync_matviews(source, db)
+        ctx.log.info("materialized views brought up to date", refreshed=len(refreshed), emptied=emptied)
+        ctx.record(whole_synced=True, large_objects_added=lo.added, large_objects_updated=lo.updated,
+                   large_objects_removed=lo.removed, large_object_bytes=lo.bytes,
+                   matviews_refreshed=refreshed, matviews_emptied=emptied)
 
     def _wait_lag_zero(self, source: PgSource, name: str) -> None:
         try:  # a transactional marker: its LSN follows every write committed before the freeze
@@ -365,4 +394,8 @@ class PostgresCatchup(Step[CatchupParams]):
 
     def report(self) -> dict[str, Any]:
         f = self.ctx.facts
-        return {"lag_wait_s": f.get("lag_wait_s"), "seconds": f.get("seconds")}
+        return {"lag_wait_s": f.get("lag_wait_s"), "seconds": f.get("seconds"),
+                "large_objects_added": f.get("large_objects_added"),
+                "large_objects_updated": f.get("large_objects_updated"),
+                "large_objects_removed": f.get("large_objects_removed"),
+                "matviews_refreshed": len(f.get("matviews_refreshed") or [])}
