@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in docker.io busybox-static bind9 bind9-utils openssh-server iproute2 binutils tzdata zstd postgresql-15 postgresql-client-15 pgcopydb \
-    mariadb-server mariadb-client redis-server chromium; do
+    mariadb-server mariadb-client redis-server chromium attr; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -63,6 +63,18 @@ class VolumeCopyParams(StrictModel):
     claim_helper_image: str | None = None  # the helper pod on the claim; default environment.target.helper_image
 
 
+def _drop_stray_xattrs(local: Path, wanted: dict[str, bytes]) -> None:
+    """user.* attributes the volume's entry does not have (left by an earlier copy) removed; other
+    namespaces (security.*, system.*) belong to the target's system and are left alone."""
+    try:
+        names = os.listxattr(local, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("user.") and name not in wanted:
+            os.removexattr(local, name, follow_symlinks=False)
+
+
 def _remove(path: Path) -> None:
     """Whatever is at `path` (a link is removed, never what it points to)."""
     if path.is_dir() and not path.is_symlink():
@@ -484,16 +496,23 @@ class VolumeCopy(Step[VolumeCopyParams]):
                 os.chown(local, e.uid, e.gid, follow_symlinks=False)
             if e.kind != "symlink":
                 os.chmod(local, e.mode)
-            for name, value in src.xattrs.get(path, {}).items():
+            wanted = src.xattrs.get(path, {})
+            for name, value in wanted.items():
                 try:
                     os.setxattr(local, name, value, follow_symlinks=False)
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                         raise
                     unsupported.add(name)
+            if src.xattrs_read and e.kind != "symlink":
+                _drop_stray_xattrs(local, wanted)
         if unsupported:
             self.ctx.log.warning("extended attributes the target does not support: not copied",
                                  names=sorted(unsupported))
+        if not src.xattrs_read:  # no getfattr in the helper image: whatever the volume has is not carried
+            self.ctx.log.warning("the helper image cannot read extended attributes (no getfattr): any in the volume "
+                                 "are not copied; give helper_image an image with getfattr (the attr package) "
+                                 "to carry them", volume=self.params.volume)
         self.ctx.record(xattrs_read=src.xattrs_read, xattrs_unsupported=sorted(unsupported))
 
     def _transfer(self, dr: DockerRemote, helper: str, dest: Path, names: list[str],

@@ -417,3 +417,81 @@ def _every_kind(vps: VPS, tmp_path: Path) -> None:
     engine(rb, sd).rollback(step_id="copy-uploads")
     assert not dest.exists()
 
+
+
+def _attr_image(vps: VPS) -> str:
+    """busybox plus getfattr/setfattr (the attr package) and the libc they link: a helper image that can
+    read extended attributes (busybox cannot)."""
+    import shutil
+
+    from .conftest import busybox_rootfs
+
+    found = [shutil.which(t) for t in ("getfattr", "setfattr")]
+    assert all(found), "getfattr/setfattr missing: the attr package (scripts/setup.sh installs it)"
+    libs = {"lib/x86_64-linux-gnu/libc.so.6": Path("/lib/x86_64-linux-gnu/libc.so.6"),
+            "lib64/ld-linux-x86-64.so.2": Path("/lib64/ld-linux-x86-64.so.2")}
+    extra = {f"bin/{Path(t).name}": (Path(t).read_bytes(), 0o755) for t in found if t}
+    extra.update({name: (p.read_bytes(), 0o755) for name, p in libs.items()})
+    vps.docker("import", "-c", "ENV PATH=/bin", "-", "mgtest/attr:1", input=busybox_rootfs(extra))
+    return "mgtest/attr:1"
+
+
+def _user_xattrs_supported(path: Path) -> bool:
+    probe = path / "xattr-probe"
+    probe.write_text("")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+
+
+def test_volume_copy_carries_extended_attributes(vps: VPS, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """user.* extended attributes on files and directories reach a host-directory target (read in the VPS
+    helper with getfattr, set with setxattr); a changed one is seen by the check on the target; with a
+    helper that cannot read them (busybox) the step says so instead of dropping them silently."""
+    from migrator.errors import PermanentError
+
+    if not _user_xattrs_supported(tmp_path):
+        pytest.skip(f"the test's filesystem ({tmp_path}) does not support user.* extended attributes")
+    image = _attr_image(vps)
+    setup = ("mkdir -p /v/xa/dir && echo x > /v/xa/file && setfattr -n user.origin -v vps /v/xa/file && "
+             "setfattr -n user.bin -v 0x00ff0a /v/xa/file && setfattr -n user.kind -v folder /v/xa/dir")
+    vps.docker("run", "--rm", "-v", f"{PROJECT}_uploads:/v", image, "sh", "-c", setup)
+    try:
+        copy = {**COPY, "with": {**COPY["with"], "helper_image": image}}
+        rb = runbook(tmp_path, vps, {1: [copy]})
+        sd = tmp_path / "state"
+        eng = engine(rb, sd)
+        eng.run()
+        dest = tmp_path / "pvc" / "uploads"
+        assert os.getxattr(dest / "xa/file", "user.origin") == b"vps"
+        assert os.getxattr(dest / "xa/file", "user.bin") == b"\x00\xff\n"
+        assert os.getxattr(dest / "xa/dir", "user.kind") == b"folder"
+        facts = eng.state.steps["copy-uploads"].facts
+        assert facts["xattrs_read"] is True and facts["xattrs_unsupported"] == []
+        # A changed value and a stray name on the target: the check sees the first; a second run of the
+        # copy puts the volume's back and removes the stray one.
+        os.setxattr(dest / "xa/file", "user.origin", b"changed")
+        os.setxattr(dest / "xa/dir", "user.stray", b"1")
+        with pytest.raises(PermanentError) as err:
+            _inst(rb, sd, "copy-uploads").verify()
+        assert "xa/file: extended attributes differ" in str(err.value)
+        assert "xa/dir: extended attributes differ" in str(err.value)
+        inst = _inst(rb, sd, "copy-uploads")
+        inst.apply()
+        inst.verify()
+        assert os.getxattr(dest / "xa/file", "user.origin") == b"vps"
+        assert "user.stray" not in os.listxattr(dest / "xa/dir")
+
+        # The compose service's own image (busybox, no getfattr): copied without them, and said.
+        bb = engine(runbook(tmp_path / "bb", vps, {1: [COPY]}))
+        bb.run()
+        assert "cannot read extended attributes" in capsys.readouterr().out
+        assert bb.state.steps["copy-uploads"].facts["xattrs_read"] is False
+        assert "user.origin" not in os.listxattr(tmp_path / "bb" / "pvc" / "uploads" / "xa" / "file")
+    finally:
+        vps.docker("exec", container(vps, "web"), "sh", "-c", "rm -rf /www/uploads/xa")
