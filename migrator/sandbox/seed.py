@@ -10,7 +10,7 @@ import tarfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
-from . import seed_sql, seed_stores
+from . import seed_acme, seed_sql, seed_stores
 from .compose import container_id
 from .dockerd import docker_cli, docker_env
 from .layout import SOURCE_DATABASES, UPLOADS_MOUNT, UPLOADS_SERVICE, Paths
@@ -109,8 +109,11 @@ def seed_uploads(paths: Paths, scale: int, log: Log) -> None:
 
 
 def seed_all(paths: Paths, scale: int, env: dict[str, str], log: Log) -> None:
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        futures = [pool.submit(seed_database, paths, db, scale, env, log) for db in SOURCE_DATABASES]
+    # acme.json in a worker of its own (a few docker calls, done while the databases seed): every other
+    # seeder starts no later than it did without it.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(seed_acme.seed_acme, paths, log)]
+        futures += [pool.submit(seed_database, paths, db, scale, env, log) for db in SOURCE_DATABASES]
         futures.append(pool.submit(seed_uploads, paths, scale, log))
         futures.append(pool.submit(seed_stores.seed_mysql, paths, scale, env, log))
         futures.append(pool.submit(seed_stores.seed_redis, paths, scale, env, log))
