@@ -13,32 +13,39 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdataset
-import dns.rdatatype
-import dns.tsig
-import dns.tsigkeyring
-import dns.update
-
+from migrator.adapters.lazy import lazy
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import DNSConfig, HostPort
+from migrator.runbook.tsig import TSIGKeyError, resolve
 
+if TYPE_CHECKING:
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdataset
+    import dns.rdatatype
+    import dns.resolver
+    import dns.tsig
+    import dns.tsigkeyring
+    import dns.update
+else:
+    dns = lazy("dns")  # its submodules on first use: dns.query, dns.update, ...
+
+# The name of dnspython's constant (dns.tsig.HMAC_SHA256, ...) for each algorithm a key may name.
 TSIG_ALGORITHMS = {
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha224": dns.tsig.HMAC_SHA224,
-    "hmac-sha1": dns.tsig.HMAC_SHA1,
-    "hmac-md5": dns.tsig.HMAC_MD5,
+    "hmac-sha256": "HMAC_SHA256",
+    "hmac-sha512": "HMAC_SHA512",
+    "hmac-sha384": "HMAC_SHA384",
+    "hmac-sha224": "HMAC_SHA224",
+    "hmac-sha1": "HMAC_SHA1",
+    "hmac-md5": "HMAC_MD5",
 }
 
 
@@ -188,14 +195,12 @@ class Rfc2136Provider(DNSProvider):
 
     # -- writing -----------------------------------------------------------------------------------
     def _message(self) -> dns.update.UpdateMessage:
-        from migrator.runbook.tsig import TSIGKeyError, resolve
-
         tsig = self.tsig
         try:
             name, secret = resolve(self._key_secret(), tsig.name, tsig.algorithm)
         except TSIGKeyError as exc:
             raise PermanentError(f"environment.dns.tsig.secret: secret {tsig.secret!r}: {exc}") from None
-        algorithm = TSIG_ALGORITHMS[name]
+        algorithm = getattr(dns.tsig, TSIG_ALGORITHMS[name])
         try:
             keyring = dns.tsigkeyring.from_text({tsig.name: secret})
         except (ValueError, TypeError, dns.exception.DNSException):
@@ -320,8 +325,6 @@ def authoritative_from_config(config: DNSConfig, zone: str, ask: Server | None =
 
 
 def _resolve_ns(zone: str, timeout: float) -> RRSet:
-    import dns.resolver
-
     try:
         answer = dns.resolver.resolve(zone, "NS", lifetime=timeout)
     except dns.exception.DNSException as exc:
@@ -347,6 +350,6 @@ def provider_for(config: DNSConfig, secret: Callable[[str], str], path: Callable
         tsig = config.tsig
         assert tsig is not None
         return Rfc2136Provider(config, lambda: secret(tsig.secret))
-    from migrator.adapters.dns_lexicon import LexiconProvider
+    from migrator.adapters.dns_lexicon import LexiconProvider  # imports this module; lexicon is heavy
 
     return LexiconProvider(config, secret, path)

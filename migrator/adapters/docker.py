@@ -26,28 +26,33 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import shlex
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import docker
-import paramiko
-import requests
-import urllib3
-import urllib3.connection
-import urllib3.connectionpool
-from docker.errors import NotFound as NotFound  # re-exported: the steps never import docker
-from docker.transport.basehttpadapter import BaseHTTPAdapter
+from typing import TYPE_CHECKING, Any
 
 from migrator.adapters import remoteproc, resources
+from migrator.adapters.lazy import lazy
 from migrator.adapters.ssh import STDERR_TAIL, SSHSession
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SourceConfig
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import paramiko
+    import requests
+    from docker.errors import NotFound as NotFound  # re-exported: the steps never import docker
+
+    from migrator.adapters import docker_transport
+else:
+    docker = lazy("docker")
+    paramiko = lazy("paramiko")
+    requests = lazy("requests")
+    docker_transport = lazy("migrator.adapters.docker_transport")  # urllib3 and docker's base adapter
 
 BASE_URL = "http+docker://ssh"
 API_TIMEOUT = 60
@@ -58,94 +63,6 @@ def dial_command(source: SourceConfig) -> str:
     if source.ssh.docker_host:  # not a secret: the daemon's socket on the VPS
         argv = ["env", f"DOCKER_HOST={source.ssh.docker_host}", *argv]
     return shlex.join(argv)
-
-
-class _DialConnection(urllib3.connection.HTTPConnection):
-    def __init__(self, ssh: SSHSession, command: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._ssh, self._command, self._timeout = ssh, command, timeout
-
-    def connect(self) -> None:
-        self.sock = self._ssh.open_exec_channel(self._command, timeout=self._timeout)
-
-
-class _DialPool(urllib3.connectionpool.HTTPConnectionPool):
-    scheme = "ssh"
-
-    def __init__(self, ssh: SSHSession, command: str, timeout: float, maxsize: int) -> None:
-        super().__init__("localhost", timeout=timeout, maxsize=maxsize)
-        self._ssh, self._command, self._timeout = ssh, command, timeout
-
-    def _new_conn(self) -> _DialConnection:
-        return _DialConnection(self._ssh, self._command, self._timeout)
-
-    # A reused SSH channel would make urllib3 call fileno() repeatedly (one pipe each): take a pooled
-    # connection or make a new one, as docker's own SSHConnectionPool does.
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = None
-        try:
-            conn = self.pool.get(block=self.block, timeout=timeout)  # type: ignore[union-attr]
-        except AttributeError:
-            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.") from None
-        except queue.Empty:
-            if self.block:
-                raise urllib3.exceptions.EmptyPoolError(self, "Pool reached maximum size.") from None
-        if conn is not None and _dropped(conn):
-            # Its dial-stdio ended while pooled (the daemon closed an idle connection): a request sent
-            # on it would fail with "Remote end closed connection without response".
-            conn.close()
-            conn = None
-        return conn or self._new_conn()
-
-
-def _dropped(conn: Any) -> bool:
-    """urllib3's own check polls the socket's fileno(), which for an SSH channel makes a pipe each time;
-    the channel says itself whether its far end is gone."""
-    channel = getattr(conn, "sock", None)
-    if channel is None:
-        return False  # not connected yet: connects on first use
-    return bool(channel.closed or channel.eof_received or channel.exit_status_ready())
-
-
-class _SessionAdapter(BaseHTTPAdapter):  # type: ignore[misc]
-    """A requests adapter whose connections are SSH channels of one SSHSession."""
-
-    def __init__(self, ssh: SSHSession, command: str, timeout: float = API_TIMEOUT, maxsize: int = 4) -> None:
-        self.ssh, self.command, self.timeout, self.maxsize = ssh, command, timeout, maxsize
-        self.pools: dict[str, _DialPool] = {}
-        self._transport: Any = None
-        super().__init__()
-
-    def get_connection(self, url: Any, proxies: Any = None) -> _DialPool:
-        transport = self.ssh.transport()  # reconnects after a drop
-        if transport is not self._transport:  # pooled channels died with the old transport
-            for pool in self.pools.values():
-                pool.close()
-            self.pools.clear()
-            self._transport = transport
-        key = str(url).split("/v1", 1)[0]
-        if key not in self.pools:
-            self.pools[key] = _DialPool(self.ssh, self.command, self.timeout, self.maxsize)
-        return self.pools[key]
-
-    def release_idle(self) -> None:
-        """Close the pooled connections not in use (each holds an SSH session); they reconnect on next use."""
-        for pool in list(self.pools.values()):
-            idle = []
-            with contextlib.suppress(queue.Empty, AttributeError):  # AttributeError: the pool was closed
-                while True:
-                    idle.append(pool.pool.get(block=False))  # type: ignore[union-attr]
-            for conn in idle:
-                if conn is not None:
-                    conn.close()
-            for _ in idle:
-                with contextlib.suppress(queue.Full, AttributeError):
-                    pool.pool.put(None, block=False)  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        for pool in self.pools.values():
-            pool.close()
-        self.pools.clear()
 
 
 class _StartLost(Exception):
@@ -241,7 +158,7 @@ class DockerRemote:
         api.close()
         for prefix in list(api.adapters):
             api.adapters.pop(prefix)
-        self.adapter = _SessionAdapter(ssh, self.command)
+        self.adapter = docker_transport.SessionAdapter(ssh, self.command, API_TIMEOUT)
         api.mount(BASE_URL, self.adapter)
         api.base_url = BASE_URL
         self.client: docker.DockerClient = docker.DockerClient.__new__(docker.DockerClient)
@@ -429,3 +346,9 @@ class DockerRemote:
 def remote_for(ctx: Any) -> DockerRemote:
     """The run's shared Docker API of the VPS (resources.DOCKER_SOURCE), over the shared SSH session."""
     return resources.docker_source(ctx.resource, ctx.runbook, ctx.step_id)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NotFound":  # read when a step catches it, so docker is imported only then
+        return docker.errors.NotFound
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,14 +6,18 @@ passwords stay in memory, are registered for masking, and never appear in errors
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
-
 from migrator import redact
+from migrator.adapters.lazy import lazy
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import KeycloakEndpoint
+
+if TYPE_CHECKING:
+    import requests
+else:
+    requests = lazy("requests")
 
 KINDS = ("clients", "roles", "groups", "users")
 

@@ -16,22 +16,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import hvac
-import hvac.exceptions
-import requests
-from requests.adapters import HTTPAdapter
-
 from migrator import redact
 from migrator.adapters import resources
+from migrator.adapters.lazy import lazy
 from migrator.adapters.resources import OPENBAO_SOURCE
 from migrator.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
+    import hvac
+    import hvac.exceptions
+    import requests
+    import requests.adapters
+
     from migrator.runbook.environment import OpenBaoEndpoint
     from migrator.runbook.model import Runbook
     from migrator.runbook.secrets import SecretResolver
 
     Resource = Callable[[str, Callable[[], Any]], Any]
+else:
+    hvac = lazy("hvac")
+    requests = lazy("requests")
 
 PLACEHOLDER = {"_migrator": "placeholder for a version destroyed (or unreadable) on the source"}
 META_FIELDS = ("max_versions", "cas_required", "delete_version_after", "custom_metadata")
@@ -39,17 +43,23 @@ T = TypeVar("T")
 
 
 # -- clients ---------------------------------------------------------------------------------------
-class _PinnedHostAdapter(HTTPAdapter):
-    """Through a tunnel the URL says 127.0.0.1: verify the certificate (and send SNI) for the real name."""
+@functools.cache
+def _pinned_host_adapter() -> Callable[[str], requests.adapters.HTTPAdapter]:
+    """The class is made on first use, so that requests is imported only then."""
 
-    def __init__(self, hostname: str) -> None:
-        self._hostname = hostname
-        super().__init__()
+    class _PinnedHostAdapter(requests.adapters.HTTPAdapter):
+        """Through a tunnel the URL says 127.0.0.1: verify the certificate (and send SNI) for the real name."""
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_hostname"] = self._hostname
-        kwargs["server_hostname"] = self._hostname
-        super().init_poolmanager(*args, **kwargs)
+        def __init__(self, hostname: str) -> None:
+            self._hostname = hostname
+            super().__init__()
+
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["assert_hostname"] = self._hostname
+            kwargs["server_hostname"] = self._hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    return _PinnedHostAdapter
 
 
 def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | None:
@@ -69,8 +79,8 @@ def source_tunnel(resource: Resource, runbook: Runbook) -> tuple[str, int] | Non
     return resources.ssh_tunnel(resource, ssh, hop.host, hop.port)
 
 
-# The client type, named for the steps (which never import hvac).
-BaoClient = hvac.Client
+if TYPE_CHECKING:
+    BaoClient = hvac.Client  # the client type, named for the steps (which never import hvac)
 
 
 def token_client(address: str, token: str | None, verify: bool | str, timeout: float = 10) -> hvac.Client:
@@ -103,7 +113,7 @@ def client_for(endpoint: OpenBaoEndpoint, secrets: SecretResolver | None,
     if via_ssh is not None:
         url = urlunsplit((parts.scheme, f"{via_ssh[0]}:{via_ssh[1]}", parts.path, "", ""))
         if parts.scheme == "https":
-            session.mount(url + "/", _PinnedHostAdapter(parts.hostname))
+            session.mount(url + "/", _pinned_host_adapter()(parts.hostname))
     verify: bool | str = True
     if endpoint.ca_file:
         verify = endpoint.ca_file

@@ -24,7 +24,7 @@ Behaviour:
 - Host keys are checked against ONE known_hosts file (`known_hosts`, else UserKnownHostsFile, else
   ~/.ssh/known_hosts) with paramiko's RejectPolicy. An unknown or changed key is a PermanentError naming
   the host and the file. `accept_unknown_host_key: true` (rehearsals only) records an unknown key in that
-  file through RehearsalAcceptNewHostKeyPolicy; a CHANGED key is always refused.
+  file (ssh_target.accept_new_host_key_policy); a CHANGED key is always refused.
 - Keepalives every `keepalive_s`. A dropped connection is re-opened on next use with backoff; a command
   cut off mid-way raises TemporaryError (the engine retries the step; steps must be resumable).
 - Secrets never go into argv: `env` is sent on the command's stdin as a small shell script that a
@@ -41,25 +41,37 @@ Behaviour:
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import secrets
-import selectors
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import paramiko
-from paramiko import SSHException as SSHException  # re-exported: the steps never import paramiko
-
-from migrator.adapters import remoteproc, resources
+from migrator.adapters import remoteproc, resources, ssh_tunnel
+from migrator.adapters.lazy import lazy
+from migrator.adapters.ssh_target import (
+    Target,
+    accept_new_host_key_policy,
+    jump_hops,
+    locked_message,
+    needs_passphrase,
+    parse_jump,
+    resolve_target,
+)
 from migrator.errors import PermanentError, TemporaryError
 from migrator.runbook.environment import SSHConfig
+
+if TYPE_CHECKING:
+    import paramiko
+    from paramiko import SSHException as SSHException  # re-exported: the steps never import paramiko
+else:
+    paramiko = lazy("paramiko")
+
+__all__ = ["Result", "SSHException", "SSHSession", "Target", "command_line", "resolve_target", "session_for"]
 
 STDERR_TAIL = 64 * 1024
 SESSION_WAIT_S = 120.0  # how long an opener waits for a free session before the step is retried
@@ -82,125 +94,6 @@ class Result:
         """The last lines of stderr (or stdout), for one-line error messages."""
         tail = (self.stderr or self.stdout).decode(errors="replace").strip().splitlines()[-3:]
         return " | ".join(tail)
-
-
-@dataclass
-class Target:
-    """Where to connect, after merging the runbook with ~/.ssh/config."""
-
-    alias: str
-    hostname: str
-    port: int
-    user: str
-    key_files: list[str]
-    known_hosts: Path
-    proxy_jump: str | None = None
-    proxy_command: str | None = None
-    config: SSHConfig | None = None
-    use_agent: bool = True  # ssh-agent (SSH_AUTH_SOCK) as well as the key files
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.user}@{self.hostname}:{self.port}"
-
-    @property
-    def key_label(self) -> str:
-        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-
-class RehearsalAcceptNewHostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Rehearsals only (`accept_unknown_host_key: true`): trust an UNKNOWN key and write it to known_hosts.
-
-    A key that differs from a recorded one never reaches this policy: paramiko raises BadHostKeyException.
-    """
-
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with self.known_hosts.open("a") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-def _expand(path: str, base_dir: Path) -> Path:
-    p = Path(os.path.expanduser(path))
-    return p if p.is_absolute() else base_dir / p
-
-
-def resolve_target(cfg: SSHConfig, base_dir: Path, alias: str | None = None) -> Target:
-    """Merge the runbook's fields (first) with ~/.ssh/config (second) and the defaults."""
-    config_path = _expand(cfg.config_file, base_dir) if cfg.config_file else Path.home() / ".ssh" / "config"
-    host_cfg: dict[str, Any] = {}
-    name = alias or cfg.host
-    if config_path.is_file():
-        ssh_config = paramiko.SSHConfig.from_path(str(config_path))
-        host_cfg = dict(ssh_config.lookup(name))
-    direct = alias is None  # the runbook's own fields apply to the main host, not to a jump host
-    hostname = host_cfg.get("hostname", name)
-    port = (cfg.port if direct and cfg.port else None) or int(host_cfg.get("port", 22))
-    user = (cfg.user if direct and cfg.user else None) or host_cfg.get("user") or getpass.getuser()
-    keys = [str(_expand(cfg.key_file, base_dir))] if direct and cfg.key_file else list(host_cfg.get("identityfile", []))
-    if direct and cfg.known_hosts:
-        known = _expand(cfg.known_hosts, base_dir)
-    elif host_cfg.get("userknownhostsfile"):
-        known = Path(os.path.expanduser(str(host_cfg["userknownhostsfile"]).split()[0]))
-    else:
-        known = Path.home() / ".ssh" / "known_hosts"
-    jump = (cfg.proxy_jump if direct else None) or host_cfg.get("proxyjump")
-    if jump and jump.lower() == "none":
-        jump = None
-    command = host_cfg.get("proxycommand")
-    if command and command.lower() == "none":
-        command = None
-    return Target(alias=name, hostname=hostname, port=int(port), user=user, key_files=keys, known_hosts=known,
-                  proxy_jump=jump, proxy_command=command, config=cfg, use_agent=cfg.use_agent)
-
-
-def jump_hops(spec: str) -> list[str]:
-    """A ProxyJump list `a,b,c` (OpenSSH: connect to a, through it to b, through b to c, then on)."""
-    hops = [h.strip() for h in spec.split(",") if h.strip()]
-    return [] if hops == ["none"] else hops
-
-
-def _parse_jump(hop: str) -> tuple[str | None, str, int | None]:
-    """One hop of a ProxyJump list, `[user@]host[:port]` or `ssh://[user@]host[:port]` -> (user, host, port)."""
-    first = hop.strip().removeprefix("ssh://")
-    user = None
-    if "@" in first:
-        user, first = first.rsplit("@", 1)
-    port = None
-    if first.startswith("["):
-        host, _, rest = first[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else None
-    elif first.count(":") == 1:
-        host, p = first.split(":")
-        port = int(p)
-    else:
-        host = first
-    return user, host, port
-
-
-def _needs_passphrase(path: str) -> bool:
-    """Whether the private key file is encrypted (a key paramiko cannot read at all is left to connect)."""
-    try:
-        paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
-        return True
-    except TypeError as exc:  # cryptography's loaders: "... password-protected, but password was not provided"
-        return "password" in str(exc).lower()
-    except Exception:
-        return False
-    return False
-
-
-def _locked_message(t: Target, locked: list[str]) -> str:
-    where = "is not in the running ssh-agent" if t.use_agent and os.environ.get("SSH_AUTH_SOCK") else (
-        "and no ssh-agent is available (SSH_AUTH_SOCK unset)" if t.use_agent else "and use_agent is false")
-    return (f"ssh {t.label}: key {', '.join(locked)} needs a passphrase {where}; migrate never prompts "
-            f"for one: load it with `ssh-add {locked[0]}` and keep SSH_AUTH_SOCK set")
 
 
 class _Stream:
@@ -317,7 +210,7 @@ class SSHSession:
         if hops:
             # The last hop is the one that opens the channel to us; it is reached through the hops
             # before it (its own ProxyJump), so `a,b` goes a -> b -> here, as OpenSSH does.
-            user, host, port = _parse_jump(hops[-1])
+            user, host, port = parse_jump(hops[-1])
             assert t.config is not None
             jump_cfg = t.config.model_copy(update={"host": host, "port": None, "user": None, "key_file": None,
                                                    "proxy_jump": None})
@@ -352,7 +245,7 @@ class SSHSession:
         if t.known_hosts.is_file():
             client.load_host_keys(str(t.known_hosts))
         policy: paramiko.MissingHostKeyPolicy = (
-            RehearsalAcceptNewHostKeyPolicy(t.known_hosts) if self.accept_unknown else paramiko.RejectPolicy())
+            accept_new_host_key_policy(t.known_hosts) if self.accept_unknown else paramiko.RejectPolicy())
         client.set_missing_host_key_policy(policy)
         keys = [os.path.expanduser(k) for k in t.key_files]
         for k in keys:
@@ -361,12 +254,12 @@ class SSHSession:
                                      "or IdentityFile in ~/.ssh/config")
         # A key that needs a passphrase is never prompted for (a migration runs unattended): it can only
         # be used through ssh-agent, so it is left out of the key files and the agent is asked instead.
-        locked = [k for k in keys if _needs_passphrase(k)]
+        locked = [k for k in keys if needs_passphrase(k)]
         keys = [k for k in keys if k not in locked]
         agent = t.use_agent and bool(os.environ.get("SSH_AUTH_SOCK"))
         if locked and not keys and not agent:
             client.close()
-            raise PermanentError(_locked_message(t, locked))
+            raise PermanentError(locked_message(t, locked))
         try:
             client.connect(t.hostname, port=t.port, username=t.user, key_filename=keys or None,  # type: ignore[arg-type]
                            timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
@@ -381,7 +274,7 @@ class SSHSession:
         except paramiko.AuthenticationException:
             client.close()
             if locked:
-                raise PermanentError(_locked_message(t, locked)) from None
+                raise PermanentError(locked_message(t, locked)) from None
             tried = ", ".join(keys) or "(default keys)"
             raise PermanentError(
                 f"ssh {t.label}: authentication refused for user {t.user!r} with key {tried}"
@@ -397,7 +290,7 @@ class SSHSession:
                     "accept_unknown_host_key: true for a rehearsal"
                 ) from None
             if "No authentication methods available" in str(exc):  # no key file and nothing in the agent
-                raise PermanentError(_locked_message(t, locked) if locked else (
+                raise PermanentError(locked_message(t, locked) if locked else (
                     f"ssh {t.label}: no key to offer: set key_file in the runbook (or IdentityFile in "
                     "~/.ssh/config), or load one into ssh-agent")) from None
             raise TemporaryError(f"ssh {t.label}: {exc}; is sshd running there?") from None
@@ -649,69 +542,9 @@ class SSHSession:
         return self._exec(command, timeout, "could not open a channel", spare=spare)
 
     # -- tunnels ---------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def tunnel(self, remote_host: str, remote_port: int) -> Iterator[tuple[str, int]]:
+    def tunnel(self, remote_host: str, remote_port: int) -> contextlib.AbstractContextManager[tuple[str, int]]:
         """Forward a free 127.0.0.1 port to remote_host:remote_port as seen from the VPS."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        listener.settimeout(0.5)
-        stop = threading.Event()
-        local = listener.getsockname()
-
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    conn, peer = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                threading.Thread(target=self._forward, args=(conn, peer, remote_host, remote_port, stop),
-                                 daemon=True).start()
-
-        server = threading.Thread(target=serve, daemon=True, name=f"tunnel-{local[1]}")
-        server.start()
-        try:
-            yield "127.0.0.1", int(local[1])
-        finally:
-            stop.set()
-            listener.close()
-            server.join(timeout=2)
-
-    def _forward(self, conn: socket.socket, peer: Any, host: str, port: int, stop: threading.Event) -> None:
-        try:
-            channel = self.transport().open_channel("direct-tcpip", (host, port), peer, timeout=self.connect_timeout_s)
-        except Exception:
-            conn.close()
-            return
-        sel = selectors.DefaultSelector()
-        sel.register(conn, selectors.EVENT_READ)
-        sel.register(channel, selectors.EVENT_READ)
-        try:
-            while not stop.is_set():
-                for key, _ in sel.select(timeout=0.5):
-                    if key.fileobj is conn:
-                        data = conn.recv(65536)
-                        if not data:
-                            channel.shutdown_write()
-                            sel.unregister(conn)
-                            continue
-                        channel.sendall(data)
-                    else:
-                        data = channel.recv(65536)
-                        if not data:
-                            return
-                        conn.sendall(data)
-                if channel.closed:
-                    return
-        except OSError:
-            return
-        finally:
-            sel.close()
-            channel.close()
-            conn.close()
+        return ssh_tunnel.tunnel(self.transport, remote_host, remote_port, self.connect_timeout_s)
 
 
 def command_line(argv: list[str], env: dict[str, str] | None) -> tuple[str, bytes]:
@@ -735,3 +568,9 @@ def command_line(argv: list[str], env: dict[str, str] | None) -> tuple[str, byte
 def session_for(ctx: Any) -> SSHSession:
     """The run's shared SSH session to the VPS (resources.SSH_SOURCE), from environment.source.ssh."""
     return resources.ssh_source(ctx.resource, ctx.runbook, ctx.step_id)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SSHException":  # read when a step catches it, so paramiko is imported only then
+        return paramiko.SSHException
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
