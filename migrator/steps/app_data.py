@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
+from migrator.adapters.httpjson import get_json
 from migrator.errors import GateNotReady
 from migrator.steps.base import ReadOnlyStep, StrictModel, step_type
 
@@ -31,8 +32,6 @@ class AppDataParams(StrictModel):
 
 
 def listing(side: Side, p: AppDataParams) -> list[tuple[str, ...]]:
-    from migrator.adapters.httpjson import get_json
-
     doc = get_json(side.url.rstrip("/") + p.path, side.host_header, tls_verify=side.tls_verify)
     items = doc.get(p.items) if p.items and isinstance(doc, dict) else doc
     if not isinstance(items, list):

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from migrator.adapters import docker as docker_api
+from migrator.adapters.docker import remote_for
 from migrator.adapters.inventory import collect
+from migrator.adapters.ssh import session_for
 from migrator.errors import GateNotReady, PermanentError, RefusedError
+from migrator.runbook.coverage import evaluate
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 
 if TYPE_CHECKING:
@@ -31,8 +35,6 @@ def _source(ctx: Any) -> SourceConfig:
 
 
 def _docker(ctx: Any) -> DockerRemote:
-    from migrator.adapters.docker import remote_for
-
     return remote_for(ctx)
 
 
@@ -81,8 +83,6 @@ class ComposeInspect(Step[InspectParams]):
 
     def apply(self) -> None:
         inv = collect(_docker(self.ctx), self._project())
-        from migrator.runbook.coverage import evaluate
-
         cov = evaluate(self.ctx.runbook, inv)
         self.ctx.record(inventory=inv, coverage=cov.summary())
         if cov.errors():
@@ -168,12 +168,10 @@ class ComposeFreeze(Step[FreezeParams]):
 
     def rollback(self) -> None:
         dr = _docker(self.ctx)
-        from migrator.adapters.docker import NotFound
-
         for name in self.ctx.facts.get("was_running", []):
             try:
                 c = dr.client.containers.get(name)
-            except NotFound:
+            except docker_api.NotFound:
                 raise PermanentError(f"{self.ctx.step_id}: container {name} is gone; bring it back with "
                                      "`docker compose up -d` on the VPS") from None
             if c.status != "running":
@@ -211,11 +209,9 @@ class ComposeThaw(Step[ThawParams]):
 
     def _get(self, name: str) -> Any:
         """The container, or None when it was removed since (compose down)."""
-        from migrator.adapters.docker import NotFound
-
         try:
             return _docker(self.ctx).client.containers.get(name)
-        except NotFound:
+        except docker_api.NotFound:
             return None
 
     def _containers(self) -> dict[str, Any]:
@@ -475,6 +471,4 @@ def networks_only_failure(stderr: str) -> list[str]:
 
 
 def _ssh(ctx: Any) -> Any:
-    from migrator.adapters.ssh import session_for
-
     return session_for(ctx)

@@ -15,6 +15,19 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
+from migrator.adapters.dns import (
+    Change,
+    ConflictError,
+    RRSet,
+    Server,
+    absolute,
+    key_of,
+    provider_for,
+    query_server,
+    same,
+    show,
+    split_key,
+)
 from migrator.errors import GateNotReady, PermanentError, TemporaryError
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 
@@ -141,30 +154,20 @@ class _DnsStep(Step[P]):
 
     @property
     def provider(self) -> DNSProvider:
-        from migrator.adapters.dns import provider_for
-
         env = self.env
         return self.ctx.resource(f"dns:{env.zone}", lambda: provider_for(env, self.ctx.secret, self.ctx.path))  # type: ignore[no-any-return]
 
     def names(self) -> list[str]:
-        from migrator.adapters.dns import absolute
-
         return list(dict.fromkeys(absolute(r, self.env.zone) for r in self.params.records))
 
     def keys(self) -> list[str]:
-        from migrator.adapters.dns import key_of
-
         return [key_of(n, t) for n in self.names() for t in dict.fromkeys(self.params.types)]
 
     def observe(self, keys: list[str]) -> dict[str, RRSet | None]:
-        from migrator.adapters.dns import split_key
-
         return {k: self.provider.read(*split_key(k)) for k in keys}
 
     def send(self, changes: list[Change], expect_after: dict[str, RRSet | None]) -> None:
         """Apply `changes`; on a failed prerequisite say which record changed. Nothing is written then."""
-        from migrator.adapters.dns import ConflictError, same, show, split_key
-
         try:
             self.provider.apply(changes)
         except ConflictError:
@@ -181,8 +184,6 @@ class _DnsStep(Step[P]):
 
     def lagging(self, expect: dict[str, RRSet | None], ttl: TTLCheck) -> list[str]:
         """One line per authoritative server that does not (yet) answer `expect`, over UDP or TCP."""
-        from migrator.adapters.dns import query_server, same, show, split_key
-
         lags = []
         for server in self.provider.authoritative_servers():
             lag = self._server_lag(server, expect, ttl, query_server, same, show, split_key)
@@ -250,8 +251,6 @@ class DnsLowerTTL(_DnsStep[LowerTTLParams]):
         return plan
 
     def apply(self) -> None:
-        from migrator.adapters.dns import Change
-
         ttl = self.params.ttl
         cur = self._current()
         before: dict[str, Any] = self.ctx.facts.get("old") or {}
@@ -278,8 +277,6 @@ class DnsLowerTTL(_DnsStep[LowerTTLParams]):
             raise GateNotReady("; ".join(lags))
 
     def rollback(self) -> None:
-        from migrator.adapters.dns import Change, split_key
-
         old: dict[str, Any] = self.ctx.facts.get("old") or {}
         wanted = {k: v["ttl"] for k, v in old.items() if v}
         cur = self.observe(list(wanted))
@@ -309,15 +306,11 @@ class DnsCutover(_DnsStep[CutoverParams]):
     _report: dict[str, Any] | None = None
 
     def _targets(self) -> dict[str, dict[str, list[str]]]:
-        from migrator.adapters.dns import absolute
-
         return {absolute(r, self.env.zone): classify(self.params.targets.get(r, self.params.target or []))
                 for r in self.params.records}
 
     def desired(self, cur: dict[str, RRSet | None]) -> dict[str, RRSet | None]:
         """Every key the cutover owns: the target's record sets, and None for the other types (deleted)."""
-        from migrator.adapters.dns import RRSet, key_of
-
         out: dict[str, RRSet | None] = {}
         for name, by_type in self._targets().items():
             now = [r.ttl for k, r in cur.items() if r and k.startswith(name + "|")]
@@ -328,8 +321,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
 
     def ttl_wait(self) -> tuple[float, str]:
         """Seconds left before the flip may happen, and why. PermanentError if lower-ttl has not succeeded."""
-        from migrator.adapters.dns import split_key
-
         lower, step = self.params.lower_ttl_step, self.ctx.step_id
         facts, status = self.ctx.facts_as(LowerTTLFacts, lower), self.ctx.status_of(lower)
         if status != "succeeded" or not facts.lowered_at:
@@ -356,8 +347,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
                       f"not before {_when(start + wait)})")
 
     def check(self) -> Check:
-        from migrator.adapters.dns import same
-
         want = self.desired({})
         self._seen = cur = self.observe(list(want))
         if all(same(cur[k], v) for k, v in want.items()):
@@ -365,8 +354,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
         return Check(False, "not every record points at the target")
 
     def plan(self) -> Plan:
-        from migrator.adapters.dns import same, show, split_key
-
         cur = self._seen if self._seen is not None else self.observe(list(self.desired({})))
         want = self.desired(cur)
         plan = Plan()
@@ -382,8 +369,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
         return plan
 
     def _changed_since_lower(self, cur: dict[str, RRSet | None]) -> list[str]:
-        from migrator.adapters.dns import RRSet, same, show, split_key
-
         old = self.ctx.facts_as(LowerTTLFacts, self.params.lower_ttl_step).old
         out = []
         for k, v in old.items():
@@ -395,8 +380,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
         return out
 
     def apply(self) -> None:
-        from migrator.adapters.dns import Change, RRSet, same, split_key
-
         left, why = self.ttl_wait()  # no --yes, no approval: a resolver's cache does not negotiate
         if 0 < left <= min(SHORT_TTL_WAIT_S, self.ctx.remaining()):
             # A few seconds (a rehearsal, or a resume right after lower-ttl): wait them out, still flipping
@@ -446,8 +429,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
 
     def _resolvers(self, want: dict[str, RRSet | None]) -> dict[str, str]:
         """What the configured resolvers still answer (reported, never a failure: caches expire on their own)."""
-        from migrator.adapters.dns import Server, query_server, same, show, split_key
-
         stale: dict[str, str] = {}
         for i, hp in enumerate(self.env.resolvers):
             server = Server(f"resolver{i + 1}", hp.host, hp.port)
@@ -473,8 +454,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
 
     # -- rollback --------------------------------------------------------------------------------
     def _rollback_changes(self) -> tuple[list[Change], dict[str, RRSet | None], list[str]]:
-        from migrator.adapters.dns import Change, RRSet, same, show, split_key
-
         facts = self.ctx.facts
         old_sets: dict[str, Any] = facts.get("old_sets") or {}
         written: dict[str, Any] = facts.get("written") or {}
@@ -508,8 +487,6 @@ class DnsCutover(_DnsStep[CutoverParams]):
         self.wait_converged(expect, "exact")
 
     def rollback_plan(self) -> Plan:
-        from migrator.adapters.dns import show
-
         changes, expect, refused = self._rollback_changes()
         plan = Plan(changes=[f"{c.name} {c.rtype}: {show(c.expect)} -> {show(c.new)}" for c in changes])
         plan.unknowns += [f"would refuse: {r}" for r in refused]
@@ -525,8 +502,6 @@ class DnsRestoreTTL(_DnsStep[RestoreTTLParams]):
     description = "restore the recorded TTLs on the flipped records"
 
     def _targets(self) -> tuple[dict[str, tuple[RRSet, int]], list[str]]:
-        from migrator.adapters.dns import RRSet, same, split_key
-
         lower = self.ctx.facts_as(LowerTTLFacts, self.params.lower_ttl_step)
         old = lower.old
         if not old:
@@ -567,8 +542,6 @@ class DnsRestoreTTL(_DnsStep[RestoreTTLParams]):
         return plan
 
     def apply(self) -> None:
-        from migrator.adapters.dns import Change
-
         todo, skipped = self._targets()
         for s in skipped:
             self.ctx.log.warning("TTL left alone", record=s)
@@ -585,8 +558,6 @@ class DnsRestoreTTL(_DnsStep[RestoreTTLParams]):
             raise GateNotReady("; ".join(lags))
 
     def rollback(self) -> None:
-        from migrator.adapters.dns import Change, RRSet, same
-
         previous: dict[str, Any] = self.ctx.facts.get("previous") or {}
         wanted = {k: RRSet.from_fact(v) for k, v in previous.items()}
         changes = []

@@ -15,7 +15,8 @@ from pydantic import Field
 from migrator import redact
 from migrator.adapters.checks import http_check, tcp_check
 from migrator.adapters.localproc import run_child
-from migrator.errors import GateNotReady, PermanentError
+from migrator.adapters.ssh import session_for
+from migrator.errors import GateNotReady, PermanentError, TemporaryError
 from migrator.runbook.model import HttpCheck, TcpCheck
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, state_file, step_type
 from migrator.store.atomic import write_atomic
@@ -75,9 +76,6 @@ class ShellRun(Step[ShellParams]):
         return proc
 
     def _run_remote(self, command: Command, what: str, check: bool) -> subprocess.CompletedProcess[str]:
-        from migrator.adapters.ssh import session_for
-        from migrator.errors import TemporaryError
-
         argv = _argv(command)
         if self.params.cwd:
             argv = ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", self.params.cwd, *argv]

@@ -17,7 +17,10 @@ from typing import Any
 
 from pydantic import field_validator
 
+from migrator.adapters.kube import Ref
 from migrator.errors import GateNotReady, PermanentError
+from migrator.manifests import argocd
+from migrator.manifests.charts import CHARTS
 from migrator.steps.base import Check, Plan, step_type
 from migrator.steps.kube import ManifestParams, ManifestStep
 
@@ -28,8 +31,6 @@ class HandoffParams(ManifestParams):
     @field_validator("charts")
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:
-        from migrator.manifests.charts import CHARTS
-
         for name in value or []:
             if name not in CHARTS:
                 raise ValueError(f"unknown chart {name!r} (known: {', '.join(CHARTS)})")
@@ -52,17 +53,11 @@ class GitopsHandoff(ManifestStep):
         return cfg
 
     def templates(self) -> list[dict[str, Any]]:
-        from migrator.manifests import argocd
-        from migrator.manifests.charts import CHARTS
-
         charts = self.params.charts or list(CHARTS)
         return argocd.applications(charts, self.ctx.runbook.name, self.variables(), self._config())
 
     def _argocd_problem(self) -> str | None:
         """Why the Applications cannot be applied here, or None."""
-        from migrator.adapters.kube import Ref
-        from migrator.manifests import argocd
-
         kube = self.kube()
         if kube.get(Ref("CustomResourceDefinition", argocd.CRD_NAME)) is None:
             return (f"ArgoCD is not installed on {kube.describe()}: the CustomResourceDefinition {argocd.CRD_NAME} "
@@ -95,9 +90,6 @@ class GitopsHandoff(ManifestStep):
         super().apply()
 
     def verify(self) -> None:
-        from migrator.adapters.kube import Ref
-        from migrator.manifests import argocd
-
         kube = self.kube()
         waiting = []
         for app in self.objects():
@@ -116,8 +108,6 @@ class GitopsHandoff(ManifestStep):
         self.ctx.log.info("argocd synced", applications=len(self.objects()))
 
     def rollback(self) -> None:
-        from migrator.adapters.kube import Ref
-
         kube = self.kube()
         for entry in self.ctx.facts.get("objects") or []:
             if entry.get("existed") or entry.get("kind") != "Application":

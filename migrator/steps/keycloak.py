@@ -19,8 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field
 
 from migrator.adapters import resources
+from migrator.adapters.keycloak import KeycloakClient, compare_counts
 from migrator.adapters.kube import Ref
 from migrator.errors import GateNotReady, PermanentError
+from migrator.runbook.envfile import read_env_file
 from migrator.steps.base import Check, Facts, Plan, ReadOnlyStep, Step, StepContext, StrictModel, step_type
 from migrator.store.atomic import write_atomic
 
@@ -83,9 +85,6 @@ def _config(ctx: StepContext) -> KeycloakConfig:
 
 
 def keycloak(ctx: StepContext, side: Literal["source", "target"]) -> KeycloakClient:
-    from migrator.adapters import resources
-    from migrator.adapters.keycloak import KeycloakClient
-
     ep: KeycloakEndpoint = getattr(_config(ctx), side)
     password = ctx.secret(ep.admin_password) if ep.admin_password else None
     via = resources.forwarded(ctx.resource, ctx.runbook, ep.port_forward)
@@ -104,8 +103,6 @@ def _host(url: str) -> str:
 def gate(ctx: StepContext, issuer_base: str, realms: list[str], counts: dict[str, dict[str, int]],
          old_issuers: dict[str, str], test_client: SmokeClient | None) -> None:
     """Issuers first (a restart in progress is worth waiting for), then counts and a token."""
-    from migrator.adapters.keycloak import compare_counts
-
     tgt = keycloak(ctx, "target")
     waiting = []
     for realm in realms:
@@ -182,8 +179,6 @@ class EnvFileSetter:
         return f"{self.p.key} in {self.path}" + (f", then run {' '.join(self.p.restart)}" if self.p.restart else "")
 
     def current(self) -> str | None:
-        from migrator.runbook.envfile import read_env_file
-
         if not self.path.is_file():
             raise PermanentError(f"{self.ctx.step_id}.with.set_hostname.path: {self.path} does not exist")
         return read_env_file(self.path).get(self.p.key)

@@ -25,8 +25,10 @@ from migrator.adapters import resources
 from migrator.adapters.kube import WORKLOADS, ApiError, Ref, kind_of
 from migrator.errors import GateNotReady, PermanentError
 from migrator.manifests import render
+from migrator.runbook.loader import params_model
 from migrator.steps.base import Check, Plan, Step, StrictModel, state_file, step_type
 from migrator.store.atomic import write_atomic
+from migrator.store.state import StateStore
 
 if TYPE_CHECKING:
     from migrator.adapters.kube import KubeCluster
@@ -155,8 +157,6 @@ def manifest_variables(runbook: Runbook, overrides: dict[str, Any] | None = None
                        resolved: dict[str, str] | None = None) -> dict[str, Any]:
     """The variables a manifest step renders with: defaults < storage class < runbook vars < the images
     chosen from the VPS (`resolved`, by images.resolve) < the runbook's images.override < step vars."""
-    from migrator.manifests import render
-
     target = runbook.environment.target
     base = render.variables(runbook.file.vars, target.storage_class if target else None)
     chosen = {**(resolved or {}), **runbook.file.images.override}
@@ -172,7 +172,11 @@ def resolved_images(ctx: Any) -> dict[str, str] | None:
     """The images images.resolve chose from the VPS (None: the runbook takes none from it, or a dry run
     before the choice, which renders the runbook's own images; the resolve step's plan lists the real
     ones). A run never falls back to the defaults silently."""
-    from migrator.steps.images import ImagesFacts, resolver_step, takes_from_vps
+    from migrator.steps.images import (  # a cycle: images imports kube
+        ImagesFacts,
+        resolver_step,
+        takes_from_vps,
+    )
 
     runbook = ctx.runbook
     if not takes_from_vps(runbook):
@@ -227,8 +231,6 @@ class _RenderOnly:
 
     def _state(self) -> Any:
         """The runbook's state (its default state directory), read only: what a run recorded."""
-        from migrator.store.state import StateStore
-
         if not hasattr(self, "_loaded"):
             rb = self.runbook
             sd = (rb.dir / rb.file.state_dir) if rb.file.state_dir else Path.cwd() / "state"
@@ -254,8 +256,6 @@ def render_variables(runbook: Runbook) -> dict[str, Any]:
 def manifest_uses(runbook: Runbook) -> list[ManifestUse]:
     """Every manifest-driven step of the runbook, in run order: its chart documents, and the objects
     its own `templates()` renders (exactly what it applies)."""
-    from migrator.runbook.loader import params_model
-
     def no_secret(name: str) -> str:
         raise PermanentError(f"manifest steps take no secrets (asked for {name!r})")
 
@@ -293,8 +293,6 @@ class ManifestStep(Step[Any]):
     def chart_documents(cls, params: Any, runbook: Runbook) -> list[ChartDocument]:
         """The unrendered documents (`${vars.x}` still in them) that `migrate render` makes chart
         templates of: the same ones `templates()` renders."""
-        from migrator.manifests import render
-
         sets, files = cls.sources(params)
         out = []
         for name in sets:
@@ -307,8 +305,6 @@ class ManifestStep(Step[Any]):
         return out
 
     def templates(self) -> list[dict[str, Any]]:
-        from migrator.manifests import render
-
         vars_ = self.variables()
         sets, files = self.sources(self.params)
         out: list[dict[str, Any]] = []
@@ -324,8 +320,6 @@ class ManifestStep(Step[Any]):
 
     def _renders_images(self) -> bool:
         """Whether its manifests name an image (${vars.images.KEY}): only those wait for images.resolve."""
-        from migrator.manifests import render
-
         sets, files = self.sources(self.params)
         paths = [render.HERE / f"{name}.yaml" for name in sets] + [self.ctx.path(f) for f in files]
         return any("vars.images" in p.read_text(encoding="utf-8") for p in paths if p.is_file())
@@ -522,8 +516,6 @@ class KubeNamespaces(ManifestStep):
     @classmethod
     def chart_documents(cls, params: Any, runbook: Runbook) -> list[ChartDocument]:
         """The same objects over `${vars.namespaces.KEY}`, so that a chart's values name them."""
-        from migrator.manifests import render
-
         if params.names is not None:
             raise PermanentError("with.names: explicit namespace names cannot be chart values; name them in "
                                  "the runbook's vars.namespaces instead")

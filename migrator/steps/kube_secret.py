@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from migrator.adapters.kube import Ref
+from migrator.adapters.openbao import token_client
 from migrator.errors import GateNotReady, PermanentError
 from migrator.runbook.model import OpenBaoRef, OpenBaoSecret
 from migrator.runbook.secrets import SecretResolver
@@ -64,8 +65,6 @@ class KubeSecret(Step[SecretParams]):
         source = env.source
 
         def client() -> Any:
-            from migrator.adapters.openbao import token_client
-
             token = self.ctx.secret(source.token) if source.token else None
             verify: bool | str = source.ca_file if source.ca_file else source.tls_verify
             return self.ctx.resource(f"hvac:{source.address}",

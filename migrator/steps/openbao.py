@@ -20,6 +20,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from migrator import redact
+from migrator.adapters import openbao as ob
+from migrator.adapters import resources
+from migrator.adapters.openbao import (
+    client_for,
+    delete_versions,
+    inventory,
+    kv2_mounts,
+    list_paths,
+    sealed,
+    source_tunnel,
+    undelete,
+)
 from migrator.errors import PermanentError
 from migrator.steps.base import (
     Check,
@@ -96,8 +108,6 @@ class PathFilter:
         return common[: common.rfind("/") + 1]
 
     def paths(self, client: BaoClient, mount: str) -> list[str]:
-        from migrator.adapters.openbao import list_paths
-
         return [p for p in list_paths(client, mount, self.prefix(mount)) if self(mount, p)]
 
 
@@ -158,14 +168,10 @@ class Bao:
         self.env: OpenBaoConfig = env
 
     def _via(self) -> tuple[str, int] | None:
-        from migrator.adapters.openbao import source_tunnel
-
         return source_tunnel(self.ctx.resource, self.ctx.runbook)
 
     def _client(self, key: str, endpoint: OpenBaoEndpoint, token_secret: str | None,
                 via: tuple[str, int] | None) -> BaoClient:
-        from migrator.adapters.openbao import client_for
-
         token = self.ctx.secret(token_secret) if token_secret else None
         return self.ctx.resource(key, lambda: client_for(endpoint, None, via, token=token))  # type: ignore[no-any-return]
 
@@ -173,8 +179,6 @@ class Bao:
         return self._client("openbao:source-step", self.env.source, self.env.source.token, self._via())
 
     def target(self, token_secret: str | None = None) -> BaoClient:
-        from migrator.adapters import resources
-
         name = token_secret or self.env.target.token
         via = resources.forwarded(self.ctx.resource, self.ctx.runbook, self.env.target.port_forward)
         return self._client(f"openbao:target:{name}", self.env.target, name, via)
@@ -185,8 +189,6 @@ class Bao:
 
 
 def mounts_to_compare(params: CompareParams, source: BaoClient, target: BaoClient) -> list[str]:
-    from migrator.adapters.openbao import kv2_mounts
-
     if params.mounts:
         return list(params.mounts)
     if params.paths:
@@ -199,8 +201,6 @@ def mounts_to_compare(params: CompareParams, source: BaoClient, target: BaoClien
 
 def parity(params: CompareParams, source: BaoClient, target: BaoClient) -> tuple[list[str], Inventory]:
     """Differences between both sides (names only), and the source's inventory."""
-    from migrator.adapters.openbao import inventory
-
     mounts = mounts_to_compare(params, source, target)
     selected = PathFilter(params.paths)
     a = inventory(source, mounts, params.policies, params.approle, selected, selected.prefix)
@@ -244,8 +244,6 @@ class OpenBaoMigrate(Step[MigrateParams]):
     def check(self) -> Check:
         bao = self._bao()
         if self.params.strategy == "raft-snapshot":
-            from migrator.adapters.openbao import sealed
-
             if not self.ctx.facts.get("restored_at"):
                 return Check(False, "no restore recorded")
             if sealed(bao.target()):
@@ -322,8 +320,6 @@ class _Survey:
     """A read-only look at both sides: what the copy would create, leave alone, or overwrite."""
 
     def __init__(self, copy: _KvCopy) -> None:
-        from migrator.adapters import openbao as ob
-
         src, tgt = copy.src, copy.tgt
         self.mounts = copy.mounts()
         tgt_mounts = ob.kv2_mounts(tgt)
@@ -376,8 +372,6 @@ class _KvCopy:
         return self.bao.target()
 
     def mounts(self) -> list[str]:
-        from migrator.adapters.openbao import kv2_mounts
-
         present = kv2_mounts(self.src)
         if self.p.paths and not self.p.mounts:
             return self.selected.mounts(set(present), self.ctx.step_id)
@@ -426,8 +420,6 @@ class _KvCopy:
         self.ctx.record(**{name: [*self.ctx.facts.get(name, []), list(pair)]})
 
     def _source_recover(self, mount: str) -> Any:
-        from migrator.adapters.openbao import delete_versions, undelete
-
         def recover(path: str, version: int, read: Any) -> Any:
             self.ctx.record(recovering=[mount, path, version])  # so a crash here is repaired on resume/rollback
             undelete(self.src, mount, path, version)
@@ -440,8 +432,6 @@ class _KvCopy:
         return recover
 
     def _target_recover(self, mount: str) -> Any:
-        from migrator.adapters.openbao import delete_versions, undelete
-
         def recover(path: str, version: int, read: Any) -> Any:
             undelete(self.tgt, mount, path, version)
             try:
@@ -454,14 +444,10 @@ class _KvCopy:
     def _repair_source(self) -> None:
         rec = self.ctx.facts.get("recovering")
         if rec:
-            from migrator.adapters.openbao import delete_versions
-
             delete_versions(self.src, rec[0], rec[1], [int(rec[2])])
             self.ctx.record(recovering=None)
 
     def _prepare(self) -> None:
-        from migrator.adapters import openbao as ob
-
         sv = _Survey(self)
         conflicts = sv.conflicts()
         if conflicts and self.p.on_conflict == "fail":
@@ -487,8 +473,6 @@ class _KvCopy:
                         versions_written=0)
 
     def apply(self) -> None:
-        from migrator.adapters import openbao as ob
-
         started = time.monotonic()
         self._repair_source()
         if not self.ctx.facts.get("prepared"):
@@ -524,8 +508,6 @@ class _KvCopy:
         self.ctx.record(paths_copied=len(self._pairs("done")), seconds=round(time.monotonic() - started, 3))
 
     def _copy_path(self, mount: str, path: str, ours: set[Pair]) -> None:
-        from migrator.adapters import openbao as ob
-
         recover = self._source_recover(mount) if self.p.deleted_versions == "recover" else None
         sd = ob.dump(self.src, mount, path, recover)
         td = ob.dump(self.tgt, mount, path)
@@ -546,8 +528,6 @@ class _KvCopy:
         self.ctx.failpoint("after-path")
 
     def _policies(self) -> None:
-        from migrator.adapters import openbao as ob
-
         theirs = ob.policies(self.tgt)
         mine = ob.policies(self.src)
         for name, text in mine.items():
@@ -562,8 +542,6 @@ class _KvCopy:
         self.ctx.record(policies_copied=len(mine))
 
     def _roles(self) -> None:
-        from migrator.adapters import openbao as ob
-
         tgt_auth = ob.approle_mounts(self.tgt)
         count = 0
         for mount in ob.approle_mounts(self.src):
@@ -585,8 +563,6 @@ class _KvCopy:
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback(self) -> None:
-        from migrator.adapters import openbao as ob
-
         f = self.ctx.facts
         self._repair_source()
         if not f.get("prepared"):
@@ -646,8 +622,6 @@ class _Raft:
 
     def _reopen(self, client: BaoClient, keys: list[str], token_client: BaoClient, what: str) -> None:
         """After a restore the node seals itself (shortly): wait for that, bounded, then unseal."""
-        from migrator.adapters import openbao as ob
-
         deadline = time.monotonic() + self.p.unseal_wait_s
         while time.monotonic() < deadline:
             if ob.sealed(client):
@@ -659,8 +633,6 @@ class _Raft:
                                  f"{self.p.unseal_wait_s:g}s")
 
     def apply(self) -> None:
-        from migrator.adapters import openbao as ob
-
         started = time.monotonic()
         keys = keys_of(self.p.unseal_keys)
         src, own, as_src = self.bao.source(), self.bao.target(), self.bao.target_as_source()
@@ -685,8 +657,6 @@ class _Raft:
         self.ctx.record(restored_at=time.time(), seconds=round(time.monotonic() - started, 3))
 
     def rollback(self) -> None:
-        from migrator.adapters import openbao as ob
-
         f = self.ctx.facts
         if not f.get("pre_snapshot"):
             return  # nothing was restored

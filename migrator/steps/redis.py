@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
+from migrator.adapters import resources
+from migrator.adapters.redis import RedisConn, client, compare, copy_keys, keyspace, scan, summarize
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type
 
@@ -64,7 +66,6 @@ class RedisCopyParams(RedisParams):
 
 
 def source_conn(ctx: StepContext, s: RedisSourceParams) -> RedisConn:
-    from migrator.adapters.redis import RedisConn
     from migrator.steps.postgres.pg_common import container_of, endpoint_address, ssh_session
 
     if s.container:
@@ -73,7 +74,6 @@ def source_conn(ctx: StepContext, s: RedisSourceParams) -> RedisConn:
         addrs = [n.get("IPAddress") for n in nets.values() if n.get("IPAddress")]
         if not addrs:
             raise PermanentError(f"{ctx.step_id}: container {s.container} has no network address")
-        from migrator.adapters import resources
 
         lhost, lport = resources.ssh_tunnel(ctx.resource, ssh_session(ctx), str(addrs[0]), s.port)
         return RedisConn(lhost, lport, s.password, s.username)
@@ -82,7 +82,6 @@ def source_conn(ctx: StepContext, s: RedisSourceParams) -> RedisConn:
 
 
 def target_conn(ctx: StepContext, t: RedisTargetParams) -> RedisConn:
-    from migrator.adapters.redis import RedisConn
     from migrator.steps.postgres.pg_common import endpoint_address
 
     host, port = endpoint_address(ctx, t.endpoint, REDIS_PORT)
@@ -90,8 +89,6 @@ def target_conn(ctx: StepContext, t: RedisTargetParams) -> RedisConn:
 
 
 def _databases(src: Any, wanted: list[int] | None) -> list[int]:
-    from migrator.adapters.redis import keyspace
-
     return sorted(wanted) if wanted is not None else sorted(keyspace(src))
 
 
@@ -106,8 +103,6 @@ class RedisCopy(Step[RedisCopyParams]):
         return Check(False, "not copied yet" if not f.get("started") else "an earlier copy did not finish: again")
 
     def plan(self) -> Plan:
-        from migrator.adapters.redis import client, keyspace
-
         p = self.params
         src_conn, dst_conn = source_conn(self.ctx, p.source), target_conn(self.ctx, p.target)
         space = keyspace(client(src_conn))
@@ -124,8 +119,6 @@ class RedisCopy(Step[RedisCopyParams]):
         return plan
 
     def apply(self) -> None:
-        from migrator.adapters.redis import client, copy_keys, keyspace, scan
-
         p, ctx = self.params, self.ctx
         started = time.monotonic()
         src_conn, dst_conn = source_conn(ctx, p.source), target_conn(ctx, p.target)
@@ -156,8 +149,6 @@ class RedisCopy(Step[RedisCopyParams]):
 
     @staticmethod
     def _delete_extra(src: Any, dst: Any, batch: int) -> int:
-        from migrator.adapters.redis import scan
-
         gone = 0
         for keys in scan(dst, batch):
             pipe = src.pipeline(transaction=False)
@@ -170,8 +161,6 @@ class RedisCopy(Step[RedisCopyParams]):
 
     def verify(self) -> None:
         """A cheap gate: as many keys on the target as the copy moved (redis.verify compares content)."""
-        from migrator.adapters.redis import client, keyspace
-
         f = self.ctx.facts
         have = keyspace(client(target_conn(self.ctx, self.params.target)))
         for db, n in (f.get("per_db") or {}).items():
@@ -179,8 +168,6 @@ class RedisCopy(Step[RedisCopyParams]):
                 raise GateNotReady(f"target db {db}: {have.get(int(db), 0)} keys, {n} copied")
 
     def rollback(self) -> None:
-        from migrator.adapters.redis import client
-
         f = self.ctx.facts
         if not f.get("started"):
             return
@@ -217,8 +204,6 @@ class RedisVerify(ReadOnlyStep[RedisParams]):
     _figures: dict[str, Any] | None = None
 
     def verify(self) -> None:
-        from migrator.adapters.redis import client, compare, summarize
-
         p = self.params
         src_conn, dst_conn = source_conn(self.ctx, p.source), target_conn(self.ctx, p.target)
         problems: list[str] = []

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from migrator import redact
+from migrator.adapters import resources
+from migrator.adapters.acme import best_for, parse
+from migrator.adapters.kube import Ref
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Facts, Plan, Step, StepContext, StrictModel, step_type
 from migrator.steps.kube import cluster, record_prior, restore, secret_digest, wait_gone
@@ -112,9 +115,6 @@ class ImportAcme(Step[ImportAcmeParams]):
 
     def certificates(self) -> list[AcmeCert]:
         if self._certs is None:
-            from migrator.adapters import resources
-            from migrator.adapters.acme import parse
-
             p = self.params
             ssh = resources.ssh_source(self.ctx.resource, self.ctx.runbook, self.ctx.step_id)
             source = self.ctx.runbook.environment.source
@@ -135,9 +135,6 @@ class ImportAcme(Step[ImportAcmeParams]):
     def targets(self) -> list[Target]:
         """The Secret per wanted name; PermanentError naming every host left uncovered or expiring too soon."""
         if self._targets is None:
-            from migrator.adapters.acme import best_for
-            from migrator.adapters.kube import Ref
-
             want = wanted(self.ctx, self.params.namespaces)
             if not want:
                 raise PermanentError(f"{self.ctx.step_id}: {self._none_named()}: nothing to import into")

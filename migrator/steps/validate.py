@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
+from migrator.adapters import resources
 from migrator.adapters.loadtest import connect, tls_context
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import ReadOnlyStep, StepContext, StrictModel, step_type
@@ -271,7 +272,6 @@ class Monitoring(Validation[MonitoringParams]):
         """(kind, namespace, name) of every Pod (not finished) and Service annotated prometheus.io/scrape=true."""
         if not self.params.declared_in:
             return []
-        from migrator.adapters import resources
 
         kube = resources.kube(self.ctx.resource, self.ctx.runbook)
         out = []

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from migrator.adapters import loadtest as lt
 from migrator.adapters.loadtest import LoadSpec, NotLoopback, loopback_ip, remote_ip, run_load, tls_context
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel, step_type
@@ -52,8 +53,6 @@ class LoadParams(StrictModel):
         if not self.path.startswith("/"):
             raise ValueError("`path:` starts with /")
         if self.allow_remote:
-            from migrator.adapters import loadtest as lt
-
             over = [f"{name} {value:g} > {limit:g}" for name, value, limit in (
                 ("requests", self.requests, lt.REMOTE_MAX_REQUESTS), ("duration_s", self.duration_s,
                  lt.REMOTE_MAX_DURATION_S), ("concurrency", self.concurrency, lt.REMOTE_MAX_CONCURRENCY),

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from migrator.adapters.tlscheck import handshake
 from migrator.errors import GateNotReady
 from migrator.steps.base import StepContext, step_type
 from migrator.steps.validate import MAX_PARALLEL, Endpoint, Validation, resolve_target
@@ -49,8 +50,6 @@ class TLS(Validation[TLSParams]):
         self._report: dict[str, Any] = {}
 
     def verify(self) -> None:
-        from migrator.adapters.tlscheck import handshake
-
         p = self.params
         target = resolve_target(self.ctx, p)
         ca = str(self.ctx.path(p.ca_file)) if p.ca_file else None
