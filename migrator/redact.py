@@ -7,7 +7,9 @@ refuses such secrets.
 
 from __future__ import annotations
 
+import base64
 import threading
+import urllib.parse
 from typing import Any
 
 MASK = "***"
@@ -17,9 +19,6 @@ _values: set[str] = set()
 
 def register(value: str) -> None:
     """Remember a secret value (and its common encodings) so that it is masked from now on."""
-    import base64
-    import urllib.parse
-
     if len(value) < 4:
         return
     forms = {value, urllib.parse.quote(value, safe=""), base64.b64encode(value.encode()).decode()}

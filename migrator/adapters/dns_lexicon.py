@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any
 
 import requests
+from lexicon.config import ConfigResolver
 
 from migrator.adapters.dns import (
     Change,
@@ -166,8 +167,6 @@ class LexiconProvider(DNSProvider):
 
     def _api(self) -> Any:
         if self._provider is None:
-            from lexicon.config import ConfigResolver
-
             self._options = {"provider_name": self.name, "domain": self.zone.rstrip("."), "ttl": 3600,
                              self.name: self._credentials()}
             with self._calling("sign in"):

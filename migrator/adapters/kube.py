@@ -20,10 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from migrator.adapters.lazy import lazy
 from migrator.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
+    import kubernetes
+    import kubernetes.stream
+    import urllib3
+
     from migrator.runbook.environment import TargetConfig
+else:
+    kubernetes = lazy("kubernetes")
+    urllib3 = lazy("urllib3")
 
 FIELD_MANAGER = "migrator"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: every call is bounded
@@ -130,8 +138,7 @@ class KubeCluster:
     """One API client for a run (share it through `ctx.resource("kube", ...)`)."""
 
     def __init__(self, target: TargetConfig | None, base_dir: Path) -> None:
-        from kubernetes import config
-
+        config = kubernetes.config
         self.kubeconfig = kubeconfig_files(target, base_dir)
         self.context = target.context if target else None
         try:
@@ -159,8 +166,6 @@ class KubeCluster:
     def request(self, method: str, path: str, query: list[tuple[str, str]] | None = None, body: Any = None,
                 content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
         """(status, decoded JSON). Connection trouble and 5xx/429 are TemporaryError; the rest is returned."""
-        import urllib3
-
         headers = {"Accept": "application/json", "Content-Type": content_type}
         # JSON bodies go as dicts (the client serialises them); apply-patch YAML as JSON text, which is YAML.
         data = json.dumps(body) if body is not None and "yaml" in content_type else body
@@ -304,16 +309,13 @@ class KubeCluster:
     def exec_stream(self, namespace: str, pod: str, container: str | None, argv: list[str],
                     stdin: bool = True) -> ExecStream:
         """A binary exec session in the pod (stdin → e.g. `pg_restore`, `tar x`); see ExecStream."""
-        from kubernetes import client
-        from kubernetes.stream import stream
-
-        core = client.CoreV1Api(self.api)
+        core = kubernetes.client.CoreV1Api(self.api)
         kwargs: dict[str, Any] = {"command": argv, "stdin": stdin, "stdout": True, "stderr": True, "tty": False,
                                   "_preload_content": False, "binary": True}
         if container:
             kwargs["container"] = container
         try:
-            ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
+            ws = kubernetes.stream.stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
         except Exception as exc:  # ApiException(status=0) wraps handshake failures
             raise TemporaryError(f"exec into {namespace}/{pod}: {getattr(exc, 'reason', exc)}") from None
         return ExecStream(ws, f"{namespace}/{pod}")
@@ -538,16 +540,13 @@ class Relay:
             self._threads.append(t)
 
     def _serve(self, conn: socket.socket) -> None:
-        from kubernetes import client
-        from kubernetes.stream import portforward
-
         self._open.append(conn)
         try:
             target = self._target()
             if target is None:  # no ready pod right now (a restart): the client sees a dropped connection
                 conn.close()
                 return
-            pf = portforward(client.CoreV1Api(self.cluster.api).connect_get_namespaced_pod_portforward,
+            pf = kubernetes.stream.portforward(kubernetes.client.CoreV1Api(self.cluster.api).connect_get_namespaced_pod_portforward,
                              target, self.namespace, ports=str(self.port))
             remote = pf.socket(self.port)
             remote.setblocking(True)

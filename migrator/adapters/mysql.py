@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.lazy import lazy
 from migrator.adapters.procstream import ExecStream, LocalStream, ProcStream
 from migrator.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    import pymysql
+else:
+    pymysql = lazy("pymysql")
 
 CHUNK = 1 << 18
 # The dump: one consistent snapshot (InnoDB), every stored program, binary columns in hex (the stream
@@ -49,8 +56,6 @@ class MyConn:
 
 
 def connect(conn: MyConn, autocommit: bool = True) -> Any:
-    import pymysql
-
     try:
         return pymysql.connect(host=conn.host, port=conn.port, user=conn.user, password=conn.password or "",
                                database=conn.database, autocommit=autocommit, connect_timeout=10,
@@ -72,8 +77,6 @@ def query(conn: MyConn, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
 def execute(conn: MyConn, statements: list[str], what: str) -> None:
     """Run statements in one session; an error names the statement's first words only (one may hold a
     password hash)."""
-    import pymysql
-
     with contextlib.closing(connect(conn)) as c, c.cursor() as cur:
         for s in statements:
             try:
@@ -114,7 +117,6 @@ def tool(name: str, local: bool) -> str:
     alias = {"mariadb-dump": "mysqldump", "mariadb": "mysql"}
     if not local:
         return name
-    import shutil
 
     return shutil.which(name) or shutil.which(alias.get(name, name)) or name
 

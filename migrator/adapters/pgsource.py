@@ -21,12 +21,18 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from migrator.adapters.lazy import lazy
 from migrator.adapters.postgres import SESSION_OPTIONS, PgConn, clean_env
 from migrator.adapters.procstream import ExecStream, LocalStream, ProcStream
 from migrator.errors import PermanentError, TemporaryError
 from migrator.store.procs import pdeathsig_prefix
+
+if TYPE_CHECKING:
+    import zstandard
+else:
+    zstandard = lazy("zstandard")
 
 PSQL = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
 CHUNK = 1 << 18
@@ -134,8 +140,6 @@ class _Decompressing:
     @staticmethod
     def _decoder(tag: bytes) -> Any:
         if tag == b"z":
-            import zstandard
-
             return zstandard.ZstdDecompressor().decompressobj()
         if tag == b"g":
             return zlib.decompressobj(wbits=31)  # gzip framing

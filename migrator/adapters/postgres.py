@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.lazy import lazy
 from migrator.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
     import psycopg
+else:
+    psycopg = lazy("psycopg")
 
 # Text output that does not depend on the server's or the client's defaults.
 SESSION_GUCS = {
@@ -96,8 +99,6 @@ def passfile(*conns: PgConn) -> Iterator[Path]:
 
 def connect(conn: PgConn, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A psycopg connection; connection failures are temporary (the server may be starting)."""
-    import psycopg
-
     try:
         return psycopg.connect(autocommit=autocommit, **conn.kwargs())
     except psycopg.OperationalError as exc:
@@ -173,8 +174,6 @@ def write_server_passfile(c: psycopg.Connection[Any], name: str, password: str |
     the walreceiver (the same container) reads it. No kube exec, no Secret mount: the same path as the
     sandbox's local target. The file lives on the volume as long as the subscription (backups of the
     volume taken meanwhile hold it, 0600 like the server's own files)."""
-    import psycopg
-
     try:
         return _write_server_passfile(c, name, password)
     except psycopg.Error as exc:

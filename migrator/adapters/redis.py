@@ -12,9 +12,15 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.lazy import lazy
 from migrator.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    import redis
+else:
+    redis = lazy("redis")
 
 TYPES = ("string", "hash", "list", "set", "zset", "stream")
 
@@ -31,8 +37,6 @@ class RedisConn:
 
 
 def client(conn: RedisConn, db: int = 0) -> Any:
-    import redis
-
     c = redis.Redis(host=conn.host, port=conn.port, db=db, password=conn.password, username=conn.username,
                     socket_timeout=30, socket_connect_timeout=10, decode_responses=False)
     try:
@@ -70,8 +74,6 @@ def copy_keys(src: Any, dst: Any, keys: list[bytes]) -> tuple[int, int, int]:
     The TTL given to RESTORE is what was left at the read minus the time the batch took, so a key does
     not live longer on the target than on the source. Returns (copied, with_ttl, payload bytes); keys
     that vanished (or expired) between SCAN and DUMP are skipped."""
-    import redis
-
     read_at = time.monotonic()
     pipe = src.pipeline(transaction=False)
     for k in keys:
@@ -123,8 +125,6 @@ def dump_keys(c: Any, keys: list[bytes]) -> list[tuple[bytes, str, bytes, int]]:
 
 def restore_keys(c: Any, items: list[tuple[bytes, int, bytes]]) -> None:
     """RESTORE key ttl payload REPLACE for each (key, ttl ms or 0, payload), in one pipeline."""
-    import redis
-
     pipe = c.pipeline(transaction=False)
     for k, ttl, payload in items:
         pipe.restore(k, ttl, payload, replace=True)

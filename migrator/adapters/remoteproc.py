@@ -24,10 +24,17 @@ import contextvars
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from migrator.adapters import resources
+from migrator.adapters.lazy import lazy
 from migrator.adapters.localproc import Recorder
 from migrator.errors import Interrupted, PermanentError
+
+if TYPE_CHECKING:
+    import docker.errors
+else:
+    docker = lazy("docker")
 
 MARKER_ENV = "MIGRATOR_PROC"
 STOP_GRACE_S = 5.0
@@ -127,8 +134,6 @@ def settle(records: list[dict[str, Any]], *, finder_for: Callable[[dict[str, Any
 def finders(resource: Any, runbook: Any, who: str) -> Callable[[dict[str, Any]], Finder]:
     """How to look for a record's processes again: over the run's SSH session to the VPS, or by an exec
     in the same container as the same user (the run's Docker API of the VPS). Neither is marked itself."""
-    from migrator.adapters import resources
-
     def finder_for(rec: dict[str, Any]) -> Finder:
         via = rec.get("via")
         if via == resources.SSH_SOURCE:
@@ -143,8 +148,6 @@ def finders(resource: Any, runbook: Any, who: str) -> Callable[[dict[str, Any]],
             container, user = str(rec["container"]), rec.get("user")
 
             def in_container(marker: str, signal: str) -> list[int]:
-                from migrator.adapters.docker import NotFound
-
                 try:
                     rc, out, err = dr.exec_run(container, ["/bin/sh", "-c", FINDER, "migrator-find", marker, signal],
                                                user=user, track=False)
@@ -152,7 +155,7 @@ def finders(resource: Any, runbook: Any, who: str) -> Callable[[dict[str, Any]],
                     if "no such container" in str(exc):
                         return []  # gone, and what ran in it with it
                     raise
-                except NotFound:
+                except docker.errors.NotFound:
                     return []
                 if rc != 0 and b"is not running" in err:
                     return []

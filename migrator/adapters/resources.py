@@ -18,8 +18,8 @@ from migrator.adapters.kube import KubeCluster
 from migrator.errors import PermanentError
 
 if TYPE_CHECKING:
-    from migrator.adapters.docker import DockerRemote
-    from migrator.adapters.ssh import SSHSession
+    from migrator.adapters.docker import DockerRemote  # a cycle, as for ssh above
+    from migrator.adapters.ssh import SSHSession  # a cycle: ssh.py imports this module for its keys
     from migrator.runbook.environment import PortForward
     from migrator.runbook.model import Runbook
 
@@ -47,7 +47,7 @@ def ssh_source(resource: Resource, runbook: Runbook, who: str = "ssh") -> SSHSes
     source = runbook.environment.source
     if source is None:
         raise PermanentError(f"{who}: the runbook has no environment.source (the VPS)")
-    from migrator.adapters.ssh import SSHSession
+    from migrator.adapters.ssh import SSHSession  # a cycle: ssh.py imports this module for its keys
 
     def opened() -> SSHSession:
         session = SSHSession.from_config(source.ssh, runbook.dir)
@@ -60,7 +60,7 @@ def ssh_source(resource: Resource, runbook: Runbook, who: str = "ssh") -> SSHSes
 
 def docker_source(resource: Resource, runbook: Runbook, who: str = "docker") -> DockerRemote:
     """The run's Docker API of the VPS, over the run's SSH session."""
-    from migrator.adapters.docker import DockerRemote
+    from migrator.adapters.docker import DockerRemote  # a cycle, as for ssh above
 
     ssh = ssh_source(resource, runbook, who)
     source = runbook.environment.source

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import structlog
+
 from migrator.adapters import remoteproc, resources, ssh_tunnel
 from migrator.adapters.lazy import lazy
 from migrator.adapters.ssh_target import (
@@ -309,8 +311,6 @@ class SSHSession:
 
     def close(self) -> None:
         if self.connects:
-            import structlog
-
             structlog.get_logger("migrator.ssh").info("ssh connection closed", host=self.label,
                                                       connects=self.connects, sessions_peak=self.sessions_peak,
                                                       max_sessions=self.max_sessions, session_waits=self.session_waits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 from migrator import errors, redact
 from migrator.cli import inspect, rehearse, render, run, sandbox, serve, state
@@ -124,6 +125,4 @@ def _redact(text: str) -> str:
 
 def _maybe_traceback() -> None:
     if settings["traceback"] or os.environ.get("MIGRATE_TRACEBACK"):
-        import traceback
-
         print(_redact(traceback.format_exc()), file=sys.stderr, end="")

@@ -42,8 +42,6 @@ def watch(runbook: Path, state_dir: Path | None, interval: float = 2.0, count: i
           journal_lines: int = 8) -> int:
     """`status --watch`: the status redrawn every `interval` seconds with the running step's elapsed
     time and the journal's tail, read-only (no lock taken), until Ctrl-C (exit 130) or `count` draws."""
-    import time
-
     from migrator.progress import no_color
 
     live: Any = None
@@ -74,8 +72,6 @@ def watch(runbook: Path, state_dir: Path | None, interval: float = 2.0, count: i
 
 def watch_frame(runbook: Path, state_dir: Path | None, journal_lines: int = 8) -> str:
     """One frame: the status table, the step running now (and for how long), the journal's last lines."""
-    import time
-
     engine = engine_for(runbook, state_dir, check_secrets=False)
     data: dict[str, Any] = engine.status()
     now = time.time()

@@ -12,6 +12,7 @@ dns inside methods (or in adapters imported from methods), never at module level
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,8 +229,6 @@ def step_type(name: str) -> Callable[[type[Step[Any]]], type[Step[Any]]]:
 
 def _params_from_generic(cls: type) -> type[StrictModel]:
     """`class X(Step[XParams])` declares its params model once, in the base."""
-    import typing
-
     for klass in cls.__mro__:
         for base in getattr(klass, "__orig_bases__", ()):
             for arg in typing.get_args(base):

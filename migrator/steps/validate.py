@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -237,8 +238,6 @@ class Monitoring(Validation[MonitoringParams]):
         self._report: dict[str, Any] = {}
 
     def _where(self) -> tuple[Target, str, str | None]:
-        import urllib.parse
-
         p = self.params
         if p.url:
             u = urllib.parse.urlsplit(p.url)
