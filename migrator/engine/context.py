@@ -18,7 +18,7 @@ from migrator.runbook.model import Runbook
 from migrator.steps.base import Progress
 
 if TYPE_CHECKING:
-    from migrator.engine.engine import Session
+    from migrator.engine.session import Session
     from migrator.runbook.model import Step as RunbookStep
 
 M = TypeVar("M", bound=BaseModel)
