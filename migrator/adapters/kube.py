@@ -546,8 +546,9 @@ class Relay:
             if target is None:  # no ready pod right now (a restart): the client sees a dropped connection
                 conn.close()
                 return
-            pf = kubernetes.stream.portforward(kubernetes.client.CoreV1Api(self.cluster.api).connect_get_namespaced_pod_portforward,
-                             target, self.namespace, ports=str(self.port))
+            core = kubernetes.client.CoreV1Api(self.cluster.api)
+            pf = kubernetes.stream.portforward(core.connect_get_namespaced_pod_portforward, target, self.namespace,
+                                               ports=str(self.port))
             remote = pf.socket(self.port)
             remote.setblocking(True)
         except Exception:
