@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from migrator import redact
+from migrator.progress import LiveStream, no_color
 
 
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -18,7 +19,6 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
     # Through the live display's console while one is on screen (progress.LiveStream), so a log line
     # lands above the bar instead of tearing it; sys.stderr looked up at each write unless given.
-    from migrator.progress import LiveStream, no_color
 
     out = LiveStream(stream)
     if fmt == "auto":

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import InputError, RefusedError
+from migrator.progress import ask
+from migrator.runbook import builtin
 
 
 def load(runbook_path: Path | str, *, check_secrets: bool = True) -> Any:
     """The runbook at a path, or a shipped one by `builtin:NAME` (migrator/runbook/builtin.py)."""
-    from migrator.runbook import builtin
     from migrator.steps.catalogue import load_runbook
 
     try:
@@ -78,8 +79,6 @@ def approved_steps(runbook: Any, approve: list[str]) -> set[str]:
 def refuse_installed_templates(runbook: Any) -> None:
     """A runbook shipped inside the installed package is a template: run from there, its relative
     paths (the example's work folder) would write into site-packages."""
-    from migrator.runbook import builtin
-
     if builtin.packaged() and builtin.root() in Path(runbook.path).resolve().parents:
         raise InputError(f"{runbook.path}: a builtin runbook is a template; copy it first: "
                          f"migrate init NAME --from builtin:{Path(runbook.path).resolve().relative_to(builtin.root())}")
@@ -136,7 +135,6 @@ def guard_production(engine: Any, yes: bool, verb: str) -> None:
         return
     if not sys.stdin.isatty():
         raise RefusedError(f"{rb.path}: production runbook {rb.name!r}: pass --yes to {verb} it non-interactively")
-    from migrator.progress import ask
 
     if ask(f"This is the PRODUCTION runbook {rb.name!r}. Type its name to {verb}: ").strip() != rb.name:
         raise RefusedError("not confirmed; nothing was done")

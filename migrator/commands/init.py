@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from migrator.errors import InputError
+from migrator.runbook import builtin
 
 PHASES = [f"builtin:phases/{n}" for n in ("1-cluster-setup.yaml", "2-infrastructure.yaml", "3-applications.yaml",
                                           "4-validation.yaml", "5-cutover.yaml")]
@@ -54,8 +55,6 @@ def _read(path: Path | None) -> dict[str, Any]:
 
 
 def _copy(name: str, source: str) -> str:
-    from migrator.runbook import builtin
-
     try:
         path = builtin.resolve(source, Path.cwd())
     except ValueError as exc:
@@ -76,8 +75,6 @@ def _copy(name: str, source: str) -> str:
 
 
 def _phase_steps() -> list[dict[str, Any]]:
-    from migrator.runbook import builtin
-
     steps = []
     for ref in PHASES:
         doc = yaml.safe_load(builtin.resolve(ref, Path.cwd()).read_text(encoding="utf-8"))
@@ -113,8 +110,6 @@ def mapping(inv: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, list[
 def _vars(inv: dict[str, Any]) -> dict[str, Any]:
     """The builtin phases' variables, from the production runbook that ships with migrate, with the
     VPS's own services in source_services (what inspect-source expects to find running)."""
-    from migrator.runbook import builtin
-
     template = yaml.safe_load(builtin.resolve("builtin:runbooks/sevensa.yaml", Path.cwd()).read_text(encoding="utf-8"))
     out = dict(template.get("vars") or {})
     out["domain"] = "TODO-example.org"
@@ -129,8 +124,6 @@ def _vars(inv: dict[str, Any]) -> dict[str, Any]:
 def _placeholders() -> dict[str, Any]:
     """environment.target, dns, openbao and keycloak as the builtin phases need them, every value the
     new environment must give a TODO; the secrets they name are runbook secret names."""
-    from migrator.runbook import builtin
-
     template = yaml.safe_load(builtin.resolve("builtin:runbooks/sevensa.yaml", Path.cwd()).read_text(encoding="utf-8"))
     endpoints = ((template.get("environment") or {}).get("target") or {}).get("endpoints") or {}
     return {

@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.text import Text
+
 from migrator.commands.common import engine_for
+from migrator.progress import no_color
 
 
 def status(runbook: Path, state_dir: Path | None, as_json: bool) -> dict[str, Any]:
@@ -42,11 +46,8 @@ def watch(runbook: Path, state_dir: Path | None, interval: float = 2.0, count: i
           journal_lines: int = 8) -> int:
     """`status --watch`: the status redrawn every `interval` seconds with the running step's elapsed
     time and the journal's tail, read-only (no lock taken), until Ctrl-C (exit 130) or `count` draws."""
-    from migrator.progress import no_color
-
     live: Any = None
     if sys.stdout.isatty():
-        from rich.console import Console
         from rich.live import Live
 
         live = Live(console=Console(no_color=no_color(), highlight=False), auto_refresh=False)
@@ -56,8 +57,6 @@ def watch(runbook: Path, state_dir: Path | None, interval: float = 2.0, count: i
         while count is None or drawn < count:
             text = watch_frame(runbook, state_dir, journal_lines)
             if live is not None:
-                from rich.text import Text
-
                 live.update(Text(text), refresh=True)
             else:
                 print(text + "\n", flush=True)

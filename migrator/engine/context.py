@@ -14,6 +14,7 @@ from migrator import logs
 from migrator.adapters import remoteproc
 from migrator.adapters.localproc import Recorder
 from migrator.errors import Interrupted
+from migrator.progress import ask
 from migrator.runbook.model import Runbook
 from migrator.steps.base import Progress
 
@@ -121,7 +122,6 @@ class Context:
             return True
         if not opts.interactive:
             return False
-        from migrator.progress import ask
 
         return ask(f"{prompt} [y/N] ").strip().lower() in ("y", "yes")
 

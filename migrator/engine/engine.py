@@ -8,6 +8,7 @@ applied only if its effect is not there.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from migrator import logs, redact
 from migrator.adapters import remoteproc
 from migrator.adapters.checks import run_gate_check
 from migrator.adapters.localproc import settle
+from migrator.engine.scheduler import Scheduler
 from migrator.engine.session import OpenBaoForSecrets, Options, Say, Session, state_paths
 from migrator.errors import (
     InputError,
@@ -59,8 +61,6 @@ class Engine:
         known = self.runbook.step_ids()
         for sid in step_ids or []:
             if sid not in known:
-                import difflib
-
                 close = difflib.get_close_matches(sid, known, n=1)
                 raise InputError(f"--step {sid}: no such step in {self.runbook.path}"
                                  + (f"; did you mean {close[0]!r}?" if close else ""))
@@ -190,8 +190,6 @@ class Engine:
 
     def _run_parallel(self, steps: list[RunbookStep], selected: set[str], limit: int) -> int:
         """Up to `limit` steps at once, each in a worker thread (see migrator/engine/scheduler.py)."""
-        from migrator.engine.scheduler import Scheduler
-
         return Scheduler(self, steps, selected, limit).run()
 
     def resume(self) -> int:

@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from migrator.errors import InputError
+from migrator.runbook import builtin
 from migrator.runbook import secrets as secretmod
+from migrator.runbook import tsig as tsigmod
 from migrator.runbook.interpolate import Unresolved, interpolate, lookup_path, references
 from migrator.runbook.model import (
     Catalogue,
@@ -146,8 +148,6 @@ class _Validator:
 
     def _check_tsig(self, src: Located, rb: RunbookFile, resolved: dict[str, str]) -> None:
         """The DNS key read now, so a wrong one fails here in one line, not as BADSIG at the cutover."""
-        from migrator.runbook import tsig as tsigmod
-
         dns_cfg = rb.environment.dns
         if dns_cfg is None:
             return
@@ -183,7 +183,6 @@ class _Validator:
         steps: list[Step] = []
         names: dict[int, str] = {}
         seen: dict[str, str] = {}
-        from migrator.runbook import builtin
 
         for i, rel in enumerate(rb.phases):
             try:

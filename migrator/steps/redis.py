@@ -22,6 +22,7 @@ from migrator.adapters import resources
 from migrator.adapters.redis import RedisConn, client, compare, copy_keys, keyspace, scan, summarize
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type
+from migrator.steps.postgres.pg_common import container_of, endpoint_address, ssh_session
 
 if TYPE_CHECKING:
     from migrator.adapters.redis import RedisConn
@@ -66,8 +67,6 @@ class RedisCopyParams(RedisParams):
 
 
 def source_conn(ctx: StepContext, s: RedisSourceParams) -> RedisConn:
-    from migrator.steps.postgres.pg_common import container_of, endpoint_address, ssh_session
-
     if s.container:
         c = container_of(ctx, s.container)
         nets = c.attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
@@ -82,8 +81,6 @@ def source_conn(ctx: StepContext, s: RedisSourceParams) -> RedisConn:
 
 
 def target_conn(ctx: StepContext, t: RedisTargetParams) -> RedisConn:
-    from migrator.steps.postgres.pg_common import endpoint_address
-
     host, port = endpoint_address(ctx, t.endpoint, REDIS_PORT)
     return RedisConn(host, port, t.password, t.username)
 
