@@ -1,8 +1,9 @@
 """The `migrate` command line: a thin Typer layer over migrator.commands, one module per verb group,
 registered here explicitly; `main()` turns every error into one line and its exit code.
 
-Heavy libraries (kubernetes, docker, paramiko, psycopg, hvac) are imported only by the steps and
-adapters that need them, never here, so `migrate --help` and `migrate status` start fast.
+Heavy libraries (kubernetes, docker, paramiko, psycopg, hvac) are imported only by the adapters, when
+first used (adapters/lazy.py), never here; and the verb modules that need the engine or the sandbox
+import them inside the function that runs, so `migrate --help` and completion start fast.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class LogLevel(StrEnum):
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import PackageNotFoundError, version  # --version only: not for --help
 
         try:
             print(f"migrate {version(DISTRIBUTION)}")

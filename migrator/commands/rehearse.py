@@ -19,7 +19,7 @@ from typing import Any
 
 from migrator.commands import common as commands
 from migrator.commands import report
-from migrator.errors import InputError, PermanentError
+from migrator.errors import InputError, MigratorError, PermanentError
 
 KIND_RUNBOOK = "runbooks/kind.yaml"
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
@@ -121,7 +121,6 @@ def _kind(args: list[str], timeout: float) -> None:
 
 def _run(runbook: Path, state_dir: Path, kubeconfig: Path, phases: list[int]) -> int:
     from migrator.engine.engine import Options
-    from migrator.errors import MigratorError
 
     os.environ["KUBECONFIG"] = str(kubeconfig)  # the kind runbook leaves target.kubeconfig unset
     engine = commands.new_engine(commands.load(runbook), state_dir, Options(yes=True, approve_all=True))

@@ -304,7 +304,7 @@ class Engine:
 
     def _with_retries(self, step: RunbookStep, fn: Callable[[], None], what: str) -> None:
         """Temporary errors retried with exponential backoff and jitter within retries and timeout."""
-        from tenacity import (
+        from tenacity import (  # only a run retries: status and plan do not pay for it
             RetryCallState,
             Retrying,
             retry_if_exception_type,
