@@ -20,7 +20,6 @@ from migrator import logs, redact
 from migrator.adapters import remoteproc
 from migrator.adapters.checks import run_gate_check
 from migrator.adapters.localproc import settle
-from migrator.engine.scheduler import Scheduler
 from migrator.engine.session import OpenBaoForSecrets, Options, Say, Session, state_paths
 from migrator.errors import (
     InputError,
@@ -190,6 +189,8 @@ class Engine:
 
     def _run_parallel(self, steps: list[RunbookStep], selected: set[str], limit: int) -> int:
         """Up to `limit` steps at once, each in a worker thread (see migrator/engine/scheduler.py)."""
+        from migrator.engine.scheduler import Scheduler  # --parallel only: status and plan do not pay for it
+
         return Scheduler(self, steps, selected, limit).run()
 
     def resume(self) -> int:
