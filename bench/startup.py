@@ -2,7 +2,8 @@
 shell completion; and which heavy client libraries each one imported.
 
 Each command runs in a fresh interpreter, warm (one untimed run first), best of --repeat (default 5),
-against a throw-away state directory made here (`status` loads `runbooks/sevensa.yaml`, with every
+with bytecode compiled once into a cache made for the run (as an installed `migrate` has it), against
+a throw-away state directory made here (`status` loads `runbooks/sevensa.yaml`, with every
 step type, and reads an empty state). References in the same run: a bare `python -c pass` and
 `import typer` (what no `migrate` command can go below), and with `--against REV` the same commands
 from that git revision (exported to a temporary directory), run alternately with this tree's so that
@@ -18,6 +19,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -39,6 +41,9 @@ sys.argv = ['migrate'] + json.loads(os.environ['BENCH_ARGV'])
 from migrator.entry import main
 main()
 """
+# Bytecode as an installed migrate has it: compiled once (by the warm-up run) into a cache made for the
+# run, whatever PYTHONDONTWRITEBYTECODE says, without writing __pycache__ into the trees.
+PYCACHE = Path(tempfile.mkdtemp(prefix="bench-startup-pycache-"))
 COMPLETE = {"_MIGRATE_COMPLETE": "complete_bash", "COMP_WORDS": "migrate st", "COMP_CWORD": "1"}
 CASES: list[tuple[str, list[str] | None, dict[str, str], str]] = [
     ("reference: python -c pass", None, {}, "pass"),
@@ -54,10 +59,11 @@ def once(tree: Path, state: str, argv: list[str] | None, extra: dict[str, str], 
          out: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds: user + system) of one run; CPU time is what the import work costs,
     and moves less than wall time when others load the machine."""
-    env = {**os.environ, **extra, "PYTHONPATH": str(tree), "MIGRATE_STATE_DIR": state,
+    env = {**os.environ, **extra, "PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(PYCACHE), "MIGRATE_STATE_DIR": state,
            "MIGRATE_RUNBOOK": str(tree / "runbooks" / "sevensa.yaml"), "BENCH_ARGV": json.dumps(argv or []),
            "BENCH_OUT": str(out), "BENCH_HEAVY": json.dumps(HEAVY)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, check=False)
@@ -111,6 +117,7 @@ def main() -> None:
                 where = f"[{name}]" if len(trees) > 1 else ""
                 print(f"{label:36} {where:12} {wall[name]:6.3f}s {cpu[name]:6.3f}s   heavy libraries: {shown}")
     print(json.dumps({"startup_seconds": summary}))
+    shutil.rmtree(PYCACHE, ignore_errors=True)
 
 
 if __name__ == "__main__":
