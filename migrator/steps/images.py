@@ -11,14 +11,18 @@ and refuses what the run would refuse.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
+from migrator.adapters.docker import remote_for
+from migrator.adapters.inventory import images as vps_images
 from migrator.errors import PermanentError, RefusedError
 from migrator.manifests import images
 from migrator.manifests import render as manifests
 from migrator.steps.base import Check, Facts, Plan, Step, StrictModel, step_type
 from migrator.steps.compose import InspectFacts
-from migrator.steps.kube import ManifestParams, ManifestStep
+from migrator.steps.kube import ManifestParams, ManifestStep, runbook_namespaces
 
 STEP_TYPE = "images.resolve"
 
@@ -90,9 +94,6 @@ class ImagesResolve(Step[ResolveParams]):
     def plan(self) -> Plan:
         inventory = None
         if takes_from_vps(self.ctx.runbook):
-            from migrator.adapters.docker import remote_for
-            from migrator.adapters.inventory import images as vps_images
-
             source = self.ctx.runbook.environment.source
             if source is None:
                 raise PermanentError(f"{self.ctx.step_id}: images.from_vps needs environment.source (the VPS)")
@@ -149,8 +150,6 @@ class PullSecretParams(ManifestParams):
 
 def _dockerconfig(ctx: Any, name: str) -> str:
     """The secret's value, checked to be a Docker config (never quoted in an error)."""
-    import json
-
     value = ctx.secret(name)
     try:
         doc = json.loads(value)
@@ -173,9 +172,6 @@ class ImagesPullSecret(ManifestStep):
     description = "the registry credentials (imagePullSecrets) in each namespace"
 
     def templates(self) -> list[dict[str, Any]]:
-        import base64
-
-        from migrator.steps.kube import runbook_namespaces
 
         cfg = self.ctx.runbook.file.images.pull_secret
         if cfg is None:
