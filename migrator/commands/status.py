@@ -8,9 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.text import Text
-
 from migrator.commands.common import engine_for
 from migrator.progress import no_color
 
@@ -48,6 +45,8 @@ def watch(runbook: Path, state_dir: Path | None, interval: float = 2.0, count: i
     time and the journal's tail, read-only (no lock taken), until Ctrl-C (exit 130) or `count` draws."""
     live: Any = None
     if sys.stdout.isatty():
+        # rich only for --watch on a terminal: --version and completion import this module too.
+        from rich.console import Console
         from rich.live import Live
 
         live = Live(console=Console(no_color=no_color(), highlight=False), auto_refresh=False)
@@ -57,6 +56,8 @@ def watch(runbook: Path, state_dir: Path | None, interval: float = 2.0, count: i
         while count is None or drawn < count:
             text = watch_frame(runbook, state_dir, journal_lines)
             if live is not None:
+                from rich.text import Text
+
                 live.update(Text(text), refresh=True)
             else:
                 print(text + "\n", flush=True)
