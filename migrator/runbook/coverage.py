@@ -7,6 +7,7 @@ mounts, and each database inside each database server (Postgres, MySQL/MariaDB, 
 - `postgres.copy`, `postgres.replicate`, `mysql.copy`: the database `<service>/<database>` of `source.container`;
 - `redis.copy`: every database of `source.container` (or `databases`);
 - `volume.copy`: the volume `volume`; `openbao.migrate`: the volumes of the OpenBao container;
+- `tls.import-acme` reading inside `container`: the volume that holds its `path` (Traefik's ACME store);
 - a volume mounted by a database server whose every database is mapped is moved by those copies;
 
 or by an entry of the runbook's `coverage.map` (`{volume|bind|database: NAME, step: STEP-ID}`), for a
@@ -104,6 +105,25 @@ def _kinds(inv: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _volume_mounts(inv: dict[str, Any]) -> dict[str, list[tuple[Thing, str]]]:
+    """service -> the named volumes its containers mount, with where."""
+    out: dict[str, list[tuple[Thing, str]]] = {}
+    for proj, p in inv.get("projects", {}).items():
+        for svc, body in p.get("services", {}).items():
+            for c in body.get("containers", []):
+                for m in c.get("mounts", []):
+                    if m.get("type") == "volume" and m.get("name"):
+                        out.setdefault(svc, []).append((Thing("volume", _short(m["name"], proj)),
+                                                        str(m.get("destination") or "")))
+    return out
+
+
+def _holding(mounts: list[tuple[Thing, str]], path: str) -> Thing | None:
+    """The volume a file of the container lives on: the mount with the longest destination above it."""
+    above = [(len(dest), t) for t, dest in mounts if dest and path.startswith(dest.rstrip("/") + "/")]
+    return max(above)[1] if above else None
+
+
 def evaluate(runbook: Runbook, inv: dict[str, Any]) -> Coverage:
     things, names, volume_server = stateful_things(inv)
     cov = Coverage(things)
@@ -126,6 +146,12 @@ def evaluate(runbook: Runbook, inv: dict[str, Any]) -> Coverage:
                         _take(cov, present, t, step.id)
         elif uses == "volume.copy" and w.get("volume"):
             _take(cov, present, Thing("volume", str(w["volume"])), step.id)
+        elif uses == "tls.import-acme" and w.get("container"):
+            # acme.json read inside Traefik's container: the volume it is on is what the step moves
+            svc = names.get(str(w["container"]), str(w["container"]))
+            held = _holding(_volume_mounts(inv).get(svc, []), str(w.get("path") or "/letsencrypt/acme.json"))
+            if held is not None:
+                _take(cov, present, held, step.id)
         elif uses == "openbao.migrate":
             for t, svc in volume_server.items():
                 if kinds.get(svc) == "openbao":

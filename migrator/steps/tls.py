@@ -2,7 +2,8 @@
 cluster's Ingresses reference them, before DNS points at the cluster.
 
 The Ingresses of `namespaces` say which Secrets must exist (spec.tls[].secretName) and for which hosts;
-acme.json is read over the run's SSH session (from the VPS's filesystem, or inside Traefik's container);
+acme.json is read over the run's SSH session (from the VPS's filesystem, or inside Traefik's container, named
+by its compose service as the other source steps name theirs);
 each Secret gets the certificate covering all its hosts that expires last. Key material goes to the API
 server in the apply body only: state and journal hold names, fingerprints and expiry dates, and a Secret
 that existed before is backed up (0600, under the state dir) for rollback, as kube.secret does.
@@ -24,6 +25,7 @@ from migrator.adapters.kube import Ref
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Facts, Plan, Step, StepContext, StrictModel, step_type
 from migrator.steps.kube import cluster, record_prior, restore, secret_digest, wait_gone
+from migrator.steps.postgres.pg_common import container_of, docker_remote
 
 if TYPE_CHECKING:
     from migrator.adapters.acme import AcmeCert
@@ -36,7 +38,9 @@ TLS_TYPE = "kubernetes.io/tls"
 class ImportAcmeParams(StrictModel):
     namespaces: list[str] = Field(min_length=1)  # whose Ingresses name the Secrets (spec.tls)
     path: str = "/letsencrypt/acme.json"  # on the VPS, or inside `container`
-    container: str | None = None  # read with `docker exec CONTAINER cat PATH` (Traefik's own volume)
+    # Traefik's compose service (or container name) in environment.source's project: read inside it, from
+    # the volume Traefik keeps it in. None: `path` is a file of the VPS itself.
+    container: str | None = None
     resolver: str | None = None  # the certificates resolver; default every one in the file
     min_days: float = Field(default=0, ge=0, le=3650)  # refuse a certificate expiring sooner than this
 
@@ -116,16 +120,18 @@ class ImportAcme(Step[ImportAcmeParams]):
     def certificates(self) -> list[AcmeCert]:
         if self._certs is None:
             p = self.params
-            ssh = resources.ssh_source(self.ctx.resource, self.ctx.runbook, self.ctx.step_id)
-            source = self.ctx.runbook.environment.source
-            argv = ["cat", "--", p.path] if p.container is None else \
-                [source.docker_cli if source else "docker", "exec", p.container, "cat", "--", p.path]
-            got = ssh.run(argv, timeout=60)
-            if got.rc != 0:
-                why = got.stderr.decode("utf-8", "replace").strip().splitlines()
+            if p.container is None:
+                ssh = resources.ssh_source(self.ctx.resource, self.ctx.runbook, self.ctx.step_id)
+                got = ssh.run(["cat", "--", p.path], timeout=60)
+                rc, out, err = got.rc, got.stdout, got.stderr
+            else:
+                container = container_of(self.ctx, p.container)
+                rc, out, err = docker_remote(self.ctx).exec_run(container.name, ["cat", "--", p.path])
+            if rc != 0:
+                why = err.decode("utf-8", "replace").strip().splitlines()
                 raise PermanentError(f"{self.ctx.step_id}: cannot read {self._where()}: "
-                                     f"{why[-1] if why else f'exit {got.rc}'}")
-            certs = parse(got.stdout, self._where(), p.resolver)
+                                     f"{why[-1] if why else f'exit {rc}'}")
+            certs = parse(out, self._where(), p.resolver)
             for c in certs:  # masked wherever they might be echoed (logs, journal and state mask registered values)
                 redact.register(c.key_pem.decode())
                 redact.register(base64.b64encode(c.key_pem).decode())

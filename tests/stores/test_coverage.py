@@ -104,3 +104,21 @@ def test_plan_exits_2_listing_what_is_not_covered(tmp_path: Path) -> None:
         assert exc.exit_code == 2 and any("volume tmp" in p for p in exc.problems)
     else:
         raise AssertionError("no InputError")
+
+
+def test_tls_import_acme_moves_the_volume_that_holds_acme_json(tmp_path: Path) -> None:
+    inv = inventory()
+    vol = {"type": "volume", "name": "shop_letsencrypt", "destination": "/letsencrypt", "rw": True}
+    inv["projects"]["shop"]["services"]["proxy"] = {"containers": [_container("proxy", "proxy", None, [vol])]}
+    inv["volumes"]["shop_letsencrypt"] = {"project": "shop"}
+
+    def moved(path: str) -> str | None:
+        rb = _runbook(tmp_path / path.strip("/").replace("/", "-"), {})
+        doc = yaml.safe_load((rb.parent / "phase1.yaml").read_text())
+        doc["steps"].append({"id": "import-certs", "uses": "tls.import-acme",
+                             "with": {"namespaces": ["web"], "container": "proxy", "path": path}})
+        (rb.parent / "phase1.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        return {str(t): s for t, s in evaluate(load_runbook(rb), inv).mapped.items()}.get("volume letsencrypt")
+
+    assert moved("/letsencrypt/acme.json") == "import-certs"
+    assert moved("/etc/traefik/acme.json") is None  # not on the volume: the step does not move it
