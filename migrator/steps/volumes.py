@@ -61,6 +61,9 @@ class VolumeCopyParams(StrictModel):
     skip_special: list[str] = Field(default_factory=list)
     namespace: str | None = None  # the claim's namespace (the target is a PVC unless volume_paths names it)
     claim_helper_image: str | None = None  # the helper pod on the claim; default environment.target.helper_image
+    # Extended attributes the volume's files carry cannot be set in a PVC from the helper pod: the copy
+    # refuses before writing, unless the runbook leaves them behind on purpose.
+    skip_xattrs: bool = False
 
 
 def _drop_stray_xattrs(local: Path, wanted: dict[str, bytes]) -> None:
@@ -339,6 +342,7 @@ class VolumeCopy(Step[VolumeCopyParams]):
                     self.ctx.record(target_existed=True, target_was_empty=set(have.entries) <= {"."})
                 src = self._manifest(dr, helper)
                 specials = self._refuse_specials(src)
+                self._refuse_xattrs(src, claim)
                 vc.make_dirs(cluster, claim, pod, src, have)
                 files = src.files()
                 followers = {p for g in src.hardlink_groups() for p in g[1:]}
@@ -367,12 +371,25 @@ class VolumeCopy(Step[VolumeCopyParams]):
                     vc.prune(cluster, claim, pod, src, have, set(self.params.skip_special))
                 vc.set_metadata(cluster, claim, pod, src, self._owners_in_claim())
                 unsupported = sorted({n for x in src.xattrs.values() for n in x})
-                if unsupported:  # the helper image has no setfattr: said, never silently dropped
-                    self.ctx.log.warning("extended attributes are not copied into a PVC", names=unsupported)
+                if unsupported:  # left behind on purpose (skip_xattrs: _refuse_xattrs let them through)
+                    self.ctx.log.warning("extended attributes left behind (skip_xattrs)", names=unsupported)
                 self.ctx.record(files_done=len(files), bytes_copied=self._copied_bytes, finished_at=time.time(),
                                 xattrs_read=src.xattrs_read, xattrs_unsupported=unsupported)
         finally:
             self._stop_helper(dr)
+
+    def _refuse_xattrs(self, src: vm.Manifest, claim: vc.Claim) -> None:
+        """A volume whose files carry extended attributes is not copied into a claim without them unless the
+        runbook says so: refused before the first write, naming the entries and the attributes."""
+        carrying = sorted(p for p, x in src.xattrs.items() if x)
+        if not carrying or self.params.skip_xattrs:
+            return
+        names = sorted({n for p in carrying for n in src.xattrs[p]})
+        raise PermanentError(
+            f"{self.ctx.step_id}: {len(carrying)} entr{'y' if len(carrying) == 1 else 'ies'} of volume "
+            f"{self.params.volume} carry extended attributes ({', '.join(names)}; e.g. {', '.join(carrying[:3])}), "
+            f"which the copy into PVC {claim.namespace}/{claim.name} cannot set; nothing was written. "
+            "Set `skip_xattrs: true` to leave them behind, or copy into a host directory (volume_paths)")
 
     def _cluster_has(self, claim: vc.Claim) -> bool:
         from migrator.adapters.kube import Ref

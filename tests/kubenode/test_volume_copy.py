@@ -127,3 +127,40 @@ def test_volume_copy_into_a_claim_crash_resume_rollback(vps: VPS, cluster: Serve
     undone = migrate("rollback", "--runbook", str(rb), "--state-dir", str(sd), "--step", "copy-uploads", "--yes")
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert set(_claim_manifest(cluster, tmp_path, ns).entries) == {"."}
+
+
+def test_extended_attributes_are_refused_into_a_claim_unless_left_behind_on_purpose(
+        vps: VPS, cluster: ServerHandle, core: client.CoreV1Api, ns: str, tmp_path: Path) -> None:
+    """A volume whose files carry user.* attributes (read on the VPS with getfattr): the copy into a claim
+    fails before writing anything, naming them; with skip_xattrs it copies and records what it left."""
+    import yaml
+
+    from tests.source.test_steps import _attr_image
+
+    image = _attr_image(vps)
+    vps.docker("run", "--rm", "-v", "shop_uploads:/v", image, "sh", "-c",
+               "mkdir -p /v/xa && echo x > /v/xa/file && setfattr -n user.origin -v vps /v/xa/file")
+    core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": CLAIM}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    try:
+        rb, sd = _runbook(tmp_path, vps, cluster, ns), tmp_path / "state"
+        phase = rb.parent / "phase1.yaml"
+        doc = yaml.safe_load(phase.read_text())
+        doc["steps"][0]["with"]["helper_image"] = image
+        phase.write_text(yaml.safe_dump(doc, sort_keys=False))
+        refused = migrate("run", "--runbook", str(rb), "--state-dir", str(sd))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        line = refused.stderr.strip().splitlines()[-1]
+        assert "1 entry of volume uploads carry extended attributes (user.origin; e.g. xa/file)" in line, line
+        assert "nothing was written" in line and "Traceback" not in refused.stderr
+        assert _claim_manifest(cluster, tmp_path, ns).files() == {}
+
+        doc["steps"][0]["with"]["skip_xattrs"] = True
+        phase.write_text(yaml.safe_dump(doc, sort_keys=False))
+        done = migrate("run", "--yes", "--accept-changes", "--runbook", str(rb), "--state-dir", str(sd))
+        assert done.returncode == 0, done.stdout + done.stderr
+        facts = json.loads((sd / "test.state.json").read_text())["steps"]["copy-uploads"]["facts"]
+        assert facts["xattrs_unsupported"] == ["user.origin"]
+        assert "xa/file" in _claim_manifest(cluster, tmp_path, ns).files()
+    finally:
+        vps.docker("exec", container(vps, "web"), "sh", "-c", "rm -rf /www/uploads/xa")
