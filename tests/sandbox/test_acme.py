@@ -1,6 +1,6 @@
 """The VPS Traefik's acme.json in the sandbox: Let's Encrypt v2 format, one real certificate per public host
 issued by the sandbox's CA, kept 0600 in Traefik's volume; tls.import-acme's parser accepts it; the coverage
-gate of the sandbox runbook sees the volume (moved by phase 3's import-certificates); no key in the sandbox's logs."""
+gate of the sandbox runbook sees the volume (excluded with its reason); no key in the sandbox's logs."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_traefik_has_an_acme_json_the_import_step_reads(sandbox: SandboxInfo, tm
             text = f.read_text(errors="replace")
             assert not any(k in text for k in keys) and "PRIVATE KEY" not in text, f
 
-    # The coverage gate of the sandbox's own runbook passes with the volume in the inventory (tls.import-acme moves it).
+    # The coverage gate of the sandbox's own runbook sees the volume, excluded with its reason.
     proc = migrate("inspect", "--json", "--runbook", str(REPO / "runbooks" / "sandbox.yaml"),
                    "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 0, proc.stderr[-2000:]
