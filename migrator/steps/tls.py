@@ -29,7 +29,6 @@ from migrator.steps.postgres.pg_common import container_of, docker_remote
 
 if TYPE_CHECKING:
     from migrator.adapters.acme import AcmeCert
-    from migrator.adapters.kube import Ref
 
 MANAGED = {"app.kubernetes.io/managed-by": "migrator"}
 TLS_TYPE = "kubernetes.io/tls"
