@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from migrator import redact
+from migrator.adapters import s3multipart
 from migrator.errors import PermanentError, TemporaryError
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -299,8 +300,6 @@ class S3Store:
 
     def abort_uploads(self, key: str) -> int:
         """Abort every unfinished multipart upload of `key` (their parts are kept, and billed, otherwise)."""
-        from migrator.adapters import s3multipart
-
         return s3multipart.abort_pending(self, key)
 
     def sha256_of(self, key: str) -> str | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, model_validator
 
 from migrator.errors import PermanentError
+from migrator.runbook.loader import params_model
 from migrator.steps.base import StepContext, StrictModel
 from migrator.steps.postgres.pg_common import TargetParams
 
@@ -67,7 +68,7 @@ class Destination(StrictModel):
 
 def open_store(ctx: StepContext, dest: Destination) -> Store:
     """The destination's store, one per run (the engine closes the S3 client at the end)."""
-    from migrator.adapters import objectstore
+    from migrator.adapters import objectstore  # requests: loaded by a backup, not by `status`
 
     if dest.dir is not None:
         root = Path(dest.dir).expanduser()
@@ -137,7 +138,6 @@ def target_databases(ctx: StepContext, explicit: list[TargetParams] | None) -> l
     resolved now, in memory), one per endpoint and database."""
     if explicit is not None:
         return list(explicit)
-    from migrator.runbook.loader import params_model
 
     found: dict[tuple[str, str], TargetParams] = {}
     for step in ctx.runbook.steps:

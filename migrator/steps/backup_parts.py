@@ -17,10 +17,14 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from migrator.adapters.localproc import run_child
+from migrator.adapters.pgsource import local_tool
+from migrator.adapters.postgres import clean_env, database_exists
 from migrator.errors import PermanentError
 from migrator.steps import volume_claim
 from migrator.steps import volume_manifest as vm
 from migrator.steps.base import StepContext
+from migrator.steps.openbao import Bao
 from migrator.steps.postgres.pg_common import TargetParams, target_conn
 from migrator.steps.volume_claim import Claim
 
@@ -29,9 +33,6 @@ CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _pg_tool(ctx: StepContext, argv: list[str], conn: Any, what: str) -> str:
-    from migrator.adapters.localproc import run_child
-    from migrator.adapters.pgsource import local_tool
-    from migrator.adapters.postgres import clean_env
 
     env = {k: v for k, v in clean_env(conn.env()).items()
            if k.startswith("PG") or k in ("LANG", "HOME")}
@@ -58,8 +59,6 @@ def dump_postgres(ctx: StepContext, t: TargetParams, out: Path) -> None:
 
 def restore_postgres(ctx: StepContext, t: TargetParams, dump: Path) -> str:
     """Put the dump back; 'replaced' (the database existed) or 'created'."""
-    from migrator.adapters.postgres import database_exists
-
     conn = target_conn(ctx, t)
     what = f"pg_restore {t.database} on {t.endpoint}"
     if database_exists(conn, t.database):
@@ -81,7 +80,6 @@ def has_openbao(ctx: StepContext) -> bool:
 
 def snapshot_openbao(ctx: StepContext, out: Path) -> None:
     from migrator.adapters import openbao as ob
-    from migrator.steps.openbao import Bao
 
     client = Bao(ctx).target()
     if ob.sealed(client):
@@ -95,7 +93,6 @@ def restore_openbao(ctx: StepContext, snap: Path, unseal_keys: list[str], wait_s
     import time
 
     from migrator.adapters import openbao as ob
-    from migrator.steps.openbao import Bao
 
     client = Bao(ctx).target()
     ob.force_restore(client, snap.read_bytes())

@@ -24,6 +24,7 @@ from migrator.steps import backup_parts as parts
 from migrator.steps import backup_stores as stores
 from migrator.steps.base import Check, Plan, Step, StrictModel, step_type
 from migrator.steps.mysql import MyTargetParams
+from migrator.steps.openbao import keys_of
 from migrator.steps.postgres.pg_common import TargetParams
 from migrator.steps.redis import RedisTargetParams
 from migrator.steps.volume_manifest import sha256_of
@@ -103,8 +104,6 @@ class BackupRestore(Step[RestoreParams]):
                              "redis.copy step targets it; give with.redis)")
 
     def apply(self) -> None:
-        from migrator.steps.openbao import keys_of
-
         ctx, p = self.ctx, self.params
         store = bc.open_store(ctx, p.from_)
         folder = self._folder()

@@ -29,8 +29,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from migrator.adapters.mysql import (
+    CHUNK,
+    MySource,
+    columns_sql,
+    digest_sql,
+    execute,
+    literal,
+    query,
+    quote_ident,
+    tables_sql,
+)
+from migrator.adapters.redis import client, content_digest, dump_keys, keyspace, restore_keys, scan, types_of
 from migrator.errors import PermanentError
+from migrator.runbook.loader import params_model
 from migrator.steps.base import StepContext
+from migrator.steps.mysql import target_of
+from migrator.steps.redis import target_conn
 
 if TYPE_CHECKING:
     from migrator.adapters.mysql import MyConn
@@ -48,8 +63,6 @@ def _private(path: Path) -> BinaryIO:
 
 
 def _targets_of(ctx: StepContext, uses: str) -> list[Any]:
-    from migrator.runbook.loader import params_model
-
     return [params_model(s, ctx.secret).target  # type: ignore[attr-defined]
             for s in ctx.runbook.steps if s.spec.uses == uses]
 
@@ -71,16 +84,12 @@ def mysql_key(t: MyTargetParams) -> str:
 
 
 def _rows(conn: MyConn, sql: str) -> list[list[str | None]]:
-    from migrator.adapters.mysql import query
-
     return [[None if v is None else (v.decode() if isinstance(v, bytes) else str(v)) for v in r]
             for r in query(conn, sql)]
 
 
 def mysql_digests(conn: MyConn, database: str) -> dict[str, list[str | None]]:
     """{table: [row count, row digest]} for every base table, computed by the server."""
-    from migrator.adapters.mysql import columns_sql, digest_sql, tables_sql
-
     cols: dict[str, list[str]] = {}
     for t, c in _rows(conn, columns_sql(database)):
         cols.setdefault(str(t), []).append(str(c))
@@ -94,8 +103,6 @@ def mysql_digests(conn: MyConn, database: str) -> dict[str, list[str | None]]:
 
 def dump_mysql(ctx: StepContext, t: MyTargetParams, out: Path) -> dict[str, Any]:
     """The dump of `t` into `out` (0600); returns its character set, collation and tables' digests."""
-    from migrator.adapters.mysql import CHUNK, MySource, literal
-    from migrator.steps.mysql import target_of
 
     conn = target_of(ctx, t)
     schema = _rows(conn, "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
@@ -116,8 +123,6 @@ def dump_mysql(ctx: StepContext, t: MyTargetParams, out: Path) -> dict[str, Any]
 
 def restore_mysql(ctx: StepContext, t: MyTargetParams, dump: Path, artefact: dict[str, Any]) -> int:
     """Drop the database, create it again (its character set, collation) and load the dump; returns tables."""
-    from migrator.adapters.mysql import CHUNK, MySource, execute, quote_ident
-    from migrator.steps.mysql import target_of
 
     conn = target_of(ctx, t)
     db = quote_ident(t.database)
@@ -145,8 +150,6 @@ def restore_mysql(ctx: StepContext, t: MyTargetParams, dump: Path, artefact: dic
 
 def mysql_problems(ctx: StepContext, t: MyTargetParams, artefact: dict[str, Any]) -> list[str]:
     """How the restored database differs from the digests the backup recorded."""
-    from migrator.steps.mysql import target_of
-
     want: dict[str, list[str | None]] = artefact.get("tables") or {}
     got = mysql_digests(target_of(ctx, t), t.database)
     out = [f"{t.database}.{n}: missing" for n in sorted(set(want) - set(got))]
@@ -175,15 +178,11 @@ def redis_key(t: RedisTargetParams) -> str:
 
 
 def _conn(ctx: StepContext, t: RedisTargetParams) -> RedisConn:
-    from migrator.steps.redis import target_conn
-
     return target_conn(ctx, t)
 
 
 def dump_redis(ctx: StepContext, t: RedisTargetParams, out: Path) -> dict[str, Any]:
     """Every key of every database holding keys, into `out` (the format above); returns {db: keys}."""
-    from migrator.adapters.redis import client, content_digest, dump_keys, keyspace, scan
-
     conn = _conn(ctx, t)
     per_db: dict[str, int] = {}
     total = 0
@@ -245,8 +244,6 @@ def read_redis(path: Path) -> Iterator[tuple[int, bytes, str, bytes, int, bytes]
 def restore_redis(ctx: StepContext, t: RedisTargetParams, path: Path, databases: list[int]) -> dict[str, int]:
     """FLUSHDB each database the backup held (`databases`, from the manifest), then RESTORE ... REPLACE every key with what is left of its TTL.
     Returns restored, expired (skipped) and with_ttl counts."""
-    from migrator.adapters.redis import client, restore_keys
-
     conn = _conn(ctx, t)
     for db in sorted(set(databases) | {db for db, *_ in read_redis(path)}):
         client(conn, db).flushdb()
@@ -283,8 +280,6 @@ def restore_redis(ctx: StepContext, t: RedisTargetParams, path: Path, databases:
 def redis_problems(ctx: StepContext, t: RedisTargetParams, path: Path) -> list[str]:
     """How the target differs from the file: key counts per database and each key's type and content
     digest; a key whose expiry has passed may be missing."""
-    from migrator.adapters.redis import client, content_digest, keyspace, types_of
-
     conn = _conn(ctx, t)
     now_ms = int(time.time() * 1000)
     want: dict[int, dict[bytes, tuple[str, bytes]]] = {}

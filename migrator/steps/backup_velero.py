@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from migrator.adapters import resources
+from migrator.adapters.kube import Ref
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, StepContext, StrictModel
 
@@ -44,8 +45,6 @@ class Velero:
         return resources.kube(self.ctx.resource, self.ctx.runbook)
 
     def _problem(self) -> str | None:
-        from migrator.adapters.kube import Ref
-
         kube = self.kube()
         if kube.get(Ref("CustomResourceDefinition", CRD)) is None:
             return (f"Velero is not installed on {kube.describe()}: the CustomResourceDefinition {CRD} does not exist "
@@ -73,8 +72,6 @@ class Velero:
                 "spec": spec}
 
     def _live(self) -> dict[str, Any] | None:
-        from migrator.adapters.kube import Ref
-
         name = self.ctx.facts.get("velero_backup")
         return self.kube().get(Ref("Backup", str(name), self.p.namespace)) if name else None
 

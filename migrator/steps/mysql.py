@@ -20,8 +20,25 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
+from migrator.adapters.mysql import (
+    CHUNK,
+    TABLE_MARK,
+    MyConn,
+    MySource,
+    account_of,
+    columns_sql,
+    digest_sql,
+    execute,
+    literal,
+    programs_sql,
+    query,
+    quote_account,
+    quote_ident,
+    tables_sql,
+)
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, ReadOnlyStep, Step, StrictModel, step_type
+from migrator.steps.postgres.pg_common import container_of, docker_remote, endpoint_address
 
 if TYPE_CHECKING:
     from migrator.adapters.mysql import MyConn, MySource
@@ -68,8 +85,6 @@ class MyCopyParams(MyParams):
 
 
 def source_of(ctx: StepContext, s: MySourceParams) -> MySource:
-    from migrator.adapters.mysql import MyConn, MySource
-    from migrator.steps.postgres.pg_common import container_of, docker_remote, endpoint_address
 
     if s.container:
         c = container_of(ctx, s.container)
@@ -79,37 +94,27 @@ def source_of(ctx: StepContext, s: MySourceParams) -> MySource:
 
 
 def target_of(ctx: StepContext, t: MyTargetParams) -> MyConn:
-    from migrator.adapters.mysql import MyConn
-    from migrator.steps.postgres.pg_common import endpoint_address
 
     host, port = endpoint_address(ctx, t.endpoint, MYSQL_PORT)
     return MyConn(host, port, t.user, t.password)
 
 
 def _target_rows(conn: MyConn, sql: str) -> list[list[str | None]]:
-    from migrator.adapters.mysql import query
-
     return [[None if v is None else (v.decode() if isinstance(v, bytes) else str(v)) for v in r]
             for r in query(conn, sql)]
 
 
 def database_exists(conn: MyConn, name: str) -> bool:
-    from migrator.adapters.mysql import literal
-
     return bool(_target_rows(conn, f"SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {literal(name)}"))
 
 
 def _accounts(users: list[str]) -> list[tuple[str, str]]:
-    from migrator.adapters.mysql import account_of
-
     return [account_of(u) for u in users]
 
 
 def grants_of(rows: list[list[str | None]], source_db: str, target_db: str) -> list[str]:
     """SHOW GRANTS lines on the copied database (renamed where the target's name differs) and global ones;
     grants on other databases stay behind (they belong to those databases' copies)."""
-    from migrator.adapters.mysql import quote_ident
-
     out = []
     for r in rows:
         g = str(r[0])
@@ -137,8 +142,6 @@ class MysqlCopy(Step[MyCopyParams]):
         return Check(False, "not copied yet")
 
     def plan(self) -> Plan:
-        from migrator.adapters.mysql import tables_sql
-
         p = self.params
         src = source_of(self.ctx, p.source)
         server = target_of(self.ctx, p.target)
@@ -160,8 +163,6 @@ class MysqlCopy(Step[MyCopyParams]):
         return plan
 
     def apply(self) -> None:
-        from migrator.adapters.mysql import quote_ident
-
         p, ctx = self.params, self.ctx
         started = time.monotonic()
         src = source_of(ctx, p.source)
@@ -188,14 +189,10 @@ class MysqlCopy(Step[MyCopyParams]):
                    seconds=round(time.monotonic() - started, 3))
 
     def _execute(self, conn: MyConn, *statements: str) -> None:
-        from migrator.adapters.mysql import execute
-
         execute(conn, list(statements), self.ctx.step_id)
 
     def _accounts_locked(self, src: MySource, server: MyConn) -> None:
         """Each mapped account exists on the target and is locked; created from the source's definition."""
-        from migrator.adapters.mysql import literal, quote_account
-
         created = list(self.ctx.facts.get("created_users") or [])
         for user, host in _accounts(self.params.users):
             acct = quote_account(user, host)
@@ -212,8 +209,6 @@ class MysqlCopy(Step[MyCopyParams]):
 
     def _load(self, src: MySource, db: MyConn) -> tuple[int, int]:
         """The dump streamed into the target's client; the per-table failpoint at each table's start."""
-        from migrator.adapters.mysql import CHUNK, TABLE_MARK, MySource
-
         ctx = self.ctx
         bar = ctx.progress(f"load {db.database}", unit="B")
         tables = moved = 0
@@ -251,8 +246,6 @@ class MysqlCopy(Step[MyCopyParams]):
         return tables, moved
 
     def _grants(self, src: MySource, server: MyConn) -> None:
-        from migrator.adapters.mysql import quote_account
-
         p = self.params
         for user, host in _accounts(p.users):
             acct = quote_account(user, host)
@@ -274,8 +267,6 @@ class MysqlCopy(Step[MyCopyParams]):
             raise GateNotReady("; ".join(problems))
 
     def rollback(self) -> None:
-        from migrator.adapters.mysql import account_of, quote_account, quote_ident
-
         f = self.ctx.facts
         server = target_of(self.ctx, self.params.target)
         if f.get("created_db") and f.get("replaced"):
@@ -306,8 +297,6 @@ class MysqlCopy(Step[MyCopyParams]):
 
 
 def structure_problems(src: MySource, dst: MyConn, source_db: str, target_db: str) -> list[str]:
-    from migrator.adapters.mysql import programs_sql, tables_sql
-
     problems = []
     s_tabs = {r[0] for r in src.query(tables_sql(source_db))}
     d_tabs = {r[0] for r in _target_rows(dst, tables_sql(target_db))}
@@ -322,8 +311,6 @@ def structure_problems(src: MySource, dst: MyConn, source_db: str, target_db: st
 
 def compare(src: MySource, dst: MyConn, p: MyParams) -> tuple[list[str], dict[str, Any]]:
     """Everything mysql.verify checks; (problems, figures)."""
-    from migrator.adapters.mysql import columns_sql, digest_sql, quote_account, quote_ident, tables_sql
-
     sdb, ddb = p.source.database, p.target.database
     problems = structure_problems(src, dst, sdb, ddb)
     s_tabs = {str(r[0]): str(r[1]) for r in src.query(tables_sql(sdb))}
@@ -371,8 +358,6 @@ def compare(src: MySource, dst: MyConn, p: MyParams) -> tuple[list[str], dict[st
 
 def _locked(conn: MyConn, user: str, host: str) -> bool:
     """MariaDB keeps the lock in mysql.global_priv; MySQL in mysql.user.account_locked."""
-    from migrator.adapters.mysql import literal
-
     where = f"User = {literal(user)} AND Host = {literal(host)}"
     try:
         rows = _target_rows(conn, f"SELECT JSON_VALUE(Priv, '$.account_locked') FROM mysql.global_priv WHERE {where}")

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from migrator.adapters.kube import KubeCluster
+from migrator.adapters import resources
+from migrator.adapters.kube import KubeCluster, Ref
 from migrator.adapters.kube_stream import exec_run
-from migrator.adapters.kube_volume import MOUNT, write_tar
+from migrator.adapters.kube_volume import MOUNT, start_helper, write_tar
 from migrator.errors import PermanentError, TemporaryError
 from migrator.steps import volume_manifest as vm
 
@@ -69,8 +70,6 @@ class _RunHelper:
 
     def ensure(self) -> str:
         """The pod's name, once it runs (started again if it was deleted or ended under us)."""
-        from migrator.adapters.kube import Ref
-        from migrator.adapters.kube_volume import start_helper
 
         with self._lock:
             if self._started:
@@ -83,8 +82,6 @@ class _RunHelper:
             return self.pod
 
     def close(self) -> None:
-        from migrator.adapters.kube import Ref
-
         if not self._started:
             return
         try:
@@ -96,8 +93,6 @@ class _RunHelper:
 @contextmanager
 def helper(ctx: StepContext, claim: Claim, image: str | None = None) -> Iterator[tuple[KubeCluster, str]]:
     """(the run's cluster, the name of a running helper pod on the claim)."""
-    from migrator.adapters import resources
-
     cluster = resources.kube(ctx.resource, ctx.runbook)
     require_claim(cluster, claim)
     held: _RunHelper = ctx.resource(f"claim-helper:{claim.namespace}/{claim.name}",
@@ -247,8 +242,6 @@ def set_metadata(cluster: KubeCluster, claim: Claim, pod: str, src: vm.Manifest,
 
 
 def require_claim(cluster: KubeCluster, claim: Claim) -> None:
-    from migrator.adapters.kube import Ref
-
     if cluster.get(Ref("PersistentVolumeClaim", claim.name, claim.namespace)) is None:
         raise PermanentError(f"{claim} does not exist (it is created with its workload: is the deploy step done?)")
 

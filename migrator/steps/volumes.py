@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from migrator.adapters import resources
+from migrator.adapters.docker import remote_for
+from migrator.adapters.kube import Ref
 from migrator.errors import PermanentError, TemporaryError
 from migrator.steps import volume_claim as vc
 from migrator.steps import volume_manifest as vm
@@ -117,8 +120,6 @@ class VolumeCopy(Step[VolumeCopyParams]):
         return vc.Claim(self.params.namespace, self.params.target)
 
     def _cluster(self) -> KubeCluster:
-        from migrator.adapters import resources
-
         return resources.kube(self.ctx.resource, self.ctx.runbook)
 
     @contextmanager
@@ -137,8 +138,6 @@ class VolumeCopy(Step[VolumeCopyParams]):
         return vm.scan(dest)
 
     def _docker(self) -> DockerRemote:
-        from migrator.adapters.docker import remote_for
-
         return remote_for(self.ctx)
 
     def _volume(self, dr: DockerRemote) -> Any:
@@ -392,8 +391,6 @@ class VolumeCopy(Step[VolumeCopyParams]):
             "Set `skip_xattrs: true` to leave them behind, or copy into a host directory (volume_paths)")
 
     def _cluster_has(self, claim: vc.Claim) -> bool:
-        from migrator.adapters.kube import Ref
-
         return self._cluster().get(Ref("PersistentVolumeClaim", claim.name, claim.namespace)) is not None
 
     def _owners_in_claim(self) -> bool:

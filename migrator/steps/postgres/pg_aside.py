@@ -16,8 +16,10 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.pgsql import sql
 from migrator.adapters.postgres import connect, database_exists
 from migrator.errors import PermanentError
+from migrator.steps.postgres.pg_schema import user_table_count
 
 if TYPE_CHECKING:
     from migrator.adapters.postgres import PgConn
@@ -40,16 +42,12 @@ def _exec(server: PgConn, statement: Any, params: tuple[Any, ...] | None = None)
 
 
 def _table_count(server: PgConn, name: str) -> int:
-    from migrator.steps.postgres.pg_schema import user_table_count
-
     return user_table_count(server.with_database(name))
 
 
 def set_aside(ctx: Any, server: PgConn, name: str) -> None:
     """Rename `name` aside when it has tables; recorded in facts as `set_aside` (None: nothing to do).
     Idempotent across crashes: a rename done before the record is recognised by the aside name."""
-    from migrator.adapters.pgsql import sql
-
     if "set_aside" in ctx.facts:
         return
     aside = aside_name(name, ctx.step_id)
@@ -84,8 +82,6 @@ def set_aside(ctx: Any, server: PgConn, name: str) -> None:
 def put_back(ctx: Any, server: PgConn, name: str) -> None:
     """Rollback of set_aside: the kept database takes its name back and accepts connections again (the
     database in its place must have been dropped already)."""
-    from migrator.adapters.pgsql import sql
-
     aside = ctx.facts.get("set_aside")
     if not aside:
         return

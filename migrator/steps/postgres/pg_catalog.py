@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from migrator.adapters.pgsql import sql
+
 Query = Callable[[str], list[list[str]]]
 
 USER_NS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"
@@ -82,8 +84,6 @@ class TableInfo:
         return f"{self.schema}.{self.name}"
 
     def ident(self) -> str:
-        from migrator.adapters.pgsql import sql
-
         return sql.Identifier(self.schema, self.name).as_string(None)
 
 
@@ -93,8 +93,6 @@ def tables(query: Query) -> list[TableInfo]:
 
 
 def sequences(query: Query) -> dict[str, int | None]:
-    from migrator.adapters.pgsql import sql
-
     return {sql.Identifier(r[0], r[1]).as_string(None): (int(r[2]) if r[2] else None) for r in query(SEQUENCES_SQL)}
 
 
@@ -120,8 +118,6 @@ def database(query: Query) -> DatabaseInfo:
 
 def digest_sql(items: list[TableInfo]) -> str:
     """One query: per table, its row count and an order-independent sum of 64-bit row hashes."""
-    from migrator.adapters.pgsql import sql
-
     parts = []
     for t in items:
         parts.append(sql.SQL(
@@ -140,8 +136,6 @@ def digests(query: Query, items: list[TableInfo]) -> dict[str, tuple[int, str]]:
 
 
 def counts(query: Query, items: list[TableInfo]) -> dict[str, int]:
-    from migrator.adapters.pgsql import sql
-
     if not items:
         return {}
     q = " UNION ALL ".join(

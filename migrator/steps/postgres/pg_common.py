@@ -12,8 +12,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from migrator.adapters import resources
+from migrator.adapters.docker import remote_for
 from migrator.adapters.pgsource import PgSource
 from migrator.adapters.postgres import PgConn
+from migrator.adapters.ssh import session_for
 from migrator.errors import PermanentError
 from migrator.steps.base import StepContext, StrictModel
 
@@ -66,15 +68,11 @@ def _source_env(ctx: StepContext) -> Any:
 
 
 def ssh_session(ctx: StepContext) -> Any:
-    from migrator.adapters.ssh import session_for  # the run's one SSH session, shared with other steps
-
     _source_env(ctx)
     return session_for(ctx)
 
 
 def docker_remote(ctx: StepContext) -> Any:
-    from migrator.adapters.docker import remote_for
-
     _source_env(ctx)
     return remote_for(ctx)
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from migrator.adapters.pgsql import sql
 from migrator.adapters.postgres import connect, database_exists
 from migrator.errors import GateNotReady, PermanentError
 from migrator.steps.base import Check, Plan, Step, step_type
@@ -85,8 +86,6 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapsho
                on_bytes: Progress) -> tuple[int, int]:
     """A whole table atomically (TRUNCATE + COPY FREEZE in one transaction), or one block range of a
     table truncated beforehand. Returns (rows, bytes)."""
-    from migrator.adapters.pgsql import sql
-
     t = piece.table
     fmt = sql.SQL("binary" if t.binary_ok else "text")
     table = sql.Identifier(t.schema, t.name)
@@ -126,8 +125,6 @@ def copy_piece(source: PgSource, target: PgConn, piece: Piece, snapshot: Snapsho
 
 
 def truncate(target: PgConn, t: cat.TableInfo) -> None:
-    from migrator.adapters.pgsql import sql
-
     with connect(target) as c:
         c.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(t.schema, t.name)))
 
@@ -174,8 +171,6 @@ def set_sequences(source: PgSource, db: PgConn, margin: int = 0) -> int:
 
 
 def _lit(text: str) -> str:
-    from migrator.adapters.pgsql import sql
-
     return sql.Literal(text).as_string(None)
 
 

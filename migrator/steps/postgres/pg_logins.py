@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.pgsql import sql
+from migrator.adapters.postgres import connect
+
 if TYPE_CHECKING:
     from migrator.adapters.postgres import PgConn
     from migrator.steps.postgres.pg_catalog import Query
@@ -34,30 +37,22 @@ SOURCE_EXPLICIT_SQL = ("SELECT (datacl IS NOT NULL)::text, pg_get_userbyid(datdb
 
 
 def _rows(server: PgConn, statement: Any, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    from migrator.adapters.postgres import connect
-
     with connect(server.with_database("postgres")) as c:
         cur = c.execute(statement, params)
         return cur.fetchall() if cur.description else []
 
 
 def acl_of(server: PgConn, name: str) -> Acl:
-    from migrator.adapters.pgsql import sql
-
     return [[g, p, str(gr).lower() == "true"] for g, p, gr in
             _rows(server, sql.SQL(_ACL_SQL).format(name=sql.Literal(name)))]
 
 
 def _grantee(name: str) -> Any:
-    from migrator.adapters.pgsql import sql
-
     return sql.SQL("PUBLIC") if name == "PUBLIC" else sql.Identifier(name)
 
 
 def _revoke_all(server: PgConn, name: str, keep: str | None) -> None:
     """Every privilege on the database revoked from PUBLIC and every grantee but `keep`."""
-    from migrator.adapters.pgsql import sql
-
     for grantee in sorted({g for g, _, _ in acl_of(server, name)} | {"PUBLIC"}):
         if grantee != keep:
             _rows(server, sql.SQL("REVOKE ALL ON DATABASE {} FROM {} CASCADE").format(sql.Identifier(name),
@@ -77,8 +72,6 @@ def keep_out(server: PgConn, name: str) -> int:
 
 def set_acl(server: PgConn, name: str, acl: Acl) -> None:
     """The database's privileges made exactly `acl` (grantors aside)."""
-    from migrator.adapters.pgsql import sql
-
     _revoke_all(server, name, keep=None)
     for grantee, privilege, grantable in acl:
         if privilege not in PRIVILEGES:

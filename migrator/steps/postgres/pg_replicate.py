@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from migrator.adapters.pgsql import sql
 from migrator.adapters.postgres import (
     connect,
     conninfo,
@@ -65,14 +66,10 @@ def repl_name(p: ReplicateParams) -> str:
 
 
 def _id(*names: str) -> str:
-    from migrator.adapters.pgsql import sql
-
     return sql.Identifier(*names).as_string(None)
 
 
 def _lit(text: str) -> str:
-    from migrator.adapters.pgsql import sql
-
     return sql.Literal(text).as_string(None)
 
 
@@ -241,8 +238,6 @@ class PostgresReplicate(Step[ReplicateParams]):
 
     def report(self) -> dict[str, Any]:
         """Rows and bytes the initial sync brought (counted on the target once the gate passed)."""
-        from migrator.adapters.pgsql import sql
-
         _, _, db = self._ends()
         with connect(db) as conn:
             tables = conn.execute("SELECT schemaname, relname FROM pg_stat_user_tables").fetchall()

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.pgsql import sql
 from migrator.adapters.postgres import connect, database_exists, role_exists, rows
 from migrator.errors import PermanentError
 from migrator.steps.postgres import pg_catalog as cat
@@ -43,8 +44,6 @@ def _unquote(ident: str) -> str:
 
 def _map_line(line: str, fn: Callable[[str], str]) -> str:
     """`line` with every role it names passed through `fn` (PUBLIC stays PUBLIC)."""
-    from migrator.adapters.pgsql import sql
-
     def one(m: re.Match[str]) -> str:
         item = m.group(0)
         return item if item == "PUBLIC" else sql.Identifier(fn(_unquote(item))).as_string(None)
@@ -124,8 +123,6 @@ def missing_roles(server: PgConn, roles: set[str]) -> list[str]:
 
 
 def create_roles(server: PgConn, roles: list[str]) -> None:
-    from migrator.adapters.pgsql import sql
-
     with connect(server.with_database("postgres")) as c:
         for role in roles:
             c.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
@@ -147,8 +144,6 @@ def drop_roles(server: PgConn, roles: list[str]) -> list[str]:
 
 def create_database(server: PgConn, name: str, owner: str, info: cat.DatabaseInfo) -> None:
     """CREATE DATABASE with the source's encoding and locale (template0, so nothing else comes along)."""
-    from migrator.adapters.pgsql import sql
-
     stmt = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
         sql.Identifier(name), sql.Identifier(owner), sql.Literal(info.encoding), sql.Literal(info.collate),
         sql.Literal(info.ctype))
@@ -161,8 +156,6 @@ def create_database(server: PgConn, name: str, owner: str, info: cat.DatabaseInf
 
 
 def drop_database(server: PgConn, name: str) -> None:
-    from migrator.adapters.pgsql import sql
-
     with connect(server.with_database("postgres")) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from migrator.adapters.pgsql import sql
+from migrator.adapters.postgres import connect, rows
 from migrator.steps.postgres import pg_catalog as cat
 
 if TYPE_CHECKING:
@@ -59,8 +61,6 @@ def copy_large_objects(source: PgSource, db: PgConn, snapshot: Snapshot | None) 
     """Every large object's contents, in one target transaction: (objects written, bytes). Writing the
     same bytes at the same offsets again is harmless, so a crash before the facts are recorded only costs
     a second pass. Objects pre-data did not create (made on the source after its dump) are created."""
-    from migrator.adapters.postgres import connect
-
     with connect(db, autocommit=False) as conn:
         with conn.cursor() as cur:
             moved = _load_contents(source, cur, snapshot, None)
@@ -86,8 +86,6 @@ def sync_large_objects(source: PgSource, db: PgConn, owner_for: Callable[[str], 
     the new ones (owned by `owner_for(source owner)`), rewrite the changed ones, unlink the removed ones;
     one target transaction. Logical replication carries none of them (pg_largeobject is a catalog).
     Grants and comments of an object added after the schema was copied are not carried."""
-    from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect, rows
 
     src = {int(r[0]): (r[1], r[2]) for r in source.query(LO_DIGESTS_SQL)}
     with connect(db, autocommit=False) as conn:
@@ -120,8 +118,6 @@ def sync_matviews(source: PgSource, db: PgConn) -> tuple[list[str], list[str]]:
     (WITH NO DATA), then each one populated there is refreshed, with the REFRESH statements of the
     source's own post-data dump (those pg_dump emits: the populated ones, in dependency order).
     Logical replication carries no refresh. Returns (refreshed, emptied) labels."""
-    from migrator.adapters.postgres import connect, rows
-
     src = cat.matviews(source.query)
     with connect(db) as c:
         dst = {t.label: pop for t, pop in cat.matviews(lambda q: rows(c, q.encode())).items()}
@@ -171,8 +167,6 @@ def split_list(value: str) -> list[str]:
 
 def set_clause(name: str, value: str) -> str:
     """`SET name TO ...` for one stored setting, as pg_dump writes it."""
-    from migrator.adapters.pgsql import sql
-
     values = split_list(value) if name.lower() in LIST_QUOTE else [value]
     return sql.SQL("SET {} TO {}").format(sql.Identifier(*name.split(".")), sql.SQL(", ").join(
         sql.Literal(v) for v in values)).as_string(None)
@@ -183,8 +177,6 @@ def apply_settings(server: PgConn, database: str, settings: list[cat.Setting],
     """The source's database- and role-in-database settings on the target database (idempotent: SET
     replaces). `role_for` maps a source role to the target's, or None to skip it; returns the roles
     skipped."""
-    from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     skipped: list[str] = []
     with connect(server.with_database("postgres")) as c:
@@ -203,8 +195,6 @@ def apply_settings(server: PgConn, database: str, settings: list[cat.Setting],
 
 
 def set_comment(server: PgConn, database: str, comment: str | None) -> None:
-    from migrator.adapters.pgsql import sql
-    from migrator.adapters.postgres import connect
 
     with connect(server.with_database("postgres")) as c:
         c.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(database),
