@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from migrator.errors import PermanentError
 from migrator.runbook.loader import params_model
-from migrator.steps.base import StepContext, StrictModel
+from migrator.steps.base import Facts, StepContext, StrictModel
 from migrator.steps.postgres.pg_common import TargetParams
 
 if TYPE_CHECKING:
@@ -53,6 +53,14 @@ class S3Params(StrictModel):
         if url is not None and not url.startswith(("https://", "http://127.", "http://localhost", "http://[::1]")):
             raise ValueError("endpoint_url must be https:// (plain http only to a loopback address)")
         return self
+
+
+class BackupFacts(Facts):
+    """What backup.create records that backup.restore (`backup_step`) reads back: where the backup is."""
+
+    folder: str | None = None  # under the destination; None until the first artefact is made
+    backup_id: str | None = None
+    location: str | None = None
 
 
 class Destination(StrictModel):

@@ -67,7 +67,7 @@ class BackupRestore(Step[RestoreParams]):
         if self.params.name:
             return self.params.name
         assert self.params.backup_step is not None
-        folder = self.ctx.facts_of(self.params.backup_step).get("folder")
+        folder = self.ctx.facts_as(bc.BackupFacts, self.params.backup_step).folder
         if not folder:
             raise PermanentError(f"{self.ctx.step_id}: step {self.params.backup_step} has no backup recorded")
         return str(folder)
