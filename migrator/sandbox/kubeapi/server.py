@@ -266,6 +266,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
+        # The stream ends with the connection: said in the response, so a client's pool does not send its
+        # next request on it (a POST there, never retried, failed with RemoteDisconnected).
+        self.send_header("Connection", "close")
         for w in warnings:
             self.send_header("Warning", '299 - "' + w.replace('"', "'").replace("\n", " ") + '"')
         self.end_headers()
